@@ -1,0 +1,71 @@
+import { z } from 'zod';
+
+/**
+ * Messages a robot's agent publishes. Firmware in other languages validates against the JSON Schema exported from
+ * these (`npm run schemas:export`), so every field says what it is.
+ */
+
+const percent = z.number().min(0).max(100);
+const isoTimestamp = z.iso.datetime({ offset: true });
+
+export const TelemetrySample = z
+  .object({
+    /** When the agent took the sample (its clock, ISO 8601). */
+    sampledAt: isoTimestamp,
+    cpuPercent: percent.optional(),
+    memoryPercent: percent.optional(),
+    memoryUsedBytes: z.number().int().nonnegative().optional(),
+    diskPercent: percent.optional(),
+    cpuTemperatureC: z.number().min(-60).max(200).optional(),
+    uptimeSeconds: z.number().nonnegative().optional(),
+    load1: z.number().nonnegative().optional(),
+    networkRxBytes: z.number().int().nonnegative().optional(),
+    networkTxBytes: z.number().int().nonnegative().optional(),
+    agentVersion: z.string().max(64).optional(),
+    lerobotVersion: z.string().max(64).optional(),
+  })
+  .strict();
+export type TelemetrySample = z.infer<typeof TelemetrySample>;
+
+/** The numeric metrics of a sample that thresholds can watch. */
+export const TELEMETRY_METRICS = ['cpuPercent', 'memoryPercent', 'diskPercent', 'cpuTemperatureC'] as const;
+export type TelemetryMetricName = (typeof TELEMETRY_METRICS)[number];
+
+const eventId = z
+  .string()
+  .min(8)
+  .max(128)
+  .regex(/^[A-Za-z0-9:_.-]+$/, 'letters, digits and : _ . - only (a UUID is ideal)');
+
+const operatorAddress = z.string().min(1).max(64);
+
+export const TeleoperationStartedData = z
+  .object({
+    operatorAddress: operatorAddress.optional(),
+    /** Which detector signals fired, e.g. ["actions", "peer"]. */
+    signals: z.array(z.string().min(1).max(32)).max(16).default([]),
+    score: z.number().min(0).max(1).optional(),
+  })
+  .strict();
+
+export const TeleoperationStoppedData = z
+  .object({
+    durationMs: z.number().int().nonnegative().optional(),
+    reason: z.string().min(1).max(64),
+  })
+  .strict();
+
+/**
+ * What the agent reports as a fact. `eventId` is chosen by the agent and kept across redeliveries (offline queue,
+ * QoS 1), so the cloud appends each one exactly once.
+ */
+export const AgentEvent = z.discriminatedUnion('type', [
+  z
+    .object({ eventId, occurredAt: isoTimestamp, type: z.literal('TeleoperationStarted'), data: TeleoperationStartedData })
+    .strict(),
+  z
+    .object({ eventId, occurredAt: isoTimestamp, type: z.literal('TeleoperationStopped'), data: TeleoperationStoppedData })
+    .strict(),
+]);
+export type AgentEvent = z.infer<typeof AgentEvent>;
+export const AGENT_EVENT_TYPES = AgentEvent.options.map((o) => o.shape.type.value);

@@ -1,0 +1,100 @@
+import { z } from 'zod';
+import { TeleoperationStartedData, TeleoperationStoppedData, TELEMETRY_METRICS } from './device.js';
+import { RobotId, RobotModel } from './robot-id.js';
+
+/**
+ * Domain events: the facts in the event log. Each carries a schema `version` so old records stay readable when a
+ * payload changes shape; a new shape gets a new version and an upcaster, never an edit in place.
+ */
+
+export const AlertSeverity = z.enum(['warning', 'critical']);
+export type AlertSeverity = z.infer<typeof AlertSeverity>;
+export const TelemetryMetric = z.enum(TELEMETRY_METRICS);
+export type TelemetryMetric = z.infer<typeof TelemetryMetric>;
+
+const isoTimestamp = z.iso.datetime({ offset: true });
+
+const envelope = {
+  eventId: z.string().min(1).max(200),
+  robotId: RobotId,
+  /** When the fact happened (IoT Core's clock for presence, the agent's for its own facts, ours for commands). */
+  at: isoTimestamp,
+  version: z.literal(1),
+};
+
+const event = <T extends string, D extends z.ZodType>(type: T, data: D) =>
+  z.object({ ...envelope, type: z.literal(type), data }).strict();
+
+export const RobotRegistered = event('RobotRegistered', z.object({ model: RobotModel }).strict());
+export const RobotConnected = event(
+  'RobotConnected',
+  z
+    .object({
+      sessionIdentifier: z.string(),
+      versionNumber: z.number().int().nonnegative(),
+      ipAddress: z.string().optional(),
+      /** IoT Core's timestamp of the lifecycle event, ms since the epoch: ordering needs it. */
+      timestamp: z.number().int().nonnegative(),
+    })
+    .strict(),
+);
+export const RobotDisconnected = event(
+  'RobotDisconnected',
+  z
+    .object({
+      sessionIdentifier: z.string(),
+      versionNumber: z.number().int().nonnegative(),
+      clientInitiated: z.boolean(),
+      reason: z.string().optional(),
+      timestamp: z.number().int().nonnegative(),
+    })
+    .strict(),
+);
+export const AlertRaised = event(
+  'AlertRaised',
+  z
+    .object({
+      metric: TelemetryMetric,
+      severity: AlertSeverity,
+      value: z.number(),
+      threshold: z.number(),
+    })
+    .strict(),
+);
+export const AlertCleared = event(
+  'AlertCleared',
+  z.object({ metric: TelemetryMetric, value: z.number(), threshold: z.number() }).strict(),
+);
+export const TeleoperationStarted = event('TeleoperationStarted', TeleoperationStartedData);
+export const TeleoperationStopped = event('TeleoperationStopped', TeleoperationStoppedData);
+export const RobotMarkedFailed = event(
+  'RobotMarkedFailed',
+  z.object({ reason: z.string().min(1).max(500), by: z.string().max(200) }).strict(),
+);
+export const RobotRecovered = event(
+  'RobotRecovered',
+  z.object({ by: z.string().max(200), note: z.string().max(500).optional() }).strict(),
+);
+
+export const DomainEvent = z.discriminatedUnion('type', [
+  RobotRegistered,
+  RobotConnected,
+  RobotDisconnected,
+  AlertRaised,
+  AlertCleared,
+  TeleoperationStarted,
+  TeleoperationStopped,
+  RobotMarkedFailed,
+  RobotRecovered,
+]);
+export type DomainEvent = z.infer<typeof DomainEvent>;
+export type DomainEventType = DomainEvent['type'];
+export type EventOf<T extends DomainEventType> = Extract<DomainEvent, { type: T }>;
+export const DOMAIN_EVENT_TYPES = DomainEvent.options.map((o) => o.shape.type.value) as DomainEventType[];
+
+/** An event as stored in the log: the log gives it its sequence number and the time it was recorded. */
+export interface RecordedEvent<E extends DomainEvent = DomainEvent> {
+  readonly seq: number;
+  readonly recordedAt: string;
+  readonly event: E;
+}
