@@ -1,0 +1,49 @@
+import type { DomainEvent, RecordedEvent, TelemetrySample } from '../../schemas/index.js';
+import type { RobotState } from '../domain/robot-state.js';
+
+/** The head item of a robot in the event log: its folded state and latest telemetry sample. */
+export interface RobotHead {
+  readonly robotId: string;
+  readonly state: RobotState;
+  /** Sequence number of the newest event (0 before the first). */
+  readonly lastSeq: number;
+  /** Grows with every write of the head, telemetry included; appends are conditioned on it. */
+  readonly revision: number;
+  readonly telemetry: TelemetrySample | null;
+  readonly updatedAt: string;
+}
+
+export interface AppendRequest {
+  readonly robotId: string;
+  /** The head revision the decision was made on; null when the robot has no head yet. */
+  readonly expectedRevision: number | null;
+  /** Sequence number the decision was made on (the head's lastSeq, 0 for a new robot). */
+  readonly expectedLastSeq: number;
+  readonly events: readonly DomainEvent[];
+  /** The state after folding `events`. */
+  readonly state: RobotState;
+  /** A new telemetry sample for the head, when the command carried one. */
+  readonly telemetry?: TelemetrySample | undefined;
+  readonly recordedAt: string;
+}
+
+export type AppendOutcome =
+  | { readonly status: 'appended'; readonly head: RobotHead; readonly recorded: readonly RecordedEvent[] }
+  /** Another writer changed the head since it was read: read again, decide again. */
+  | { readonly status: 'conflict' }
+  /** One of the events' ids is already in the log: the command was applied before, so nothing was written. */
+  | { readonly status: 'duplicate'; readonly eventIds: readonly string[] };
+
+export interface EventPage {
+  readonly events: readonly RecordedEvent[];
+  /** Pass as `afterSeq` for the next page; null on the last page. */
+  readonly nextAfterSeq: number | null;
+}
+
+/** The append-only event log (DynamoDB in AWS and locally). */
+export interface EventLog {
+  readHead(robotId: string): Promise<RobotHead | null>;
+  /** Writes the events, their eventId markers and the new head in one transaction, or nothing. */
+  append(request: AppendRequest): Promise<AppendOutcome>;
+  readEvents(robotId: string, options?: { afterSeq?: number; limit?: number }): Promise<EventPage>;
+}

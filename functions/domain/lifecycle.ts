@@ -1,0 +1,52 @@
+import type { Lifecycle } from '../../schemas/index.js';
+import type { RobotState } from './robot-state.js';
+
+/**
+ * The robot lifecycle from the legacy spec: discovered → provisioning → ready → active → maintenance, plus offline
+ * and failed. It is derived from the folded state rather than stored, so it can never disagree with the facts; the
+ * table below is the contract every derived change must respect (a property test folds random histories and checks
+ * each step against it).
+ *
+ * - discovered: seen on the network but not (yet) registered by the factory;
+ * - provisioning: the factory is registering it (fleet provisioning, later);
+ * - ready: registered, online, idle;
+ * - active: someone is driving it, or a deployment is running on it;
+ * - maintenance: taken out of service on purpose (later);
+ * - offline: not connected (whatever else is true);
+ * - failed: an engineer marked it failed; only recovery leaves this state.
+ */
+export const LIFECYCLE_TRANSITIONS: Readonly<Record<Lifecycle, readonly Lifecycle[]>> = {
+  discovered: ['provisioning', 'ready', 'active', 'offline', 'failed'],
+  provisioning: ['discovered', 'ready', 'offline', 'failed'],
+  ready: ['active', 'maintenance', 'offline', 'failed'],
+  active: ['ready', 'maintenance', 'offline', 'failed'],
+  maintenance: ['ready', 'offline', 'failed'],
+  offline: ['discovered', 'provisioning', 'ready', 'active', 'maintenance', 'failed'],
+  failed: ['discovered', 'ready', 'active', 'maintenance', 'offline'],
+};
+
+export function canTransition(from: Lifecycle, to: Lifecycle): boolean {
+  return from === to || LIFECYCLE_TRANSITIONS[from].includes(to);
+}
+
+export function lifecycleOf(state: RobotState): Lifecycle {
+  if (state.failure) return 'failed';
+  if (state.presence.status === 'offline') return 'offline';
+  if (!state.registered) return 'discovered';
+  if (state.teleoperation.active || state.deployment) return 'active';
+  return 'ready';
+}
+
+/** Online, not failed, and no active critical alert. */
+export function isHealthy(state: RobotState): boolean {
+  return (
+    state.presence.status === 'online' &&
+    !state.failure &&
+    !Object.values(state.alerts).some((alert) => alert?.severity === 'critical')
+  );
+}
+
+/** Healthy, not being driven, and not in the middle of a deployment. */
+export function isDeployable(state: RobotState): boolean {
+  return isHealthy(state) && !state.teleoperation.active && !state.deployment;
+}

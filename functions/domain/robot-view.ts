@@ -1,0 +1,34 @@
+import type { ActiveAlertView, RobotView, TelemetryMetric, TelemetrySample } from '../../schemas/index.js';
+import type { z } from 'zod';
+import { isDeployable, isHealthy, lifecycleOf } from './lifecycle.js';
+import type { RobotState } from './robot-state.js';
+
+/** How the API shows a robot: its folded state plus the derived lifecycle, health and deployability. */
+export function toRobotView(state: RobotState, lastSeq: number, telemetry: TelemetrySample | null): RobotView {
+  const alerts: z.infer<typeof ActiveAlertView>[] = Object.entries(state.alerts).flatMap(([metric, alert]) =>
+    alert ? [{ metric: metric as TelemetryMetric, ...alert }] : [],
+  );
+  return {
+    robotId: state.robotId,
+    model: state.model,
+    status: state.presence.status,
+    lifecycle: lifecycleOf(state),
+    healthy: isHealthy(state),
+    deployable: isDeployable(state),
+    registered: state.registered,
+    connection:
+      state.presence.status === 'online' && state.presence.sessionIdentifier && state.presence.since
+        ? {
+            sessionIdentifier: state.presence.sessionIdentifier,
+            ipAddress: state.presence.ipAddress,
+            since: state.presence.since,
+          }
+        : null,
+    lastSeenAt: state.presence.status === 'online' ? null : state.presence.since,
+    teleoperation: { ...state.teleoperation },
+    alerts,
+    failure: state.failure ? { ...state.failure } : null,
+    telemetry,
+    lastSeq,
+  };
+}

@@ -1,0 +1,24 @@
+import { Signer } from '@aws-sdk/rds-signer';
+import pg from 'pg';
+import type { DatabaseEnv } from './env.js';
+
+/**
+ * A pg pool from the environment. In Lambda one connection per container is enough (one event at a time) and RDS
+ * Proxy multiplexes them; locally and in tests the URL points at a server.
+ */
+export function createPool(env: DatabaseEnv, options: { max?: number } = {}): pg.Pool {
+  const max = options.max ?? 1;
+  if ('DATABASE_URL' in env) return new pg.Pool({ connectionString: env.DATABASE_URL, max });
+  const signer = new Signer({ hostname: env.DB_HOST, port: env.DB_PORT, username: env.DB_USER, region: env.AWS_REGION });
+  return new pg.Pool({
+    host: env.DB_HOST,
+    port: env.DB_PORT,
+    database: env.DB_NAME,
+    user: env.DB_USER,
+    // IAM auth tokens live 15 minutes; pg asks for a password per new connection, so each gets a fresh token.
+    password: env.DB_IAM_AUTH ? () => signer.getAuthToken() : undefined,
+    ssl: { rejectUnauthorized: true },
+    max,
+    idleTimeoutMillis: 60_000,
+  });
+}

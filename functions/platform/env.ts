@@ -1,0 +1,41 @@
+import { z } from 'zod';
+
+/** A missing or malformed environment variable: the cold start fails with a message naming each one. */
+export class ConfigurationError extends Error {
+  override readonly name = 'ConfigurationError';
+}
+
+/**
+ * Parses the environment once, at cold start. Lambda reports the thrown error on init, so a deploy with a missing
+ * variable fails loudly on the first invocation instead of half-working.
+ */
+export function loadEnv<S extends z.ZodObject>(schema: S, source: NodeJS.ProcessEnv = process.env): z.infer<S> {
+  const parsed = schema.safeParse(source);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(env)'}: ${issue.message}`);
+  throw new ConfigurationError(`Invalid environment: ${problems.join('; ')}`);
+}
+
+const boolean = z
+  .enum(['true', 'false', '1', '0'])
+  .transform((value) => value === 'true' || value === '1');
+
+/**
+ * Where PostgreSQL is: either a URL (local cloud, tests) or the RDS Proxy endpoint reached with IAM auth (AWS), where
+ * the password is a short-lived token signed from the Lambda's own role.
+ */
+export const DatabaseEnv = z.union([
+  z.object({ DATABASE_URL: z.string().url() }),
+  z.object({
+    DB_HOST: z.string().min(1),
+    DB_PORT: z.coerce.number().int().positive().default(5432),
+    DB_NAME: z.string().min(1),
+    DB_USER: z.string().min(1),
+    DB_IAM_AUTH: boolean.default(true),
+    AWS_REGION: z.string().min(1),
+  }),
+]);
+export type DatabaseEnv = z.infer<typeof DatabaseEnv>;
+
+export const EventLogEnv = z.object({ EVENT_LOG_TABLE: z.string().min(1) });
+export const ConnectionsEnv = z.object({ CONNECTIONS_TABLE: z.string().min(1) });
