@@ -42,6 +42,25 @@ export interface HeadItem {
   readonly updatedAt: string;
 }
 
+/** Proof that an eventId is in the log, and where: the seq it got (the key's `seq` is the reserved 0). */
+export interface MarkerItem {
+  readonly robotId: string;
+  readonly seq: typeof HEAD_SEQ;
+  readonly kind: 'marker';
+  readonly eventSeq: number;
+  readonly recordedAt: string;
+}
+
+export function toMarkerItem(recorded: RecordedEvent): MarkerItem {
+  return {
+    robotId: markerKey(recorded.event.robotId, recorded.event.eventId).robotId,
+    seq: HEAD_SEQ,
+    kind: 'marker',
+    eventSeq: recorded.seq,
+    recordedAt: recorded.recordedAt,
+  };
+}
+
 export function toEventItem(recorded: RecordedEvent): EventItem {
   const { event } = recorded;
   return {
@@ -57,11 +76,12 @@ export function toEventItem(recorded: RecordedEvent): EventItem {
   };
 }
 
+// Built once: zod compiles a schema on its first parse, which costs more than the parse itself.
+const EventItemBase = z.object({ robotId: z.string(), seq: z.number().int().positive(), recordedAt: z.string() });
+
 /** A stored event item back to a domain event; throws a ZodError naming the field when the item is malformed. */
 export function fromEventItem(item: Record<string, unknown>): RecordedEvent {
-  const base = z
-    .object({ robotId: z.string(), seq: z.number().int().positive(), recordedAt: z.string() })
-    .parse(item);
+  const base = EventItemBase.parse(item);
   const event = DomainEvent.parse({
     eventId: item.eventId,
     robotId: item.robotId,

@@ -51,6 +51,7 @@ export async function executeRobotCommand(
       events,
       state: fold(state, events),
       telemetry: sample,
+      previousTelemetry: head?.telemetry ?? null,
       recordedAt: options.now().toISOString(),
     });
     if (outcome.status === 'appended') return outcome;

@@ -24,6 +24,11 @@ export interface AppendRequest {
   readonly state: RobotState;
   /** A new telemetry sample for the head, when the command carried one. */
   readonly telemetry?: TelemetrySample | undefined;
+  /**
+   * The sample of the head the decision was made on, carried over when `telemetry` is absent. Optional so older
+   * callers keep compiling; without it the log reads the head once more to carry the sample over.
+   */
+  readonly previousTelemetry?: TelemetrySample | null | undefined;
   readonly recordedAt: string;
 }
 
@@ -46,4 +51,12 @@ export interface EventLog {
   /** Writes the events, their eventId markers and the new head in one transaction, or nothing. */
   append(request: AppendRequest): Promise<AppendOutcome>;
   readEvents(robotId: string, options?: { afterSeq?: number; limit?: number }): Promise<EventPage>;
+}
+
+/** Reading the whole log back, for rebuilding the read models from it. */
+export interface EventLogReplay {
+  /** Every event of every robot; each robot's events in seq order, robots one after another in no set order. */
+  replayAll(): AsyncGenerator<RecordedEvent>;
+  /** Every robot's head: its folded state and latest telemetry sample. */
+  replayHeads(): AsyncGenerator<RobotHead>;
 }

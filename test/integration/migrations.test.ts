@@ -1,4 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { lambdaContext } from '../../local/lambda-context.js';
 import { migrate } from '../../functions/adapters/pg-migrations.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 
@@ -29,6 +31,29 @@ describe('read model migrations', () => {
       expect(results.flat()).toEqual(['0001_read_models']);
     } finally {
       await other.drop();
+    }
+  });
+});
+
+describe('db-migrate handler (the deploy\'s migration step)', () => {
+  it('migrates on create and update, and leaves the data alone on delete', async () => {
+    const db = await createTestDatabase({ migrate: false });
+    try {
+      vi.stubEnv('DATABASE_URL', db.url);
+      const { handler } = await import('../../functions/handlers/db-migrate.js');
+      const request = (RequestType: string) =>
+        ({ RequestType, ResourceProperties: {}, PhysicalResourceId: 'read-model-migrations' }) as unknown as CloudFormationCustomResourceEvent;
+
+      const created = await handler(request('Create'), lambdaContext('db-migrate'));
+      expect(created).toEqual({ PhysicalResourceId: 'read-model-migrations', Data: { Applied: '0001_read_models' } });
+      const updated = await handler(request('Update'), lambdaContext('db-migrate'));
+      expect(updated).toEqual({ PhysicalResourceId: 'read-model-migrations', Data: { Applied: 'none' } });
+      await handler(request('Delete'), lambdaContext('db-migrate'));
+      const robots = await db.pool.query("SELECT to_regclass('public.robots') AS t");
+      expect(robots.rows[0].t).toBe('robots');
+    } finally {
+      vi.unstubAllEnvs();
+      await db.drop();
     }
   });
 });
