@@ -1,0 +1,360 @@
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { CfnOutput, CustomResource, Duration, RemovalPolicy, Stack, Validations, type StackProps } from 'aws-cdk-lib';
+import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import { HttpUserPoolAuthorizer, WebSocketLambdaAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
+import { HttpLambdaIntegration, WebSocketLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import type * as cognito from 'aws-cdk-lib/aws-cognito';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { DynamoEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as rds from 'aws-cdk-lib/aws-rds';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import * as cr from 'aws-cdk-lib/custom-resources';
+import type { Construct } from 'constructs';
+import { AppFunction, REPO_ROOT, type AppFunctionVpcPlacement } from '../constructs/app-function.js';
+import { DB_NAME, DB_PORT, DB_USER } from './stateful-stack.js';
+
+export const MIGRATIONS_DIR = path.join(REPO_ROOT, 'functions', 'migrations');
+export const WEBSOCKET_STAGE = 'live';
+
+/** The routes of the one `http-api` Lambda; the paths are the legacy v2 API's. */
+export const HTTP_ROUTES: ReadonlyArray<{ method: apigwv2.HttpMethod; path: string }> = [
+  { method: apigwv2.HttpMethod.GET, path: '/api/v2/robots' },
+  { method: apigwv2.HttpMethod.GET, path: '/api/v2/robots/healthy' },
+  { method: apigwv2.HttpMethod.GET, path: '/api/v2/robots/deployable' },
+  { method: apigwv2.HttpMethod.GET, path: '/api/v2/robots/{id}' },
+  { method: apigwv2.HttpMethod.GET, path: '/api/v2/robots/{id}/events' },
+  { method: apigwv2.HttpMethod.GET, path: '/api/v2/metrics' },
+  { method: apigwv2.HttpMethod.POST, path: '/api/v2/robots/{id}/fail' },
+  { method: apigwv2.HttpMethod.POST, path: '/api/v2/robots/{id}/recover' },
+];
+
+export interface ApiStackProps extends StackProps {
+  readonly eventLog: dynamodb.ITable;
+  readonly connections: dynamodb.ITable;
+  readonly vpc: ec2.IVpc;
+  readonly dbSubnets: ec2.SubnetSelection;
+  readonly dbClientSecurityGroup: ec2.ISecurityGroup;
+  readonly proxy: rds.IDatabaseProxy;
+  readonly projectorDlq: sqs.IQueue;
+  readonly broadcasterDlq: sqs.IQueue;
+  readonly userPool: cognito.UserPool;
+  readonly dashboardClient: cognito.IUserPoolClient;
+  readonly dashboardOrigins: string[];
+}
+
+/**
+ * The stateless cloud: the HTTP API (/api/v2), the WebSocket API with its $connect authorizer, the two consumers of
+ * the event log stream, and the migration step that brings the read-model schema up to date on deploy.
+ */
+export class ApiStack extends Stack {
+  readonly httpApi: apigwv2.HttpApi;
+  readonly httpStage: apigwv2.HttpStage;
+  readonly webSocketApi: apigwv2.WebSocketApi;
+  readonly webSocketStage: apigwv2.WebSocketStage;
+  readonly functions: Record<string, lambda.IFunction> = {};
+
+  constructor(scope: Construct, id: string, props: ApiStackProps) {
+    super(scope, id, props);
+
+    const inVpc: AppFunctionVpcPlacement = {
+      vpc: props.vpc,
+      subnets: props.dbSubnets,
+      securityGroups: [props.dbClientSecurityGroup],
+    };
+    const dbEnv = {
+      DB_HOST: props.proxy.endpoint,
+      DB_PORT: String(DB_PORT),
+      DB_NAME,
+      DB_USER,
+      DB_IAM_AUTH: 'true',
+    };
+    const withDatabase = (fn: lambda.IFunction): void => {
+      props.proxy.grantConnect(fn, DB_USER);
+    };
+    const connectionsEnv = { CONNECTIONS_TABLE: props.connections.tableName };
+    const add = (id: string, fn: AppFunction): lambda.IFunction => {
+      this.functions[id] = fn.fn;
+      return fn.fn;
+    };
+
+    // ---- WebSocket API (created first: the broadcaster needs its callback URL).
+    const wsAuthorizerFn = add(
+      'WsAuthorizer',
+      new AppFunction(this, 'WsAuthorizer', {
+        handler: 'ws-authorizer',
+        description: 'Verifies the Cognito JWT in ?token= on WebSocket $connect',
+        environment: {
+          JWT_ISSUER: props.userPool.userPoolProviderUrl,
+          JWT_AUDIENCE: props.dashboardClient.userPoolClientId,
+        },
+      }),
+    );
+    const wsFunction = (id: string, handler: string, description: string): lambda.IFunction => {
+      const fn = add(id, new AppFunction(this, id, { handler, description, environment: connectionsEnv }));
+      props.connections.grantReadWriteData(fn);
+      return fn;
+    };
+    const wsConnect = wsFunction('WsConnect', 'ws-connect', 'Records a new WebSocket connection');
+    const wsDisconnect = wsFunction('WsDisconnect', 'ws-disconnect', 'Removes a closed WebSocket connection');
+    const wsSubscribe = wsFunction('WsSubscribe', 'ws-subscribe', 'Subscribes a connection to robots');
+    const wsUnsubscribe = wsFunction('WsUnsubscribe', 'ws-unsubscribe', 'Unsubscribes a connection from robots');
+
+    this.webSocketApi = new apigwv2.WebSocketApi(this, 'WebSocketApi', {
+      apiName: `${this.stackName}-live`,
+      description: 'Lekiwi Heartbeat live fleet updates',
+      routeSelectionExpression: '$request.body.action',
+      connectRouteOptions: {
+        integration: new WebSocketLambdaIntegration('Connect', wsConnect),
+        authorizer: new WebSocketLambdaAuthorizer('ConnectAuthorizer', wsAuthorizerFn, {
+          identitySource: ['route.request.querystring.token'],
+        }),
+      },
+      disconnectRouteOptions: { integration: new WebSocketLambdaIntegration('Disconnect', wsDisconnect) },
+    });
+    this.webSocketApi.addRoute('subscribe', {
+      integration: new WebSocketLambdaIntegration('Subscribe', wsSubscribe),
+      returnResponse: true,
+    });
+    this.webSocketApi.addRoute('unsubscribe', {
+      integration: new WebSocketLambdaIntegration('Unsubscribe', wsUnsubscribe),
+      returnResponse: true,
+    });
+    // WebSocket APIs authenticate once, at $connect; API Gateway has no authorizer on the other routes.
+    Validations.of(this.webSocketApi).acknowledge({
+      id: 'AwsSolutions-APIG4',
+      reason:
+        'API Gateway WebSocket APIs only support authorizers on $connect; $disconnect, subscribe and unsubscribe run on a connection that $connect already authorized.',
+    });
+
+    this.webSocketStage = new apigwv2.WebSocketStage(this, 'WebSocketStage', {
+      webSocketApi: this.webSocketApi,
+      stageName: WEBSOCKET_STAGE,
+      autoDeploy: true,
+      throttle: { rateLimit: 100, burstLimit: 200 },
+      accessLogSettings: {
+        destination: new apigwv2.LogGroupLogDestination(this.accessLogGroup('WebSocketAccessLogs')),
+        format: apigw.AccessLogFormat.custom(
+          JSON.stringify({
+            requestId: '$context.requestId',
+            connectionId: '$context.connectionId',
+            routeKey: '$context.routeKey',
+            eventType: '$context.eventType',
+            status: '$context.status',
+            requestTime: '$context.requestTime',
+            sourceIp: '$context.identity.sourceIp',
+            integrationLatency: '$context.integrationLatency',
+            authorizerError: '$context.authorizer.error',
+            error: '$context.error.message',
+          }),
+        ),
+      },
+    });
+    this.apiGatewayLoggingRole();
+
+    // ---- Stream consumers. One shard at a time per robot partition (parallelizationFactor 1): order matters.
+    const projector = add(
+      'StreamProjector',
+      new AppFunction(this, 'StreamProjector', {
+        handler: 'stream-projector',
+        description: 'Projects the event log stream into the PostgreSQL read models',
+        environment: dbEnv,
+        vpcPlacement: inVpc,
+        timeout: Duration.seconds(60),
+      }),
+    );
+    withDatabase(projector);
+    projector.addEventSource(
+      new DynamoEventSource(props.eventLog, {
+        startingPosition: lambda.StartingPosition.TRIM_HORIZON,
+        batchSize: 100,
+        bisectBatchOnError: true,
+        reportBatchItemFailures: true,
+        retryAttempts: 5,
+        maxRecordAge: Duration.days(1),
+        parallelizationFactor: 1,
+        onFailure: new SqsDlq(props.projectorDlq),
+      }),
+    );
+
+    const broadcaster = add(
+      'StreamBroadcaster',
+      new AppFunction(this, 'StreamBroadcaster', {
+        handler: 'stream-broadcaster',
+        description: 'Pushes event log records to the WebSocket connections subscribed to the robot',
+        environment: { ...connectionsEnv, WS_ENDPOINT: this.webSocketStage.callbackUrl },
+        timeout: Duration.seconds(30),
+      }),
+    );
+    props.connections.grantReadWriteData(broadcaster);
+    this.webSocketApi.grantManageConnections(broadcaster);
+    const webSocketApiId = this.getLogicalId(this.webSocketApi.node.defaultChild as apigwv2.CfnApi);
+    Validations.of(broadcaster).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<${webSocketApiId}>/*/*/@connections/*]`,
+      reason:
+        'PostToConnection/DeleteConnection address connection ids that exist only at run time; the grant is limited to this WebSocket API.',
+    });
+    broadcaster.addEventSource(
+      new DynamoEventSource(props.eventLog, {
+        startingPosition: lambda.StartingPosition.TRIM_HORIZON,
+        batchSize: 100,
+        bisectBatchOnError: true,
+        reportBatchItemFailures: true,
+        // A live update is only worth sending while it is fresh: fewer retries and a shorter age than the
+        // projector, so a stuck batch does not hold back the live view for long. The dashboard reloads state
+        // from the HTTP API when it reconnects.
+        retryAttempts: 2,
+        maxRecordAge: Duration.minutes(5),
+        parallelizationFactor: 1,
+        onFailure: new SqsDlq(props.broadcasterDlq),
+      }),
+    );
+
+    // ---- HTTP API: one Lambda for every /api/v2 route, a Cognito JWT authorizer on each of them.
+    const httpApiFn = add(
+      'HttpApi',
+      new AppFunction(this, 'HttpApiHandler', {
+        handler: 'http-api',
+        description: 'The /api/v2 HTTP API',
+        environment: { ...dbEnv, EVENT_LOG_TABLE: props.eventLog.tableName },
+        vpcPlacement: inVpc,
+        // API Gateway gives up on the integration after 30 s.
+        timeout: Duration.seconds(29),
+      }),
+    );
+    withDatabase(httpApiFn);
+    props.eventLog.grantReadWriteData(httpApiFn);
+
+    const authorizer = new HttpUserPoolAuthorizer('CognitoAuthorizer', props.userPool, {
+      userPoolClients: [props.dashboardClient],
+    });
+    this.httpApi = new apigwv2.HttpApi(this, 'HttpApi', {
+      apiName: `${this.stackName}-http`,
+      description: 'Lekiwi Heartbeat /api/v2',
+      createDefaultStage: false,
+      defaultAuthorizer: authorizer,
+      corsPreflight: {
+        allowOrigins: props.dashboardOrigins,
+        allowMethods: [apigwv2.CorsHttpMethod.GET, apigwv2.CorsHttpMethod.POST, apigwv2.CorsHttpMethod.OPTIONS],
+        allowHeaders: ['authorization', 'content-type'],
+        maxAge: Duration.hours(1),
+      },
+    });
+    const integration = new HttpLambdaIntegration('HttpApiIntegration', httpApiFn);
+    for (const route of HTTP_ROUTES) {
+      this.httpApi.addRoutes({ path: route.path, methods: [route.method], integration, authorizer });
+    }
+    this.httpStage = this.httpApi.addStage('DefaultStage', {
+      stageName: '$default',
+      autoDeploy: true,
+      throttle: { rateLimit: 50, burstLimit: 100 },
+      accessLogSettings: {
+        destination: new apigwv2.LogGroupLogDestination(this.accessLogGroup('HttpAccessLogs')),
+        format: apigw.AccessLogFormat.custom(
+          JSON.stringify({
+            requestId: '$context.requestId',
+            routeKey: '$context.routeKey',
+            status: '$context.status',
+            requestTime: '$context.requestTime',
+            sourceIp: '$context.identity.sourceIp',
+            userAgent: '$context.identity.userAgent',
+            responseLength: '$context.responseLength',
+            integrationLatency: '$context.integrationLatency',
+            authorizerError: '$context.authorizer.error',
+            error: '$context.error.message',
+          }),
+        ),
+      },
+    });
+
+    // ---- Migrations: applied by a custom resource whose properties carry a hash of the SQL files, so
+    // CloudFormation calls it again exactly when a migration was added or changed.
+    const migrate = add(
+      'DbMigrate',
+      new AppFunction(this, 'DbMigrate', {
+        handler: 'db-migrate',
+        description: 'Applies functions/migrations/*.sql to the read-model database (CloudFormation custom resource)',
+        environment: { ...dbEnv, MIGRATIONS_DIR: '/var/task/migrations' },
+        vpcPlacement: inVpc,
+        timeout: Duration.minutes(5),
+        commandHooks: {
+          beforeBundling: () => [],
+          beforeInstall: () => [],
+          afterBundling: (inputDir: string, outputDir: string) => [
+            `mkdir -p "${outputDir}/migrations"`,
+            `cp "${inputDir}/functions/migrations/"*.sql "${outputDir}/migrations/"`,
+          ],
+        },
+      }),
+    );
+    withDatabase(migrate);
+    const migrationProvider = new cr.Provider(this, 'MigrationProvider', {
+      onEventHandler: migrate,
+      logGroup: new logs.LogGroup(this, 'MigrationProviderLogs', {
+        retention: logs.RetentionDays.ONE_MONTH,
+        removalPolicy: RemovalPolicy.DESTROY,
+      }),
+    });
+    Validations.of(migrationProvider).acknowledge({
+      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+      reason: 'The custom resource framework Lambda (owned by aws-cdk-lib) only writes its own logs with this AWS-maintained policy.',
+    });
+    Validations.of(migrationProvider).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::<${this.getLogicalId(migrate.node.defaultChild as lambda.CfnFunction)}.Arn>:*]`,
+      reason: 'The custom resource framework may invoke any version of the migration function it was given; the grant names that one function.',
+    });
+    const migrations = new CustomResource(this, 'Migrations', {
+      serviceToken: migrationProvider.serviceToken,
+      resourceType: 'Custom::HeartbeatMigrations',
+      properties: { migrationsHash: migrationsHash() },
+    });
+    // The read-model code goes live only after the schema it expects: CloudFormation creates or updates these
+    // functions (and the projector's event source mapping) once the migrations succeeded, and a failed migration
+    // stops the deploy before they change.
+    projector.node.addDependency(migrations);
+    httpApiFn.node.addDependency(migrations);
+
+    new CfnOutput(this, 'HttpApiUrl', { value: this.httpStage.url });
+    new CfnOutput(this, 'WebSocketUrl', { value: this.webSocketStage.url });
+  }
+
+  private accessLogGroup(id: string): logs.LogGroup {
+    return new logs.LogGroup(this, id, { retention: logs.RetentionDays.THREE_MONTHS, removalPolicy: RemovalPolicy.DESTROY });
+  }
+
+  /**
+   * WebSocket access logging needs API Gateway's account-level CloudWatch role (HTTP APIs do not). It is one
+   * setting per account and region; setting it again from another stage of this app is harmless.
+   */
+  private apiGatewayLoggingRole(): void {
+    const role = new iam.Role(this, 'ApiGatewayCloudWatchRole', {
+      assumedBy: new iam.ServicePrincipal('apigateway.amazonaws.com'),
+      managedPolicies: [
+        iam.ManagedPolicy.fromAwsManagedPolicyName('service-role/AmazonAPIGatewayPushToCloudWatchLogs'),
+      ],
+    });
+    Validations.of(role).acknowledge({
+      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
+      reason: 'AmazonAPIGatewayPushToCloudWatchLogs is the AWS-maintained policy API Gateway needs to write access logs.',
+    });
+    const account = new apigw.CfnAccount(this, 'ApiGatewayAccount', { cloudWatchRoleArn: role.roleArn });
+    // Keep the account setting when the stack goes: other stacks in the account may rely on it.
+    account.applyRemovalPolicy(RemovalPolicy.RETAIN);
+    this.webSocketStage.node.addDependency(account);
+  }
+}
+
+/** A hash of the migration files' names and contents, in name order. */
+export function migrationsHash(dir: string = MIGRATIONS_DIR): string {
+  const hash = createHash('sha256');
+  for (const file of readdirSync(dir).filter((name) => name.endsWith('.sql')).sort()) {
+    hash.update(file).update('\0').update(readFileSync(path.join(dir, file))).update('\0');
+  }
+  return hash.digest('hex');
+}

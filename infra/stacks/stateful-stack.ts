@@ -1,0 +1,249 @@
+import { CfnOutput, Duration, RemovalPolicy, Stack, Validations, type StackProps } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cognito from 'aws-cdk-lib/aws-cognito';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as rds from 'aws-cdk-lib/aws-rds';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import type { Construct } from 'constructs';
+
+/** The PostgreSQL role the Lambdas log in as (through RDS Proxy, with IAM tokens) and the database they use. */
+export const DB_USER = 'heartbeat_admin';
+export const DB_NAME = 'heartbeat';
+export const DB_PORT = 5432;
+
+/** Cognito groups, from least to most privileged; the HTTP API maps them to roles. */
+export const USER_GROUPS = ['operator', 'engineer', 'admin'] as const;
+
+export interface StatefulStackProps extends StackProps {
+  /** Origins of the dashboard (OAuth callback and logout URLs of the app client). */
+  readonly dashboardOrigins: string[];
+}
+
+/**
+ * Everything that holds data or identity and must survive a redeploy of the code: the event log, the WebSocket
+ * connections, the read-model database with its proxy and network, the dead-letter queues and the user pool.
+ * The stateless stacks receive these constructs through props.
+ */
+export class StatefulStack extends Stack {
+  readonly eventLog: dynamodb.Table;
+  readonly connections: dynamodb.Table;
+  readonly vpc: ec2.Vpc;
+  /** The subnets for everything that talks to PostgreSQL. */
+  readonly dbSubnets: ec2.SubnetSelection = { subnetType: ec2.SubnetType.PRIVATE_ISOLATED };
+  readonly database: rds.DatabaseCluster;
+  readonly proxy: rds.DatabaseProxy;
+  /** Attach this group to a function to let it reach the proxy on 5432; nothing else is allowed in. */
+  readonly dbClientSecurityGroup: ec2.SecurityGroup;
+  readonly projectorDlq: sqs.Queue;
+  readonly broadcasterDlq: sqs.Queue;
+  /** Events IoT rules delivered to an ingest Lambda that still failed after Lambda's asynchronous retries. */
+  readonly ingestDlq: sqs.Queue;
+  /** Messages an IoT rule could not deliver to its Lambda action at all (the rules' error action). */
+  readonly iotRuleErrorDlq: sqs.Queue;
+  readonly userPool: cognito.UserPool;
+  readonly dashboardClient: cognito.UserPoolClient;
+
+  constructor(scope: Construct, id: string, props: StatefulStackProps) {
+    super(scope, id, props);
+
+    // ---- Event log: one partition per robot, one item per event, plus the head item per robot.
+    this.eventLog = new dynamodb.Table(this, 'EventLog', {
+      partitionKey: { name: 'robotId', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'seq', type: dynamodb.AttributeType.NUMBER },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      stream: dynamodb.StreamViewType.NEW_IMAGE,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      deletionProtection: true,
+      // The log is the source of truth: the read models can be rebuilt from it, not the other way round.
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    // ---- WebSocket connections and their subscriptions; API Gateway drops a connection after 2 h anyway.
+    this.connections = new dynamodb.Table(this, 'Connections', {
+      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'sk', type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      timeToLiveAttribute: 'expiresAt',
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    Validations.of(this.connections).acknowledge({
+      id: 'AwsSolutions-DDB3',
+      reason:
+        'Connections are ephemeral (API Gateway closes a WebSocket after at most 2 hours and items expire by TTL); a restore would only bring back dead connection ids.',
+    });
+
+    // ---- Network: isolated subnets only. Nothing here needs the internet: Lambda reads streams through its
+    // event source mapping, DynamoDB is reached through a gateway endpoint, and IAM database tokens are signed locally.
+    this.vpc = new ec2.Vpc(this, 'Vpc', {
+      maxAzs: 2,
+      natGateways: 0,
+      subnetConfiguration: [{ name: 'isolated', subnetType: ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: 24 }],
+      // Restricting the default security group needs a custom-resource Lambda; nothing is ever placed in it.
+      restrictDefaultSecurityGroup: false,
+    });
+    this.vpc.addGatewayEndpoint('DynamoDbEndpoint', {
+      service: ec2.GatewayVpcEndpointAwsService.DYNAMODB,
+      subnets: [this.dbSubnets],
+    });
+    this.vpc.addFlowLog('FlowLog', {
+      destination: ec2.FlowLogDestination.toCloudWatchLogs(
+        new logs.LogGroup(this, 'FlowLogGroup', {
+          retention: logs.RetentionDays.ONE_MONTH,
+          removalPolicy: RemovalPolicy.DESTROY,
+        }),
+      ),
+      trafficType: ec2.FlowLogTrafficType.REJECT,
+    });
+
+    // ---- Read models: Aurora PostgreSQL Serverless v2 behind RDS Proxy.
+    const clusterIdentifier = `${this.stackName}-read-models`.toLowerCase();
+    const postgresLogs = new logs.LogGroup(this, 'PostgresLogGroup', {
+      // RDS writes exported logs here; created first so that it has a retention (RDS would create it without one).
+      logGroupName: `/aws/rds/cluster/${clusterIdentifier}/postgresql`,
+      retention: logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    this.database = new rds.DatabaseCluster(this, 'ReadModels', {
+      clusterIdentifier,
+      engine: rds.DatabaseClusterEngine.auroraPostgres({ version: rds.AuroraPostgresEngineVersion.VER_17_7 }),
+      credentials: rds.Credentials.fromGeneratedSecret(DB_USER),
+      defaultDatabaseName: DB_NAME,
+      writer: rds.ClusterInstance.serverlessV2('Writer', {
+        publiclyAccessible: false,
+        autoMinorVersionUpgrade: true,
+        enablePerformanceInsights: true,
+      }),
+      // 0.5 rather than 0: an auto-paused instance takes seconds to resume, which the live dashboard and the
+      // projector would feel on every quiet period.
+      serverlessV2MinCapacity: 0.5,
+      serverlessV2MaxCapacity: 8,
+      vpc: this.vpc,
+      vpcSubnets: this.dbSubnets,
+      storageEncrypted: true,
+      iamAuthentication: true,
+      deletionProtection: true,
+      removalPolicy: RemovalPolicy.SNAPSHOT,
+      backup: { retention: Duration.days(7) },
+      cloudwatchLogsExports: ['postgresql'],
+      enablePerformanceInsights: true,
+    });
+    this.database.node.addDependency(postgresLogs);
+    Validations.of(this.database).acknowledge({
+      id: 'AwsSolutions-SMG4',
+      reason:
+        'The generated master secret is read only by RDS Proxy; applications authenticate to the proxy with 15-minute IAM tokens. ' +
+        'Rotation needs a rotation Lambda with a Secrets Manager endpoint in this NAT-less VPC; it is planned, not yet built.',
+    });
+
+    this.dbClientSecurityGroup = new ec2.SecurityGroup(this, 'DbClientSecurityGroup', {
+      vpc: this.vpc,
+      description: 'Lambda functions that query the read models through RDS Proxy',
+      allowAllOutbound: true,
+    });
+    const proxySecurityGroup = new ec2.SecurityGroup(this, 'ProxySecurityGroup', {
+      vpc: this.vpc,
+      description: 'RDS Proxy in front of the read-model cluster',
+      allowAllOutbound: true,
+    });
+    this.proxy = this.database.addProxy('Proxy', {
+      secrets: [this.database.secret!],
+      vpc: this.vpc,
+      vpcSubnets: this.dbSubnets,
+      securityGroups: [proxySecurityGroup],
+      iamAuth: true,
+      requireTLS: true,
+      debugLogging: false,
+    });
+    proxySecurityGroup.addIngressRule(
+      this.dbClientSecurityGroup,
+      ec2.Port.tcp(DB_PORT),
+      'PostgreSQL from the read-model Lambda functions',
+    );
+
+    // ---- Dead-letter queues. Each is the terminal stop of a failure path (an on-failure destination or an error
+    // action), watched by an alarm; 14 days is SQS's maximum retention, time enough to inspect and redrive.
+    this.projectorDlq = this.deadLetterQueue('ProjectorDlq', 'stream-projector: stream batches that exhausted their retries');
+    this.broadcasterDlq = this.deadLetterQueue('BroadcasterDlq', 'stream-broadcaster: stream batches that exhausted their retries');
+    this.ingestDlq = this.deadLetterQueue('IngestDlq', 'iot-* ingest Lambdas: asynchronous invocations that failed every retry');
+    this.iotRuleErrorDlq = this.deadLetterQueue('IotRuleErrorDlq', 'IoT topic rules: messages the Lambda action could not deliver');
+
+    // ---- Users of the dashboard and the HTTP API. Administrators create accounts; there is no self sign-up.
+    this.userPool = new cognito.UserPool(this, 'UserPool', {
+      selfSignUpEnabled: false,
+      signInAliases: { email: true },
+      autoVerify: { email: true },
+      accountRecovery: cognito.AccountRecovery.EMAIL_ONLY,
+      passwordPolicy: {
+        minLength: 12,
+        requireLowercase: true,
+        requireUppercase: true,
+        requireDigits: true,
+        requireSymbols: true,
+        tempPasswordValidity: Duration.days(3),
+      },
+      // These users can mark robots failed and (later) deploy software to the fleet: a second factor is required.
+      mfa: cognito.Mfa.REQUIRED,
+      mfaSecondFactor: { otp: true, sms: false },
+      featurePlan: cognito.FeaturePlan.PLUS,
+      standardThreatProtectionMode: cognito.StandardThreatProtectionMode.FULL_FUNCTION,
+      deletionProtection: true,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    USER_GROUPS.forEach((groupName, index) => {
+      this.userPool.addGroup(`Group-${groupName}`, {
+        groupName,
+        description: `Heartbeat ${groupName}`,
+        // Lower precedence wins when a user is in several groups: admin first.
+        precedence: USER_GROUPS.length - index,
+      });
+    });
+    const callbackUrls = props.dashboardOrigins.map((origin) => `${origin.replace(/\/$/, '')}/`);
+    this.dashboardClient = this.userPool.addClient('DashboardClient', {
+      userPoolClientName: 'dashboard',
+      // A browser app cannot keep a secret.
+      generateSecret: false,
+      authFlows: { userSrp: true },
+      oAuth: {
+        flows: { authorizationCodeGrant: true },
+        scopes: [cognito.OAuthScope.OPENID, cognito.OAuthScope.EMAIL, cognito.OAuthScope.PROFILE],
+        callbackUrls,
+        logoutUrls: callbackUrls,
+      },
+      preventUserExistenceErrors: true,
+      enableTokenRevocation: true,
+      accessTokenValidity: Duration.hours(1),
+      idTokenValidity: Duration.hours(1),
+      refreshTokenValidity: Duration.days(7),
+    });
+
+    new CfnOutput(this, 'EventLogTableName', { value: this.eventLog.tableName });
+    new CfnOutput(this, 'UserPoolId', { value: this.userPool.userPoolId });
+    new CfnOutput(this, 'DashboardClientId', { value: this.dashboardClient.userPoolClientId });
+    new CfnOutput(this, 'ProxyEndpoint', { value: this.proxy.endpoint });
+  }
+
+  private deadLetterQueue(id: string, purpose: string): sqs.Queue {
+    const queue = new sqs.Queue(this, id, {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    Validations.of(queue).acknowledge({
+      id: 'AwsSolutions-SQS3',
+      reason: `This queue is itself a dead-letter queue (${purpose}); a DLQ of a DLQ would only move the problem.`,
+    });
+    queue
+      .metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: cloudwatch.Stats.MAXIMUM })
+      .createAlarm(this, `${id}NotEmpty`, {
+        alarmDescription: `Messages waiting in the dead-letter queue of ${purpose}`,
+        threshold: 0,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+    return queue;
+  }
+}

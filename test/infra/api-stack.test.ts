@@ -1,0 +1,295 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Capture, Match, Template } from 'aws-cdk-lib/assertions';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addApiStack, addStatefulStack } from '../../infra/heartbeat.js';
+import { migrationsHash } from '../../infra/stacks/api-stack.js';
+import { BUILD_TIMEOUT, STAGE, flatten, functionsByHandler, newApp } from './helpers.js';
+
+const VPC_HANDLERS = ['http-api', 'stream-projector', 'db-migrate'];
+const OUTSIDE_VPC_HANDLERS = [
+  'stream-broadcaster',
+  'ws-authorizer',
+  'ws-connect',
+  'ws-disconnect',
+  'ws-subscribe',
+  'ws-unsubscribe',
+];
+const HTTP_ROUTE_KEYS = [
+  'GET /api/v2/robots',
+  'GET /api/v2/robots/healthy',
+  'GET /api/v2/robots/deployable',
+  'GET /api/v2/robots/{id}',
+  'GET /api/v2/robots/{id}/events',
+  'GET /api/v2/metrics',
+  'POST /api/v2/robots/{id}/fail',
+  'POST /api/v2/robots/{id}/recover',
+];
+
+describe('ApiStack', () => {
+  let template: Template;
+  let fns: ReturnType<typeof functionsByHandler>;
+
+  beforeAll(() => {
+    const app = newApp();
+    const stateful = addStatefulStack(app, STAGE);
+    template = Template.fromStack(addApiStack(app, STAGE, stateful));
+    fns = functionsByHandler(template);
+  }, BUILD_TIMEOUT);
+
+  const fn = (handler: string) => {
+    const found = fns.get(handler);
+    if (!found) throw new Error(`no function for ${handler}`);
+    return found;
+  };
+  const env = (handler: string): Record<string, unknown> => fn(handler).properties.Environment.Variables;
+
+  describe('functions', () => {
+    it('are all Node.js 24 on arm64 with active tracing, a log group and the Powertools environment', () => {
+      expect([...fns.keys()].sort()).toEqual([...VPC_HANDLERS, ...OUTSIDE_VPC_HANDLERS].sort());
+      for (const [name, { properties }] of fns) {
+        expect(properties.Architectures, name).toEqual(['arm64']);
+        expect(properties.Runtime, name).toBe('nodejs24.x');
+        expect(properties.Handler, name).toBe('index.handler');
+        expect(properties.TracingConfig, name).toEqual({ Mode: 'Active' });
+        expect(properties.LoggingConfig?.LogGroup, name).toBeDefined();
+        expect(properties.Environment.Variables, name).toMatchObject({
+          POWERTOOLS_SERVICE_NAME: name,
+          POWERTOOLS_METRICS_NAMESPACE: 'LekiwiHeartbeat',
+          LOG_LEVEL: 'INFO',
+        });
+      }
+    });
+
+    it('put only the PostgreSQL clients in the VPC', () => {
+      for (const name of VPC_HANDLERS) {
+        expect(fn(name).properties.VpcConfig, name).toMatchObject({
+          SubnetIds: expect.any(Array),
+          SecurityGroupIds: [expect.anything()],
+        });
+      }
+      for (const name of OUTSIDE_VPC_HANDLERS) expect(fn(name).properties.VpcConfig, name).toBeUndefined();
+    });
+
+    it('give the PostgreSQL clients the proxy endpoint, IAM auth and rds-db:connect as heartbeat_admin', () => {
+      for (const name of VPC_HANDLERS) {
+        expect(env(name), name).toMatchObject({
+          DB_HOST: expect.anything(),
+          DB_PORT: '5432',
+          DB_NAME: 'heartbeat',
+          DB_USER: 'heartbeat_admin',
+          DB_IAM_AUTH: 'true',
+        });
+        expect(flatten(env(name).DB_HOST)).toMatch(/Proxy.*Endpoint/);
+        const role = fn(name).properties.Role['Fn::GetAtt'][0] as string;
+        const policies = template.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: role }] } });
+        const connect = Object.values(policies)
+          .flatMap((p) => p.Properties.PolicyDocument.Statement as { Action: string; Resource: unknown }[])
+          .filter((s) => s.Action === 'rds-db:connect');
+        expect(connect, name).toHaveLength(1);
+        expect(flatten(connect[0]!.Resource)).toMatch(/:dbuser:.*\/heartbeat_admin$/);
+      }
+      expect(env('http-api').EVENT_LOG_TABLE).toBeDefined();
+    });
+
+    it('give the WebSocket handlers the connections table and the authorizer the Cognito issuer and audience', () => {
+      for (const name of ['ws-connect', 'ws-disconnect', 'ws-subscribe', 'ws-unsubscribe', 'stream-broadcaster']) {
+        expect(env(name).CONNECTIONS_TABLE, name).toBeDefined();
+      }
+      expect(flatten(env('ws-authorizer').JWT_ISSUER)).toMatch(/ProviderURL/);
+      expect(flatten(env('ws-authorizer').JWT_AUDIENCE)).toMatch(/DashboardClient/);
+    });
+  });
+
+  describe('stream consumers', () => {
+    const mappingOf = (handler: string) => {
+      const mappings = template.findResources('AWS::Lambda::EventSourceMapping', {
+        Properties: { FunctionName: { Ref: fn(handler).logicalId } },
+      });
+      expect(Object.keys(mappings), handler).toHaveLength(1);
+      return Object.values(mappings)[0]!.Properties as Record<string, any>;
+    };
+
+    it('project the event log stream with bisect, partial batch failures, bounded retries and a DLQ', () => {
+      const destination = new Capture();
+      template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+        FunctionName: { Ref: fn('stream-projector').logicalId },
+        EventSourceArn: Match.anyValue(),
+        StartingPosition: 'TRIM_HORIZON',
+        BatchSize: 100,
+        BisectBatchOnFunctionError: true,
+        FunctionResponseTypes: ['ReportBatchItemFailures'],
+        MaximumRetryAttempts: 5,
+        MaximumRecordAgeInSeconds: 86_400,
+        ParallelizationFactor: 1,
+        DestinationConfig: { OnFailure: { Destination: destination } },
+      });
+      expect(flatten(destination.asObject())).toMatch(/ProjectorDlq.*Arn/);
+      expect(flatten(mappingOf('stream-projector').EventSourceArn)).toMatch(/EventLog.*StreamArn/);
+    });
+
+    it('broadcast from the same stream with their own DLQ and the same failure handling', () => {
+      const mapping = mappingOf('stream-broadcaster');
+      expect(mapping).toMatchObject({
+        StartingPosition: 'TRIM_HORIZON',
+        BisectBatchOnFunctionError: true,
+        FunctionResponseTypes: ['ReportBatchItemFailures'],
+        MaximumRetryAttempts: expect.any(Number),
+        MaximumRecordAgeInSeconds: expect.any(Number),
+        ParallelizationFactor: 1,
+      });
+      expect(flatten(mapping.EventSourceArn)).toMatch(/EventLog.*StreamArn/);
+      expect(flatten(mapping.DestinationConfig.OnFailure.Destination)).toMatch(/BroadcasterDlq.*Arn/);
+    });
+
+    it('let the broadcaster post to WebSocket connections through the live stage callback URL', () => {
+      expect(flatten(env('stream-broadcaster').WS_ENDPOINT)).toMatch(/^https:\/\/<WebSocketApi\w+>\.execute-api\..*\/live$/);
+      const role = fn('stream-broadcaster').properties.Role['Fn::GetAtt'][0] as string;
+      template.hasResourceProperties('AWS::IAM::Policy', {
+        Roles: [{ Ref: role }],
+        PolicyDocument: Match.objectLike({
+          Statement: Match.arrayWith([Match.objectLike({ Action: 'execute-api:ManageConnections', Effect: 'Allow' })]),
+        }),
+      });
+    });
+  });
+
+  describe('HTTP API', () => {
+    it('has every /api/v2 route, each behind the Cognito JWT authorizer and integrated with http-api', () => {
+      template.hasResourceProperties('AWS::ApiGatewayV2::Authorizer', {
+        AuthorizerType: 'JWT',
+        IdentitySource: ['$request.header.Authorization'],
+        JwtConfiguration: { Audience: [Match.anyValue()], Issuer: Match.anyValue() },
+      });
+      const jwtAuthorizers = template.findResources('AWS::ApiGatewayV2::Authorizer', {
+        Properties: { AuthorizerType: 'JWT' },
+      });
+      expect(Object.keys(jwtAuthorizers)).toHaveLength(1);
+      const [jwtId, jwt] = Object.entries(jwtAuthorizers)[0]!;
+      expect(flatten(jwt.Properties.JwtConfiguration.Issuer)).toMatch(/^https:\/\/cognito-idp\.<AWS::Region>\.amazonaws\.com\//);
+
+      const routes = Object.values(template.findResources('AWS::ApiGatewayV2::Route'))
+        .map((r) => r.Properties as Record<string, any>)
+        .filter((r) => r.RouteKey.includes(' /'));
+      expect(routes.map((r) => r.RouteKey).sort()).toEqual([...HTTP_ROUTE_KEYS].sort());
+      for (const route of routes) {
+        expect(route, route.RouteKey).toMatchObject({ AuthorizationType: 'JWT', AuthorizerId: { Ref: jwtId } });
+      }
+      template.hasResourceProperties('AWS::ApiGatewayV2::Integration', {
+        IntegrationType: 'AWS_PROXY',
+        IntegrationUri: { 'Fn::GetAtt': [fn('http-api').logicalId, 'Arn'] },
+        PayloadFormatVersion: '2.0',
+      });
+    });
+
+    it('allows the dashboard origin and logs access on the $default stage', () => {
+      template.hasResourceProperties('AWS::ApiGatewayV2::Api', {
+        ProtocolType: 'HTTP',
+        CorsConfiguration: Match.objectLike({
+          AllowOrigins: ['https://dashboard.example.com'],
+          AllowHeaders: Match.arrayWith(['authorization']),
+        }),
+      });
+      template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
+        StageName: '$default',
+        AutoDeploy: true,
+        AccessLogSettings: { DestinationArn: Match.anyValue(), Format: Match.stringLikeRegexp('requestId') },
+      });
+    });
+  });
+
+  describe('WebSocket API', () => {
+    it('routes on $request.body.action', () => {
+      template.hasResourceProperties('AWS::ApiGatewayV2::Api', {
+        ProtocolType: 'WEBSOCKET',
+        RouteSelectionExpression: '$request.body.action',
+      });
+    });
+
+    it('authorizes $connect with the ws-authorizer Lambda on the token query parameter', () => {
+      const authorizerId = new Capture();
+      template.hasResourceProperties('AWS::ApiGatewayV2::Route', {
+        RouteKey: '$connect',
+        AuthorizationType: 'CUSTOM',
+        AuthorizerId: { Ref: authorizerId },
+      });
+      const authorizer = template.findResources('AWS::ApiGatewayV2::Authorizer')[authorizerId.asString()];
+      expect(authorizer?.Properties).toMatchObject({
+        AuthorizerType: 'REQUEST',
+        IdentitySource: ['route.request.querystring.token'],
+      });
+      expect(flatten(authorizer?.Properties.AuthorizerUri)).toContain(`<${fn('ws-authorizer').logicalId}.Arn>`);
+    });
+
+    it('has $disconnect, and subscribe/unsubscribe that return a response', () => {
+      const routeKeys = Object.values(template.findResources('AWS::ApiGatewayV2::Route'))
+        .map((r) => r.Properties.RouteKey as string)
+        .filter((key) => !key.includes(' /'));
+      expect(routeKeys.sort()).toEqual(['$connect', '$disconnect', 'subscribe', 'unsubscribe']);
+      for (const key of ['subscribe', 'unsubscribe']) {
+        template.hasResourceProperties('AWS::ApiGatewayV2::Route', {
+          RouteKey: key,
+          RouteResponseSelectionExpression: '$default',
+        });
+      }
+      template.resourceCountIs('AWS::ApiGatewayV2::RouteResponse', 2);
+    });
+
+    it('deploys the live stage automatically, with access logs', () => {
+      template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
+        StageName: 'live',
+        AutoDeploy: true,
+        AccessLogSettings: { DestinationArn: Match.anyValue(), Format: Match.stringLikeRegexp('connectionId') },
+      });
+      template.resourceCountIs('AWS::ApiGateway::Account', 1);
+    });
+  });
+
+  describe('migrations', () => {
+    it('are applied before the read-model code and the projector mapping change', () => {
+      const migrations = Object.keys(template.findResources('Custom::HeartbeatMigrations'));
+      expect(migrations).toHaveLength(1);
+      for (const name of ['stream-projector', 'http-api']) {
+        template.hasResource('AWS::Lambda::Function', {
+          Properties: { Environment: { Variables: Match.objectLike({ POWERTOOLS_SERVICE_NAME: name }) } },
+          DependsOn: Match.arrayWith([migrations[0]]),
+        });
+      }
+      template.hasResource('AWS::Lambda::EventSourceMapping', {
+        Properties: Match.objectLike({ FunctionName: { Ref: fn('stream-projector').logicalId } }),
+        DependsOn: Match.arrayWith([migrations[0]]),
+      });
+    });
+
+    it('run through a custom resource whose properties carry the hash of the SQL files', () => {
+      expect(env('db-migrate').MIGRATIONS_DIR).toBe('/var/task/migrations');
+      expect(fn('db-migrate').properties.Timeout).toBeGreaterThanOrEqual(120);
+      template.hasResourceProperties('Custom::HeartbeatMigrations', {
+        ServiceToken: Match.anyValue(),
+        migrationsHash: migrationsHash(),
+      });
+    });
+  });
+});
+
+describe('migrationsHash', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'migrations-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('changes when a migration is added or edited, and only then', () => {
+    writeFileSync(path.join(dir, '0001_a.sql'), 'CREATE TABLE a (id int);');
+    const first = migrationsHash(dir);
+    expect(migrationsHash(dir)).toBe(first);
+    writeFileSync(path.join(dir, 'README.md'), 'not a migration');
+    expect(migrationsHash(dir)).toBe(first);
+    writeFileSync(path.join(dir, '0002_b.sql'), 'CREATE TABLE b (id int);');
+    const second = migrationsHash(dir);
+    expect(second).not.toBe(first);
+    writeFileSync(path.join(dir, '0002_b.sql'), 'CREATE TABLE b (id bigint);');
+    expect(migrationsHash(dir)).not.toBe(second);
+  });
+});
