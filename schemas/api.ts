@@ -135,3 +135,7 @@ export const SubscriptionAck = z.object({
   robotIds: z.array(z.string()),
 });
 export type SubscriptionAck = z.infer<typeof SubscriptionAck>;
+
+/** The reply to a client message the server did not accept; `details` names the bad fields. */
+export const WebSocketError = ApiError.extend({ type: z.literal('Error') });
+export type WebSocketError = z.infer<typeof WebSocketError>;

@@ -19,10 +19,13 @@ export const DISCONNECT_REASONS = [
   'WEBSOCKET_TTL_EXPIRATION',
 ] as const;
 
+/** The latest instant a JavaScript Date can hold; a timestamp beyond it cannot become an ISO date. */
+const MAX_DATE_MS = 8_640_000_000_000_000;
+
 const common = {
   clientId: z.string().min(1).max(128),
   /** Milliseconds since the epoch, IoT Core's clock. */
-  timestamp: z.number().int().nonnegative(),
+  timestamp: z.number().int().nonnegative().max(MAX_DATE_MS),
   sessionIdentifier: z.string().min(1).max(128),
   principalIdentifier: z.string().min(1).max(512),
   /** Per client id; a connect and its disconnect share it; resets after about an hour offline. */

@@ -9,7 +9,7 @@ export class ConfigurationError extends Error {
  * Parses the environment once, at cold start. Lambda reports the thrown error on init, so a deploy with a missing
  * variable fails loudly on the first invocation instead of half-working.
  */
-export function loadEnv<S extends z.ZodObject>(schema: S, source: NodeJS.ProcessEnv = process.env): z.infer<S> {
+export function loadEnv<S extends z.ZodType<object>>(schema: S, source: NodeJS.ProcessEnv = process.env): z.infer<S> {
   const parsed = schema.safeParse(source);
   if (parsed.success) return parsed.data;
   const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(env)'}: ${issue.message}`);

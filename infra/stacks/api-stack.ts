@@ -53,6 +53,18 @@ export interface ApiStackProps extends StackProps {
  * The stateless cloud: the HTTP API (/api/v2), the WebSocket API with its $connect authorizer, the two consumers of
  * the event log stream, and the migration step that brings the read-model schema up to date on deploy.
  */
+/**
+ * The event log stream carries every item write; consumers only need events and heads that carry a new telemetry
+ * sample. Filtering in the event source mapping drops eventId markers and event-only head rewrites before Lambda is
+ * invoked (about two thirds of the records), at no cost.
+ */
+const PROJECTED_RECORDS = [
+  lambda.FilterCriteria.filter({ dynamodb: { NewImage: { kind: { S: lambda.FilterRule.isEqual('event') } } } }),
+  lambda.FilterCriteria.filter({
+    dynamodb: { NewImage: { kind: { S: lambda.FilterRule.isEqual('head') }, telemetryChanged: { BOOL: lambda.FilterRule.isEqual(true) } } },
+  }),
+];
+
 export class ApiStack extends Stack {
   readonly httpApi: apigwv2.HttpApi;
   readonly httpStage: apigwv2.HttpStage;
@@ -173,7 +185,9 @@ export class ApiStack extends Stack {
     projector.addEventSource(
       new DynamoEventSource(props.eventLog, {
         startingPosition: lambda.StartingPosition.TRIM_HORIZON,
-        batchSize: 100,
+        // One transaction per batch: 1,000 records amortise the round trips and the commit (bench:projector).
+        batchSize: 1000,
+        filters: PROJECTED_RECORDS,
         bisectBatchOnError: true,
         reportBatchItemFailures: true,
         retryAttempts: 5,
@@ -204,6 +218,7 @@ export class ApiStack extends Stack {
       new DynamoEventSource(props.eventLog, {
         startingPosition: lambda.StartingPosition.TRIM_HORIZON,
         batchSize: 100,
+        filters: PROJECTED_RECORDS,
         bisectBatchOnError: true,
         reportBatchItemFailures: true,
         // A live update is only worth sending while it is fresh: fewer retries and a shorter age than the
@@ -242,7 +257,7 @@ export class ApiStack extends Stack {
       corsPreflight: {
         allowOrigins: props.dashboardOrigins,
         allowMethods: [apigwv2.CorsHttpMethod.GET, apigwv2.CorsHttpMethod.POST, apigwv2.CorsHttpMethod.OPTIONS],
-        allowHeaders: ['authorization', 'content-type'],
+        allowHeaders: ['authorization', 'content-type', 'idempotency-key'],
         maxAge: Duration.hours(1),
       },
     });

@@ -1,0 +1,312 @@
+import type { RecordedEvent, TelemetrySample } from '../../schemas/index.js';
+import type { ProjectionItem, SequenceGap, StreamHead } from '../app/read-model-writer.js';
+import { evolve, type RobotState } from '../domain/robot-state.js';
+import { toRobotView } from '../domain/robot-view.js';
+
+/**
+ * What one batch of stream items changes in the read models, worked out in memory from the robots rows the batch
+ * touches, so the writer can send one statement per table. Pure: the same rows and items always plan the same rows,
+ * whatever the batch boundaries were, which is what lets a rebuild reproduce an incremental run.
+ */
+
+/** A robots row as loaded (locked) at the start of the batch. */
+export interface StoredRobot {
+  readonly state: RobotState;
+  readonly lastSeq: number;
+}
+
+// Row shapes use the column names: they go to PostgreSQL as JSON and come out of jsonb_to_recordset.
+export interface RobotRow {
+  robot_id: string;
+  model: string;
+  status: string;
+  lifecycle: string;
+  healthy: boolean;
+  deployable: boolean;
+  teleoperation_active: boolean;
+  warning_alerts: number;
+  critical_alerts: number;
+  state: RobotState;
+  view: unknown;
+  last_seq: number;
+  /** The newest sample of the batch; the writer keeps the stored one when it is newer. */
+  telemetry: TelemetrySample | null;
+  telemetry_at: string | null;
+}
+
+export interface EventRow {
+  robot_id: string;
+  seq: number;
+  event_id: string;
+  type: string;
+  version: number;
+  at: string;
+  recorded_at: string;
+  data: unknown;
+}
+
+export interface SessionStop {
+  stopped_seq: number;
+  stopped_at: string;
+  stop_reason: string;
+  /** From the event; the writer computes it from the start when the event has none. */
+  duration_ms: number | null;
+}
+
+export interface SessionRow extends Partial<SessionStop> {
+  robot_id: string;
+  started_seq: number;
+  operator_address: string | null;
+  signals: readonly string[];
+  score: number | null;
+  started_at: string;
+}
+
+/** Closes the session a previous batch left open. */
+export interface SessionClose extends SessionStop {
+  robot_id: string;
+}
+
+export interface AlertClear {
+  cleared_seq: number;
+  cleared_at: string;
+  /** Null when a new raise of the same metric superseded the alert rather than a clear. */
+  cleared_value: number | null;
+}
+
+export interface AlertRow extends Partial<AlertClear> {
+  robot_id: string;
+  raised_seq: number;
+  metric: string;
+  severity: string;
+  value: number;
+  threshold: number;
+  raised_at: string;
+}
+
+/** Clears the alert of a metric that a previous batch left open. */
+export interface AlertClose extends AlertClear {
+  robot_id: string;
+  metric: string;
+}
+
+export interface SampleRow {
+  robot_id: string;
+  sampled_at: string;
+  sample: TelemetrySample;
+}
+
+/** A robots row whose state did not change, only (perhaps) its latest sample. */
+export type RobotTelemetryRow = Pick<RobotRow, 'robot_id' | 'telemetry' | 'telemetry_at'>;
+
+export interface BatchChanges {
+  readonly robots: (RobotRow | RobotTelemetryRow)[];
+  readonly events: EventRow[];
+  readonly sessionsClosed: SessionClose[];
+  readonly sessionsOpened: SessionRow[];
+  readonly alertsClosed: AlertClose[];
+  readonly alertsRaised: AlertRow[];
+  readonly samples: SampleRow[];
+  /** Events folded in; `skipped` were at or below the robot's last_seq (redeliveries). */
+  applied: number;
+  skipped: number;
+  readonly gaps: SequenceGap[];
+}
+
+/** The robots a batch changes: those with events or a new telemetry sample. */
+export function robotIdsOf(items: readonly ProjectionItem[]): string[] {
+  const ids = new Set<string>();
+  for (const item of items) {
+    if (item.kind === 'event') ids.add(item.recorded.event.robotId);
+    else if (sampleOf(item.head)) ids.add(item.head.robotId);
+  }
+  // Sorted: every writer locks robots rows in the same order, so two of them never deadlock.
+  return [...ids].sort();
+}
+
+/** `stored` must hold a row for every robot of `items` (the writer creates missing ones first). */
+export function planBatch(stored: ReadonlyMap<string, StoredRobot>, items: readonly ProjectionItem[]): BatchChanges {
+  const changes: BatchChanges = {
+    robots: [],
+    events: [],
+    sessionsClosed: [],
+    sessionsOpened: [],
+    alertsClosed: [],
+    alertsRaised: [],
+    samples: [],
+    applied: 0,
+    skipped: 0,
+    gaps: [],
+  };
+  for (const [robotId, { events, samples }] of groupByRobot(items)) {
+    const row = stored.get(robotId);
+    if (!row) throw new Error(`planBatch: no robots row loaded for ${robotId}`);
+    const folded = foldEvents(robotId, row, events, changes);
+    const telemetry = newestTelemetry(robotId, samples, changes);
+    if (folded.lastSeq !== row.lastSeq) changes.robots.push(robotRow(robotId, folded.state, folded.lastSeq, telemetry));
+    // Most batches bring a robot only a sample: its state is not sent back just to be written again.
+    else if (telemetry) changes.robots.push({ robot_id: robotId, telemetry, telemetry_at: telemetry.sampledAt });
+  }
+  return changes;
+}
+
+interface HeadSample {
+  readonly sample: TelemetrySample;
+  readonly revision: number;
+}
+
+/** A head written without a new sample (an append of events only) has nothing for the read models. */
+function sampleOf(head: StreamHead): HeadSample | null {
+  return head.telemetryChanged && head.telemetry ? { sample: head.telemetry, revision: head.revision } : null;
+}
+
+function groupByRobot(items: readonly ProjectionItem[]) {
+  const robots = new Map<string, { events: RecordedEvent[]; samples: HeadSample[] }>();
+  const entry = (robotId: string) => {
+    let found = robots.get(robotId);
+    if (!found) robots.set(robotId, (found = { events: [], samples: [] }));
+    return found;
+  };
+  for (const item of items) {
+    if (item.kind === 'event') {
+      entry(item.recorded.event.robotId).events.push(item.recorded);
+      continue;
+    }
+    const sample = sampleOf(item.head);
+    if (sample) entry(item.head.robotId).samples.push(sample);
+  }
+  return robots;
+}
+
+/**
+ * Folds the robot's new events in seq order, skipping any at or below last_seq, and records the event, session and
+ * alert rows they make. Sessions and alerts follow the folded state: a row is open exactly while the state says so.
+ */
+function foldEvents(robotId: string, row: StoredRobot, events: RecordedEvent[], changes: BatchChanges) {
+  let { state, lastSeq } = row;
+  // What previous batches left open; those rows are closed by UPDATE, rows opened in this batch in memory.
+  let priorSessionOpen = state.teleoperation.active;
+  const priorAlertsOpen = new Set(Object.keys(state.alerts));
+  let openSession: SessionRow | null = null;
+  const openAlerts = new Map<string, AlertRow>();
+
+  const stopSession = (stop: SessionStop) => {
+    if (openSession) {
+      Object.assign(openSession, stop);
+      openSession = null;
+    } else if (priorSessionOpen) {
+      changes.sessionsClosed.push({ robot_id: robotId, ...stop });
+      priorSessionOpen = false;
+    }
+  };
+  const clearAlert = (metric: string, clear: AlertClear) => {
+    const open = openAlerts.get(metric);
+    if (open) {
+      Object.assign(open, clear);
+      openAlerts.delete(metric);
+    } else if (priorAlertsOpen.delete(metric)) {
+      changes.alertsClosed.push({ robot_id: robotId, metric, ...clear });
+    }
+  };
+
+  for (const recorded of [...events].sort((a, b) => a.seq - b.seq)) {
+    const { seq, event } = recorded;
+    if (seq <= lastSeq) {
+      changes.skipped++;
+      continue;
+    }
+    if (seq > lastSeq + 1) changes.gaps.push({ robotId, afterSeq: lastSeq, nextSeq: seq });
+    changes.events.push({
+      robot_id: robotId,
+      seq,
+      event_id: event.eventId,
+      type: event.type,
+      version: event.version,
+      at: event.at,
+      recorded_at: recorded.recordedAt,
+      data: event.data,
+    });
+    switch (event.type) {
+      case 'TeleoperationStarted':
+        // The decider always stops a session before starting another; should that stop be missing from the log
+        // (set aside as poison), the start still closes it, so there is never more than one open session.
+        stopSession({ stopped_seq: seq, stopped_at: event.at, stop_reason: 'superseded', duration_ms: null });
+        openSession = {
+          robot_id: robotId,
+          started_seq: seq,
+          operator_address: event.data.operatorAddress ?? null,
+          signals: event.data.signals,
+          score: event.data.score ?? null,
+          started_at: event.at,
+        };
+        changes.sessionsOpened.push(openSession);
+        break;
+      case 'TeleoperationStopped':
+        stopSession({
+          stopped_seq: seq,
+          stopped_at: event.at,
+          stop_reason: event.data.reason,
+          duration_ms: event.data.durationMs ?? null,
+        });
+        break;
+      case 'AlertRaised': {
+        // Same reasoning as for sessions: a raise of a metric already raised replaces the open alert.
+        clearAlert(event.data.metric, { cleared_seq: seq, cleared_at: event.at, cleared_value: null });
+        const alert: AlertRow = {
+          robot_id: robotId,
+          raised_seq: seq,
+          metric: event.data.metric,
+          severity: event.data.severity,
+          value: event.data.value,
+          threshold: event.data.threshold,
+          raised_at: event.at,
+        };
+        openAlerts.set(alert.metric, alert);
+        changes.alertsRaised.push(alert);
+        break;
+      }
+      case 'AlertCleared':
+        clearAlert(event.data.metric, { cleared_seq: seq, cleared_at: event.at, cleared_value: event.data.value });
+        break;
+      default:
+        // Every other event changes the robots row only, through evolve below.
+        break;
+    }
+    state = evolve(state, event);
+    lastSeq = seq;
+    changes.applied++;
+  }
+  return { state, lastSeq };
+}
+
+/** Records every sample of the batch's heads and returns the newest, the robots row's candidate. */
+function newestTelemetry(robotId: string, samples: readonly HeadSample[], changes: BatchChanges) {
+  let newest: { sample: TelemetrySample; at: number; revision: number } | null = null;
+  for (const { sample, revision } of samples) {
+    changes.samples.push({ robot_id: robotId, sampled_at: sample.sampledAt, sample });
+    const at = Date.parse(sample.sampledAt);
+    if (!newest || at > newest.at || (at === newest.at && revision > newest.revision)) newest = { sample, at, revision };
+  }
+  return newest?.sample ?? null;
+}
+
+export function robotRow(robotId: string, state: RobotState, lastSeq: number, telemetry: TelemetrySample | null): RobotRow {
+  // Telemetry stays out of the view: it changes far more often than the state and the API merges it in.
+  const view = toRobotView(state, lastSeq, null);
+  return {
+    robot_id: robotId,
+    model: view.model,
+    status: view.status,
+    lifecycle: view.lifecycle,
+    healthy: view.healthy,
+    deployable: view.deployable,
+    teleoperation_active: view.teleoperation.active,
+    warning_alerts: view.alerts.filter((alert) => alert.severity === 'warning').length,
+    critical_alerts: view.alerts.filter((alert) => alert.severity === 'critical').length,
+    state,
+    view,
+    last_seq: lastSeq,
+    telemetry,
+    telemetry_at: telemetry?.sampledAt ?? null,
+  };
+}

@@ -1,0 +1,33 @@
+import type { EventPage, FleetMetrics, Lifecycle, PresenceStatus, RobotModel, RobotPage, RobotView } from '../../../schemas/index.js';
+
+/** Which robots a list asks for: everyone, or only the healthy or deployable ones, narrowed by the filters. */
+export interface RobotListQuery {
+  readonly only?: 'healthy' | 'deployable' | undefined;
+  readonly status?: PresenceStatus | undefined;
+  readonly model?: RobotModel | undefined;
+  readonly lifecycle?: Lifecycle | undefined;
+  readonly limit: number;
+  readonly cursor?: string | undefined;
+}
+
+export interface EventListQuery {
+  readonly limit: number;
+  readonly cursor?: string | undefined;
+}
+
+/** The read side of the fleet (PostgreSQL read models in AWS and locally). */
+export interface FleetQueries {
+  listRobots(query: RobotListQuery): Promise<RobotPage>;
+  getRobot(robotId: string): Promise<RobotView | null>;
+  /** Newest first; null when the robot is not in the read model. */
+  listEvents(robotId: string, query: EventListQuery): Promise<EventPage | null>;
+  metrics(): Promise<FleetMetrics>;
+}
+
+/**
+ * A cursor that this API did not hand out for this very query (garbled, edited, or taken from another list): the
+ * caller gets a 400 naming `cursor` rather than a silently wrong page.
+ */
+export class InvalidCursor extends Error {
+  override readonly name = 'InvalidCursor';
+}

@@ -1,0 +1,159 @@
+import type { DynamoDBBatchResponse, DynamoDBRecord } from 'aws-lambda';
+import { WILDCARD, type LiveMessage } from '../../../schemas/index.js';
+import { parseStreamRecord } from '../../adapters/event-log-items.js';
+import { settleConcurrently } from '../../platform/concurrency.js';
+import { countInvalid, logger, metrics, MetricUnit } from '../../platform/observability.js';
+import type { ConnectionStore, LiveNotifier } from './ports.js';
+import { inRobotOrder, liveMessagesOf } from './live-messages.js';
+
+export interface BroadcastDeps {
+  readonly connections: ConnectionStore;
+  readonly notifier: LiveNotifier;
+  /** How many connections are pushed to (and subscriptions looked up) at once. */
+  readonly concurrency: number;
+}
+
+/** A message and the stream record it came from. */
+interface Pending {
+  readonly recordIndex: number;
+  readonly sequenceNumber: string;
+  readonly message: LiveMessage;
+}
+
+/** Who watches each robot of the batch: the connections subscribed to it and those subscribed to `*`. */
+interface Audience {
+  /** subscription key (robot id or `*`) → connection ids; a key whose lookup failed is absent. */
+  readonly subscribers: ReadonlyMap<string, readonly string[]>;
+}
+
+/**
+ * Pushes the event log stream to the WebSocket connections watching each robot. Live updates are best effort (the
+ * dashboard re-reads the API when it reconnects): a failed push is logged and counted, a gone connection is removed,
+ * a malformed record is skipped (the projector sets poison records aside). Only a failed subscription lookup fails
+ * the batch, from the first record it affects, so Lambda retries what could not be delivered and nothing before it.
+ */
+export async function broadcastStreamBatch(
+  records: readonly DynamoDBRecord[],
+  deps: BroadcastDeps,
+): Promise<DynamoDBBatchResponse> {
+  metrics.addMetric('StreamRecordsRead', MetricUnit.Count, records.length);
+  const pending = readMessages(records);
+  if (pending.length === 0) return { batchItemFailures: [] };
+
+  const audience = await lookUpAudience(pending, deps);
+  const blocked = pending.find(
+    ({ message }) => !audience.subscribers.has(WILDCARD) || !audience.subscribers.has(message.robotId),
+  );
+  const deliverable = blocked ? pending.filter((item) => item.recordIndex < blocked.recordIndex) : pending;
+  await deliver(deliverable, audience, deps);
+  return { batchItemFailures: blocked ? [{ itemIdentifier: blocked.sequenceNumber }] : [] };
+}
+
+function readMessages(records: readonly DynamoDBRecord[]): Pending[] {
+  return records.flatMap((record, recordIndex) => {
+    // An empty identifier makes Lambda retry the whole batch: the safe answer for a record without one.
+    const sequenceNumber = record.dynamodb?.SequenceNumber ?? '';
+    try {
+      return liveMessagesOf(parseStreamRecord(record)).map((message) => ({ recordIndex, sequenceNumber, message }));
+    } catch (error) {
+      logger.warn('Skipped a malformed event log stream record', {
+        sequenceNumber,
+        reason: error instanceof Error ? error.message.slice(0, 500) : String(error),
+      });
+      countInvalid('StreamRecord');
+      return [];
+    }
+  });
+}
+
+/** One Query per subscription key of the batch: `*` once, each robot once. */
+async function lookUpAudience(pending: readonly Pending[], deps: BroadcastDeps): Promise<Audience> {
+  const keys = [WILDCARD, ...new Set(pending.map(({ message }) => message.robotId))];
+  const results = await settleConcurrently(keys, deps.concurrency, (key) => deps.connections.subscribersOf(key));
+  const subscribers = new Map<string, readonly string[]>();
+  results.forEach((result, index) => {
+    const key = keys[index] as string;
+    if (result.status === 'fulfilled') {
+      subscribers.set(key, result.value);
+    } else {
+      logger.error('Could not look up the connections subscribed to a robot; the batch will be retried', {
+        subscription: key,
+        error: result.reason as Error,
+      });
+    }
+  });
+  return { subscribers };
+}
+
+/** What became of the pushes of one batch; counted once per batch rather than once per push. */
+interface Tally {
+  sent: number;
+  failed: number;
+  gone: number;
+}
+
+/** Each connection gets its messages one after another (so in order); connections are served in parallel. */
+async function deliver(pending: readonly Pending[], audience: Audience, deps: BroadcastDeps): Promise<void> {
+  const outboxes = new Map<string, { messages: LiveMessage[]; via: Set<string> }>();
+  const wildcard = audience.subscribers.get(WILDCARD) ?? [];
+  for (const { message } of inRobotOrder(pending)) {
+    const watchers = [
+      ...wildcard.map((connectionId) => ({ connectionId, via: WILDCARD })),
+      ...(audience.subscribers.get(message.robotId) ?? []).map((connectionId) => ({ connectionId, via: message.robotId })),
+    ];
+    for (const { connectionId, via } of watchers) {
+      const outbox = outboxes.get(connectionId) ?? { messages: [], via: new Set<string>() };
+      // Subscribed to both `*` and the robot: one copy of each message.
+      if (outbox.messages.at(-1) !== message) outbox.messages.push(message);
+      outbox.via.add(via);
+      outboxes.set(connectionId, outbox);
+    }
+  }
+  const tally: Tally = { sent: 0, failed: 0, gone: 0 };
+  await settleConcurrently([...outboxes], deps.concurrency, ([connectionId, outbox]) =>
+    deliverTo(connectionId, outbox.messages, [...outbox.via], deps, tally),
+  );
+  metrics.addMetric('LiveMessagesSent', MetricUnit.Count, tally.sent);
+  if (tally.failed > 0) metrics.addMetric('LivePushFailed', MetricUnit.Count, tally.failed);
+  if (tally.gone > 0) metrics.addMetric('GoneConnections', MetricUnit.Count, tally.gone);
+}
+
+async function deliverTo(
+  connectionId: string,
+  messages: readonly LiveMessage[],
+  subscribedTo: readonly string[],
+  deps: BroadcastDeps,
+  tally: Tally,
+): Promise<void> {
+  for (const message of messages) {
+    let outcome: 'sent' | 'gone';
+    try {
+      outcome = await deps.notifier.send(connectionId, message);
+    } catch (error) {
+      logger.warn('Could not push a live message', {
+        connectionId,
+        robotId: message.robotId,
+        seq: message.seq,
+        error: error as Error,
+      });
+      tally.failed++;
+      continue;
+    }
+    if (outcome === 'gone') {
+      tally.gone++;
+      await removeGone(connectionId, subscribedTo, deps);
+      return;
+    }
+    tally.sent++;
+  }
+}
+
+async function removeGone(connectionId: string, subscribedTo: readonly string[], deps: BroadcastDeps): Promise<void> {
+  try {
+    await deps.connections.remove(connectionId, subscribedTo);
+    logger.info('Removed a gone WebSocket connection', { connectionId });
+  } catch (error) {
+    // Its records expire with the connection's TTL anyway, and the next push to it will try again.
+    logger.warn('Could not remove a gone WebSocket connection', { connectionId, error: error as Error });
+  }
+}

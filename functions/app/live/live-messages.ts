@@ -1,0 +1,43 @@
+import type { LiveMessage } from '../../../schemas/index.js';
+import type { StreamItem } from '../../adapters/event-log-items.js';
+import { assertNever } from '../../domain/robot-state.js';
+
+/**
+ * What the dashboard is told about one item of the event log: each domain event as it was recorded, and each new
+ * telemetry sample as `RobotTelemetry` (numbered with the head's last event, so it sorts after that event).
+ * Markers, and heads written without a new sample, say nothing new.
+ */
+export function liveMessagesOf(item: StreamItem): LiveMessage[] {
+  switch (item.kind) {
+    case 'event': {
+      const { seq, event } = item.recorded;
+      return [{ type: event.type, robotId: event.robotId, seq, at: event.at, data: { ...event.data } }];
+    }
+    case 'head': {
+      const { head } = item;
+      if (!head.telemetryChanged || !head.telemetry) return [];
+      return [
+        { type: 'RobotTelemetry', robotId: head.robotId, seq: head.lastSeq, at: head.telemetry.sampledAt, data: { ...head.telemetry } },
+      ];
+    }
+    case 'ignored':
+      return [];
+    default:
+      return assertNever(item);
+  }
+}
+
+/**
+ * Each robot's messages in sequence order (a telemetry sample after the event of the same number), robots in the
+ * order they first appear. Stream records of one transaction need not arrive in key order.
+ */
+export function inRobotOrder<T extends { readonly message: LiveMessage }>(items: readonly T[]): T[] {
+  const byRobot = new Map<string, T[]>();
+  for (const item of items) {
+    const list = byRobot.get(item.message.robotId) ?? [];
+    list.push(item);
+    byRobot.set(item.message.robotId, list);
+  }
+  const rank = (message: LiveMessage) => message.seq * 2 + (message.type === 'RobotTelemetry' ? 1 : 0);
+  return [...byRobot.values()].flatMap((list) => list.sort((a, b) => rank(a.message) - rank(b.message)));
+}

@@ -1,0 +1,71 @@
+import {
+  ClientMessage,
+  type SubscriptionAck,
+  type WebSocketError,
+} from '../../../schemas/index.js';
+import { countInvalid, logger, metrics, MetricUnit } from '../../platform/observability.js';
+import { fieldProblems, type FieldProblem } from '../../platform/validation.js';
+import type { ConnectionStore } from './ports.js';
+
+/** The route response API Gateway sends back on the connection. */
+export interface WebSocketReply {
+  readonly statusCode: number;
+  readonly body: string;
+}
+
+export type SubscriptionRoute = ClientMessage['action'];
+
+/**
+ * A `subscribe` or `unsubscribe` message: `robotIds` is `["*"]` for the whole fleet or a list of robot ids.
+ * Subscriptions add up; unsubscribing `*` leaves the robots subscribed by id. Bad input gets an error reply naming
+ * the field, never a thrown error (API Gateway would answer with an opaque "Internal server error").
+ */
+export async function changeSubscriptions(
+  store: ConnectionStore,
+  connectionId: string,
+  route: SubscriptionRoute,
+  body: string | null | undefined,
+): Promise<WebSocketReply> {
+  const read = readMessage(route, body);
+  if (!read.valid) {
+    logger.info('Rejected an invalid WebSocket message', { connectionId, route, problems: read.problems });
+    countInvalid('WebSocketMessage');
+    return errorReply(400, 'INVALID_REQUEST', `Invalid ${[...new Set(read.problems.map((p) => p.field))].join(', ')}`, read.problems);
+  }
+  const robotIds = [...new Set(read.message.robotIds)];
+  if (route === 'subscribe') {
+    if (!(await store.subscribe(connectionId, robotIds))) {
+      return errorReply(410, 'CONNECTION_UNKNOWN', 'This connection is no longer registered; reconnect.');
+    }
+  } else {
+    await store.unsubscribe(connectionId, robotIds);
+  }
+  logger.debug(`WebSocket ${route}`, { connectionId, robotIds });
+  metrics.addMetric(route === 'subscribe' ? 'Subscribed' : 'Unsubscribed', MetricUnit.Count, robotIds.length);
+  const ack: SubscriptionAck = { type: route === 'subscribe' ? 'Subscribed' : 'Unsubscribed', robotIds };
+  return { statusCode: 200, body: JSON.stringify(ack) };
+}
+
+type ReadMessage = { valid: true; message: ClientMessage } | { valid: false; problems: FieldProblem[] };
+
+function readMessage(route: SubscriptionRoute, body: string | null | undefined): ReadMessage {
+  if (!body) return { valid: false, problems: [{ field: 'body', message: 'is required' }] };
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch {
+    return { valid: false, problems: [{ field: 'body', message: 'is not valid JSON' }] };
+  }
+  const parsed = ClientMessage.safeParse(json);
+  if (!parsed.success) return { valid: false, problems: fieldProblems(parsed.error, 'body') };
+  // API Gateway routes by `action`, so only a misconfigured route gets here with another one.
+  if (parsed.data.action !== route) {
+    return { valid: false, problems: [{ field: 'action', message: `must be "${route}" on this route` }] };
+  }
+  return { valid: true, message: parsed.data };
+}
+
+function errorReply(statusCode: number, code: string, message: string, details?: unknown): WebSocketReply {
+  const error: WebSocketError = { type: 'Error', error: { code, message, ...(details ? { details } : {}) } };
+  return { statusCode, body: JSON.stringify(error) };
+}

@@ -1,0 +1,215 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it, vi } from 'vitest';
+import type { AgentEvent, TelemetrySample } from '../../schemas/index.js';
+import { DynamoEventLog } from '../../functions/adapters/dynamo-event-log.js';
+import { lambdaContext } from '../../local/lambda-context.js';
+import { createTestEventLog } from '../support/dynamo.js';
+import { connectedEvent, disconnectedEvent } from '../support/lifecycle-events.js';
+
+/** The real ingest handlers, as IoT rules invoke them, against an event log table on DynamoDB Local. */
+
+type Handler = (payload: unknown, context: ReturnType<typeof lambdaContext>) => Promise<void>;
+type TestTable = Awaited<ReturnType<typeof createTestEventLog>>;
+
+let table: TestTable;
+let log: DynamoEventLog;
+let presence: Handler;
+let telemetry: Handler;
+let robotEvents: Handler;
+let addMetric: ReturnType<typeof vi.fn>;
+
+/** Loads the handler modules afresh with this environment (they read it once, at load, like a cold start). */
+async function loadHandlers(env: Record<string, string>) {
+  vi.resetModules();
+  Object.assign(process.env, env);
+  const [p, t, e, observability] = await Promise.all([
+    import('../../functions/handlers/iot-presence.js'),
+    import('../../functions/handlers/iot-telemetry.js'),
+    import('../../functions/handlers/iot-robot-events.js'),
+    import('../../functions/platform/observability.js'),
+  ]);
+  return { presence: p.handler, telemetry: t.handler, robotEvents: e.handler, metrics: observability.metrics };
+}
+
+const T0 = Date.parse('2026-11-22T09:00:00.000Z');
+const robotId = () => `lekiwi-IN${randomUUID().slice(0, 8)}`;
+const invoke = (handler: Handler, payload: unknown) => handler(payload, lambdaContext('test-ingest'));
+const countedMetrics = () => addMetric.mock.calls.map((call) => call[0] as string);
+
+function sample(robot: string, secondsAfterT0: number, cpuTemperatureC: number): TelemetrySample & { thingName: string } {
+  return { sampledAt: new Date(T0 + secondsAfterT0 * 1000).toISOString(), cpuTemperatureC, cpuPercent: 30, thingName: robot };
+}
+
+async function eventTypes(robot: string): Promise<string[]> {
+  const page = await log.readEvents(robot);
+  return page.events.map((recorded) => recorded.event.type);
+}
+
+beforeAll(async () => {
+  table = await createTestEventLog();
+  log = new DynamoEventLog({ client: table.client, tableName: table.tableName });
+  const loaded = await loadHandlers({ EVENT_LOG_TABLE: table.tableName, AWS_ENDPOINT_URL_DYNAMODB: inject('dynamoEndpoint') });
+  ({ presence, telemetry, robotEvents } = loaded);
+  addMetric = vi.spyOn(loaded.metrics, 'addMetric') as unknown as ReturnType<typeof vi.fn>;
+});
+
+beforeEach(() => {
+  addMetric.mockClear();
+});
+
+afterAll(async () => {
+  await table.drop();
+});
+
+describe('iot-presence', () => {
+  it('records a connect as RobotConnected', async () => {
+    // Given a robot the log has never seen
+    const robot = robotId();
+
+    // When IoT Core reports it connected
+    await invoke(presence, connectedEvent(robot, 1, T0));
+
+    // Then the log holds RobotConnected and the head says online
+    const page = await log.readEvents(robot);
+    expect(page.events).toHaveLength(1);
+    expect(page.events[0]).toMatchObject({
+      seq: 1,
+      event: { type: 'RobotConnected', robotId: robot, data: { versionNumber: 1, ipAddress: '192.0.2.10', timestamp: T0 } },
+    });
+    expect((await log.readHead(robot))?.state.presence.status).toBe('online');
+    expect(countedMetrics()).toContain('Appended');
+  });
+
+  it('ignores a late disconnect of an earlier session and a duplicated disconnect', async () => {
+    // Given a robot that connected, dropped, and reconnected (version 2)
+    const robot = robotId();
+    const first = connectedEvent(robot, 1, T0);
+    const second = connectedEvent(robot, 2, T0 + 60_000);
+    await invoke(presence, first);
+    await invoke(presence, second);
+
+    // When the first session's disconnect arrives late, and the second's arrives twice
+    await invoke(presence, disconnectedEvent(first, T0 + 30_000));
+    const secondDisconnect = disconnectedEvent(second, T0 + 120_000, { clientInitiatedDisconnect: false, disconnectReason: 'MQTT_KEEP_ALIVE_TIMEOUT' });
+    await invoke(presence, secondDisconnect);
+    await invoke(presence, secondDisconnect);
+
+    // Then only the real transitions are in the log, and the robot is offline
+    expect(await eventTypes(robot)).toEqual(['RobotConnected', 'RobotConnected', 'RobotDisconnected']);
+    const events = (await log.readEvents(robot)).events;
+    expect(events[2]?.event).toMatchObject({ data: { versionNumber: 2, clientInitiated: false, reason: 'MQTT_KEEP_ALIVE_TIMEOUT' } });
+    expect((await log.readHead(robot))?.state.presence.status).toBe('offline');
+    expect(countedMetrics().filter((name) => name === 'Appended')).toHaveLength(3);
+    expect(countedMetrics().filter((name) => name === 'Unchanged')).toHaveLength(2);
+  });
+
+  it('leaves clients that are not robots alone', async () => {
+    // Given a dashboard's MQTT client id
+    const clientId = `dashboard-${randomUUID()}`;
+
+    // When its lifecycle event arrives
+    await invoke(presence, connectedEvent(clientId, 1, T0));
+
+    // Then nothing is written under that id and the event is counted as ignored
+    expect((await log.readEvents(clientId)).events).toEqual([]);
+    expect(await log.readHead(clientId)).toBeNull();
+    expect(countedMetrics()).toEqual(['IgnoredClient']);
+  });
+});
+
+describe('iot-telemetry', () => {
+  it('raises a critical alert at 80 °C, keeps it at 78 °C (hysteresis) and clears it at 74 °C', async () => {
+    // Given a robot running cool
+    const robot = robotId();
+    await invoke(telemetry, sample(robot, 0, 60));
+    expect(await eventTypes(robot)).toEqual([]);
+
+    // When its CPU reaches 80 °C
+    await invoke(telemetry, sample(robot, 10, 80));
+    // Then a critical alert is raised
+    const raised = (await log.readEvents(robot)).events;
+    expect(raised.map((recorded) => recorded.event)).toMatchObject([
+      { type: 'AlertRaised', data: { metric: 'cpuTemperatureC', severity: 'critical', value: 80, threshold: 80 } },
+    ]);
+
+    // When it cools to 78 °C (below the raise line, above the clear line)
+    await invoke(telemetry, sample(robot, 20, 78));
+    // Then nothing new is decided
+    expect(await eventTypes(robot)).toEqual(['AlertRaised']);
+
+    // When it cools to 74 °C
+    await invoke(telemetry, sample(robot, 30, 74));
+    // Then the alert clears, and the head carries the latest sample
+    const events = (await log.readEvents(robot)).events;
+    expect(events.map((recorded) => recorded.event)).toMatchObject([
+      { type: 'AlertRaised' },
+      { type: 'AlertCleared', data: { metric: 'cpuTemperatureC', value: 74, threshold: 75 } },
+    ]);
+    const head = await log.readHead(robot);
+    const { thingName: _, ...latest } = sample(robot, 30, 74);
+    expect(head?.telemetry).toEqual(latest);
+    expect(head?.state.alerts).toEqual({});
+  });
+
+  it('keeps the newest sample when an older one arrives late', async () => {
+    // Given a robot whose head holds a sample
+    const robot = robotId();
+    await invoke(telemetry, sample(robot, 60, 55));
+
+    // When an older sample arrives afterwards
+    await invoke(telemetry, sample(robot, 30, 90));
+
+    // Then the head keeps the newer sample, no alert is raised from the stale one, and it is counted as stale
+    expect((await log.readHead(robot))?.telemetry?.cpuTemperatureC).toBe(55);
+    expect(await eventTypes(robot)).toEqual([]);
+    expect(countedMetrics()).toEqual(['Appended', 'StaleSample']);
+  });
+});
+
+describe('iot-robot-events', () => {
+  it('appends a redelivered robot event once', async () => {
+    // Given an agent event that QoS 1 (or the agent's offline queue) delivers twice
+    const robot = robotId();
+    const started: AgentEvent = {
+      eventId: randomUUID(),
+      occurredAt: new Date(T0).toISOString(),
+      type: 'TeleoperationStarted',
+      data: { operatorAddress: '10.0.0.7', signals: ['actions', 'peer'], score: 0.92 },
+    };
+
+    // When both deliveries arrive
+    await invoke(robotEvents, { ...started, thingName: robot });
+    await invoke(robotEvents, { ...started, thingName: robot });
+
+    // Then the log holds one TeleoperationStarted, and the second delivery was counted as a duplicate
+    const events = (await log.readEvents(robot)).events;
+    expect(events.map((recorded) => recorded.event)).toMatchObject([
+      { type: 'TeleoperationStarted', eventId: started.eventId, data: { operatorAddress: '10.0.0.7' } },
+    ]);
+    expect(countedMetrics()).toEqual(['Appended', 'Duplicate']);
+  });
+});
+
+describe('transient failures', () => {
+  it('throw, so that Lambda retries and the dead-letter queue take over', async () => {
+    // Given handlers whose event log table does not exist (DynamoDB answers with an error)
+    const broken = await loadHandlers({
+      EVENT_LOG_TABLE: `missing-${randomUUID()}`,
+      AWS_ENDPOINT_URL_DYNAMODB: inject('dynamoEndpoint'),
+    });
+    const robot = robotId();
+
+    // When valid messages arrive, then each invocation fails with DynamoDB's error
+    await expect(invoke(broken.presence, connectedEvent(robot, 1, T0))).rejects.toThrow(/non-existent table|not found/i);
+    await expect(invoke(broken.telemetry, sample(robot, 0, 50))).rejects.toThrow(/non-existent table|not found/i);
+    await expect(
+      invoke(broken.robotEvents, {
+        eventId: randomUUID(),
+        occurredAt: new Date(T0).toISOString(),
+        type: 'TeleoperationStopped',
+        data: { reason: 'operator-left' },
+        thingName: robot,
+      }),
+    ).rejects.toThrow(/non-existent table|not found/i);
+  });
+});
