@@ -117,7 +117,7 @@ describe('ApiStack', () => {
         FunctionName: { Ref: fn('stream-projector').logicalId },
         EventSourceArn: Match.anyValue(),
         StartingPosition: 'TRIM_HORIZON',
-        BatchSize: 100,
+        BatchSize: 1000,
         BisectBatchOnFunctionError: true,
         FunctionResponseTypes: ['ReportBatchItemFailures'],
         MaximumRetryAttempts: 5,
@@ -127,6 +127,18 @@ describe('ApiStack', () => {
       });
       expect(flatten(destination.asObject())).toMatch(/ProjectorDlq.*Arn/);
       expect(flatten(mappingOf('stream-projector').EventSourceArn)).toMatch(/EventLog.*StreamArn/);
+    });
+
+    it('skip eventId markers and heads without a new sample before invoking either consumer', () => {
+      for (const consumer of ['stream-projector', 'stream-broadcaster']) {
+        const patterns = (mappingOf(consumer).FilterCriteria as { Filters: { Pattern: string }[] }).Filters.map((f) =>
+          JSON.parse(f.Pattern),
+        );
+        expect(patterns).toEqual([
+          { dynamodb: { NewImage: { kind: { S: ['event'] } } } },
+          { dynamodb: { NewImage: { kind: { S: ['head'] }, telemetryChanged: { BOOL: [true] } } } },
+        ]);
+      }
     });
 
     it('broadcast from the same stream with their own DLQ and the same failure handling', () => {
