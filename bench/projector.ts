@@ -1,13 +1,13 @@
 /**
- * `npm run bench:projector [-- --events 100000 --robots 1000 --batch-sizes 100,1000 --seed 1 --filtered]`
+ * `npm run bench:projector [-- --events 100000 --robots 1000 --batch-sizes 100,1000 --seed 1 --unfiltered]`
  *
  * Projects a synthetic fleet history into a PostgreSQL database of its own (on the local server, dropped at the end)
  * through the stream projector's real code path, once per Lambda batch size, then rebuilds it from the log. Only the
  * projector's time counts: generating the history and the stream records is excluded.
  *
- * The stream carries every item write: events, eventId markers and heads. `--filtered` drops what the projector
- * ignores (markers, heads without a new sample) before batching, as this FilterCriteria on the event source mapping
- * would: {"dynamodb":{"NewImage":{"kind":{"S":["event"]}}}} or
+ * The stream carries every item write: events, eventId markers and heads. By default the bench drops what the
+ * projector ignores (markers, heads without a new sample) before batching, as the FilterCriteria on the deployed
+ * event source mapping does (`--unfiltered` keeps them): {"dynamodb":{"NewImage":{"kind":{"S":["event"]}}}} or
  * {"dynamodb":{"NewImage":{"kind":{"S":["head"]},"telemetryChanged":{"BOOL":[true]}}}}.
  */
 import { parseArgs } from 'node:util';
@@ -25,7 +25,7 @@ const { values } = parseArgs({
     robots: { type: 'string', default: '1000' },
     'batch-sizes': { type: 'string', default: '100,1000' },
     seed: { type: 'string', default: '1' },
-    filtered: { type: 'boolean', default: false },
+    unfiltered: { type: 'boolean', default: false },
   },
 });
 const events = positiveInteger('events', values.events);
@@ -42,7 +42,7 @@ const { RecordingEventLog } = await import('../test/support/recording-event-log.
 const { StreamRecords, streamEvent } = await import('../test/support/stream-records.js');
 
 console.log(
-  `Projecting ${events} events of ${robots} robots (seed ${seed}), ${values.filtered ? 'filtered' : 'unfiltered'} stream; ` +
+  `Projecting ${events} events of ${robots} robots (seed ${seed}), ${values.unfiltered ? 'unfiltered' : 'filtered'} stream; ` +
     `${process.platform}, node ${process.version}`,
 );
 const projected = (record: DynamoDBRecord) => {
@@ -64,7 +64,7 @@ for (const batchSize of batchSizes) {
       while (pending.length < batchSize && simulation.log.eventCount < events) {
         await simulation.step();
         const records = stream.records(simulation.log.takeStream());
-        pending.push(...(values.filtered ? records.filter(projected) : records));
+        pending.push(...(values.unfiltered ? records : records.filter(projected)));
       }
       const batch = pending.slice(0, batchSize);
       pending = pending.slice(batchSize);
