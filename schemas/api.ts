@@ -23,6 +23,7 @@ export const ActiveAlertView = z.object({
   threshold: z.number(),
   raisedAt: z.string(),
 });
+export type ActiveAlertView = z.infer<typeof ActiveAlertView>;
 
 export const RobotView = z.object({
   robotId: RobotId,

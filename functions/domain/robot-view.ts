@@ -1,11 +1,10 @@
 import type { ActiveAlertView, RobotView, TelemetryMetric, TelemetrySample } from '../../schemas/index.js';
-import type { z } from 'zod';
 import { isDeployable, isHealthy, lifecycleOf } from './lifecycle.js';
 import type { RobotState } from './robot-state.js';
 
 /** How the API shows a robot: its folded state plus the derived lifecycle, health and deployability. */
 export function toRobotView(state: RobotState, lastSeq: number, telemetry: TelemetrySample | null): RobotView {
-  const alerts: z.infer<typeof ActiveAlertView>[] = Object.entries(state.alerts).flatMap(([metric, alert]) =>
+  const alerts: ActiveAlertView[] = Object.entries(state.alerts).flatMap(([metric, alert]) =>
     alert ? [{ metric: metric as TelemetryMetric, ...alert }] : [],
   );
   return {
