@@ -6,7 +6,8 @@ import { z } from 'zod';
  */
 
 const percent = z.number().min(0).max(100);
-const isoTimestamp = z.iso.datetime({ offset: true });
+/** ISO 8601 with an offset; bounded so ids derived from it stay within the log's 200-character eventId. */
+const isoTimestamp = z.iso.datetime({ offset: true }).max(40);
 
 export const TelemetrySample = z
   .object({

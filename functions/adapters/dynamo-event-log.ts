@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import type { RecordedEvent, TelemetrySample } from '../../schemas/index.js';
 import type { AppendOutcome, AppendRequest, EventLog, EventLogReplay, EventPage, RobotHead } from '../app/ports.js';
-import { HEAD_SEQ, fromEventItem, fromHeadItem, toEventItem, toHeadItem, toMarkerItem } from './event-log-items.js';
+import { HEAD_SEQ, markerKey, fromEventItem, fromHeadItem, toEventItem, toHeadItem, toMarkerItem } from './event-log-items.js';
 import { MAX_PAGE_SIZE, pageOptions, validateAppend } from './event-log-rules.js';
 
 export interface DynamoEventLogOptions {
@@ -78,6 +78,13 @@ export class DynamoEventLog implements EventLog, EventLogReplay {
       return cancelledOutcome(error, recorded);
     }
     return { status: 'appended', head, recorded };
+  }
+
+  async hasEvent(robotId: string, eventId: string): Promise<boolean> {
+    const { Item } = await this.documents.send(
+      new GetCommand({ TableName: this.tableName, Key: markerKey(robotId, eventId), ConsistentRead: true }),
+    );
+    return Item !== undefined;
   }
 
   async readEvents(robotId: string, options: { afterSeq?: number; limit?: number } = {}): Promise<EventPage> {

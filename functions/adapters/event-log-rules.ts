@@ -1,3 +1,4 @@
+import { DomainEvent } from '../../schemas/index.js';
 import type { AppendRequest } from '../app/ports.js';
 
 /**
@@ -40,6 +41,12 @@ export function validateAppend(request: AppendRequest): void {
     }
     if (seen.has(event.eventId)) fail(`events[${index}].eventId`, `repeats ${JSON.stringify(event.eventId)} within one append`);
     seen.add(event.eventId);
+    // The log must never hold what its readers (projector, broadcaster, replay) would reject as poison.
+    const parsed = DomainEvent.safeParse(event);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      fail(`events[${index}].${issue?.path.join('.') ?? ''}`, `is not a valid ${event.type} event: ${issue?.message ?? ''}`);
+    }
   });
 }
 

@@ -1,5 +1,5 @@
 import type { RecordedEvent } from '../../schemas/index.js';
-import { decide, type RobotCommand } from '../domain/robot-decider.js';
+import { CommandRejected, decide, type RobotCommand } from '../domain/robot-decider.js';
 import { fold, initialRobotState } from '../domain/robot-state.js';
 import type { EventLog, RobotHead } from './ports.js';
 
@@ -42,7 +42,17 @@ export async function executeRobotCommand(
     if (sample && head?.telemetry && Date.parse(sample.sampledAt) <= Date.parse(head.telemetry.sampledAt)) {
       return { status: 'stale-sample', head };
     }
-    const events = decide(state, command, { known: head !== null });
+    let events;
+    try {
+      events = decide(state, command, { known: head !== null });
+    } catch (error) {
+      // A command from a person carries its own id (an Idempotency-Key): if that id is already in the log, the
+      // command was applied before and the state it left is why it is refused now. That is a redelivery, not an error.
+      if (error instanceof CommandRejected && 'eventId' in command && (await log.hasEvent(robotId, command.eventId))) {
+        return { status: 'duplicate', head };
+      }
+      throw error;
+    }
     if (events.length === 0 && !sample) return { status: 'unchanged', head };
     const outcome = await log.append({
       robotId,

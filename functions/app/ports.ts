@@ -51,6 +51,8 @@ export interface EventLog {
   /** Writes the events, their eventId markers and the new head in one transaction, or nothing. */
   append(request: AppendRequest): Promise<AppendOutcome>;
   readEvents(robotId: string, options?: { afterSeq?: number; limit?: number }): Promise<EventPage>;
+  /** Whether an event with this id is in the robot's log (its marker exists). */
+  hasEvent(robotId: string, eventId: string): Promise<boolean>;
 }
 
 /** Reading the whole log back, for rebuilding the read models from it. */

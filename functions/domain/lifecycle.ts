@@ -7,7 +7,7 @@ import type { RobotState } from './robot-state.js';
  * table below is the contract every derived change must respect (a property test folds random histories and checks
  * each step against it).
  *
- * - discovered: seen on the network but not (yet) registered by the factory;
+ * - discovered: known from its messages but not registered and never connected through IoT Core;
  * - provisioning: the factory is registering it (fleet provisioning, later);
  * - ready: registered, online, idle;
  * - active: someone is driving it, or a deployment is running on it;
@@ -29,10 +29,19 @@ export function canTransition(from: Lifecycle, to: Lifecycle): boolean {
   return from === to || LIFECYCLE_TRANSITIONS[from].includes(to);
 }
 
+/**
+ * Registered by the factory (RobotRegistered), or proven registered by connecting: the thing policy admits only a
+ * certificate attached to a registered thing. Until fleet provisioning records RobotRegistered, the first connection
+ * is what makes a robot ready.
+ */
+export function isRegistered(state: RobotState): boolean {
+  return state.registered || state.presence.last !== null;
+}
+
 export function lifecycleOf(state: RobotState): Lifecycle {
   if (state.failure) return 'failed';
   if (state.presence.status === 'offline') return 'offline';
-  if (!state.registered) return 'discovered';
+  if (!isRegistered(state)) return 'discovered';
   if (state.teleoperation.active || state.deployment) return 'active';
   return 'ready';
 }

@@ -171,9 +171,3 @@ function event<T extends DomainEvent['type']>(
 ): EventOf<T> {
   return { eventId, robotId: state.robotId, at, version: 1, type, data } as EventOf<T>;
 }
-
-/** Decide and fold in one step: what a command handler needs before it writes. */
-export function decideAndEvolve(state: RobotState, command: RobotCommand, context: DecisionContext) {
-  const events = decide(state, command, context);
-  return { events, state: events.reduce(evolve, state) };
-}

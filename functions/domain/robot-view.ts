@@ -1,5 +1,5 @@
 import type { ActiveAlertView, RobotView, TelemetryMetric, TelemetrySample } from '../../schemas/index.js';
-import { isDeployable, isHealthy, lifecycleOf } from './lifecycle.js';
+import { isDeployable, isHealthy, isRegistered, lifecycleOf } from './lifecycle.js';
 import type { RobotState } from './robot-state.js';
 
 /** How the API shows a robot: its folded state plus the derived lifecycle, health and deployability. */
@@ -14,7 +14,7 @@ export function toRobotView(state: RobotState, lastSeq: number, telemetry: Telem
     lifecycle: lifecycleOf(state),
     healthy: isHealthy(state),
     deployable: isDeployable(state),
-    registered: state.registered,
+    registered: isRegistered(state),
     connection:
       state.presence.status === 'online' && state.presence.sessionIdentifier && state.presence.since
         ? {

@@ -77,6 +77,7 @@ function racingWriters(inner: EventLog, writers: number) {
   const everyoneRead = new Promise<void>((resolve) => (release = resolve));
   const wrapped: EventLog = {
     readEvents: (robotId, options) => inner.readEvents(robotId, options),
+    hasEvent: (robotId, eventId) => inner.hasEvent(robotId, eventId),
     async readHead(robotId) {
       const head = await inner.readHead(robotId);
       if (firstReads < writers) {

@@ -208,7 +208,10 @@ describe('GET /api/v2/robots', () => {
     [{ model: 'xle' }, (robot: RobotView) => robot.model === 'xle'],
     [{ lifecycle: 'failed' }, (robot: RobotView) => robot.lifecycle === 'failed'],
     [{ lifecycle: 'active', model: 'lekiwi' }, (robot: RobotView) => robot.lifecycle === 'active' && robot.model === 'lekiwi'],
-    [{ status: 'online', model: 'xle', lifecycle: 'discovered' }, (robot: RobotView) => robot.robotId === 'xle-XL0003'],
+    [
+      { status: 'online', model: 'xle', lifecycle: 'ready' },
+      (robot: RobotView) => robot.status === 'online' && robot.model === 'xle' && robot.lifecycle === 'ready',
+    ],
   ])('filters by %o', async (filter, keep) => {
     // Given
     const expected = fleet.filter(keep);
@@ -500,12 +503,28 @@ describe('POST /api/v2/robots/{id}/fail', () => {
     expect((await log.readEvents(robotId)).events).toHaveLength(3);
   });
 
+  it('answers a retry of a fail that succeeded with 200 and appends nothing', async () => {
+    // Given a failure recorded under a key whose answer the client never got
+    const robotId = await robotInLog();
+    const key = `fail-${randomUUID()}`;
+    expect((await post(`/api/v2/robots/${robotId}/fail`, { reason: 'overheats' }, undefined, { 'Idempotency-Key': key })).status).toBe(200);
+
+    // When the client retries it
+    const retry = await post(`/api/v2/robots/${robotId}/fail`, { reason: 'overheats' }, undefined, { 'Idempotency-Key': key });
+
+    // Then it gets the robot as failed, not a 409, and the log holds one failure
+    expect(retry.status).toBe(200);
+    expect(retry.body.appended).toEqual([]);
+    expect(retry.body.robot.failure).toMatchObject({ reason: 'overheats' });
+    expect((await log.readEvents(robotId)).events.filter((e) => e.event.type === 'RobotMarkedFailed')).toHaveLength(1);
+  });
+
   it('uses the Idempotency-Key as the event id, so a replay after a recovery adds nothing', async () => {
     // Given a failure recorded under a key, then a recovery
     const robotId = await robotInLog();
     const key = `fail-${randomUUID()}`;
     const first = await post(`/api/v2/robots/${robotId}/fail`, { reason: 'overheats' }, undefined, { 'Idempotency-Key': key });
-    expect(first.body.appended).toEqual([{ seq: 3, type: 'RobotMarkedFailed', eventId: key }]);
+    expect(first.body.appended).toEqual([{ seq: 3, type: 'RobotMarkedFailed', eventId: `request:${key}` }]);
     expect((await post(`/api/v2/robots/${robotId}/recover`, {})).status).toBe(200);
 
     // When the first request is delivered again

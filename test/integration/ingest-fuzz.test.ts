@@ -223,6 +223,11 @@ const isoTime = fc
   .integer({ min: Date.parse('2020-01-01T00:00:00Z'), max: Date.parse('2035-01-01T00:00:00Z') })
   .map((ms) => new Date(ms).toISOString());
 
+/** A robot's sample time the cloud accepts: not ahead of the cloud's clock (see MAX_CLOCK_AHEAD_MS). */
+const sampleTime = fc
+  .integer({ min: Date.parse('2020-01-01T00:00:00Z'), max: Date.now() })
+  .map((ms) => new Date(ms).toISOString());
+
 const connected = fc.record(
   {
     clientId: robotId,
@@ -254,7 +259,7 @@ const bounded = (min: number, max: number) =>
   fc.double({ min, max, noNaN: true }).filter((value) => (value === 0 && !Object.is(value, -0)) || Math.abs(value) >= 1e-130);
 const telemetrySample = fc.record(
   {
-    sampledAt: isoTime,
+    sampledAt: sampleTime,
     cpuPercent: bounded(0, 100),
     memoryPercent: bounded(0, 100),
     memoryUsedBytes: fc.nat(),

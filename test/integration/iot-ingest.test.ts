@@ -164,6 +164,21 @@ describe('iot-telemetry', () => {
     expect(await eventTypes(robot)).toEqual([]);
     expect(countedMetrics()).toEqual(['Appended', 'StaleSample']);
   });
+
+  it('refuses a sample from a clock far ahead, which would otherwise freeze the robot’s telemetry', async () => {
+    // Given a robot whose clock runs an hour ahead of the cloud's
+    const robot = robotId();
+    const ahead = { ...sample(robot, 0, 90), sampledAt: new Date(Date.now() + 3_600_000).toISOString() };
+
+    // When it sends a sample, and then one on time
+    await invoke(telemetry, ahead);
+    await invoke(telemetry, { ...sample(robot, 0, 55), sampledAt: new Date().toISOString() });
+
+    // Then the first is rejected as invalid (naming sampledAt) and the second is recorded
+    expect(countedMetrics()).toEqual(['InvalidTelemetry', 'Appended']);
+    expect((await log.readHead(robot))?.telemetry?.cpuTemperatureC).toBe(55);
+    expect(await eventTypes(robot)).toEqual([]);
+  });
 });
 
 describe('iot-robot-events', () => {

@@ -485,7 +485,7 @@ describe('rebuild from the log', () => {
           expect(progress.at(-1)).toMatchObject({ events: done.events, heads: done.heads });
         },
       ),
-      { numRuns: 20 },
+      { numRuns: Number(process.env.PROPERTY_RUNS ?? 20) },
     );
   }, 180_000);
 

@@ -54,6 +54,10 @@ export class InMemoryEventLog implements EventLog, EventLogReplay {
     return { status: 'appended', head: structuredClone(head), recorded: structuredClone(recorded) };
   }
 
+  async hasEvent(robotId: string, eventId: string): Promise<boolean> {
+    return this.markers.has(`${robotId}#${eventId}`);
+  }
+
   async readEvents(robotId: string, options: { afterSeq?: number; limit?: number } = {}): Promise<EventPage> {
     const { afterSeq, limit } = pageOptions(options);
     const after = (this.events.get(robotId) ?? []).filter((entry) => entry.seq > afterSeq);

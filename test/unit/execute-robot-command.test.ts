@@ -45,6 +45,7 @@ function withRival(inner: InMemoryEventLog, rival: (attempt: number) => Promise<
   const log: EventLog = {
     readHead: (id) => inner.readHead(id),
     readEvents: (id, options) => inner.readEvents(id, options),
+    hasEvent: (id, eventId) => inner.hasEvent(id, eventId),
     async append(request) {
       appends.push(request);
       if (appends.length <= times) await rival(appends.length);

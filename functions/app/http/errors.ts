@@ -5,7 +5,8 @@ import { InvalidCursor } from './fleet-queries.js';
 
 /**
  * An answer other than success, shown to the caller as `{ error: { code, message, details } }`. Only these reach the
- * client with their message; anything else is a 500 with a generic message (middy's rule for errors below 500).
+ * client with their message; anything else is a 500 with a generic message (middy's http-error-handler rule, which
+ * http-api.ts applies).
  */
 export class HttpError extends Error {
   override readonly name = 'HttpError';

@@ -19,7 +19,7 @@ export function markFailed(request: ApiRequest, deps: CommandDependencies): Prom
     () => idempotencyKey(request),
     () => parseBody(request, MarkFailedRequest),
   );
-  const eventId = key ?? deps.newEventId();
+  const eventId = commandEventId(key, deps);
   const at = deps.now().toISOString();
   return execute(deps, robotId, { type: 'MarkFailed', eventId, at, reason, by: request.caller.id });
 }
@@ -30,9 +30,17 @@ export function recover(request: ApiRequest, deps: CommandDependencies): Promise
     () => idempotencyKey(request),
     () => parseBody(request, RecoverRequest),
   );
-  const eventId = key ?? deps.newEventId();
+  const eventId = commandEventId(key, deps);
   const at = deps.now().toISOString();
   return execute(deps, robotId, { type: 'Recover', eventId, at, by: request.caller.id, note });
+}
+
+/**
+ * The event id of a person's command: the caller's Idempotency-Key, namespaced so that no key can take an id the
+ * decider derives for robot facts (`presence:…`, `alert:…`), or a fresh id when no key was sent.
+ */
+function commandEventId(key: string | undefined, deps: CommandDependencies): string {
+  return key === undefined ? deps.newEventId() : `request:${key}`;
 }
 
 /**

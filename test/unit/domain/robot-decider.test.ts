@@ -169,7 +169,7 @@ describe('robot decider: teleoperation reported by the agent', () => {
       .when({ type: 'RecordAgentEvent', event: teleopStarted(T0 + 1000) })
       .then([startedFact(T0 + 1000)]);
     expect(state.teleoperation).toEqual({ active: true, operatorAddress: '10.0.0.7', since: iso(T0 + 1000) });
-    expect(lifecycleOf(state)).toBe('discovered');
+    expect(lifecycleOf(state)).toBe('active');
   });
 
   it('closes a session whose stop was lost before opening the next', () => {
@@ -239,8 +239,13 @@ describe('robot lifecycle, health and deployability', () => {
     givenRobot(robotId, registered).when({ type: 'RegisterRobot', eventId: 'reg2', at: iso(T0) }).then([]);
   });
 
-  it('is discovered until registered, ready when registered and online, active while driven, offline when gone', () => {
-    expect(lifecycleOf(stateAfter(robotId, [connectedFact()]))).toBe('discovered');
+  it('is discovered until registered or connected, ready when online, active while driven, offline when gone', () => {
+    const telemetryOnly: DomainEvent = {
+      eventId: 'a1', robotId, at: iso(T0), version: 1, type: 'AlertRaised',
+      data: { metric: 'diskPercent', severity: 'warning', value: 95, threshold: 90 },
+    };
+    expect(lifecycleOf(stateAfter(robotId, [telemetryOnly]))).toBe('offline');
+    expect(lifecycleOf(stateAfter(robotId, [connectedFact()]))).toBe('ready');
     const ready = stateAfter(robotId, [registered, connectedFact()]);
     expect([lifecycleOf(ready), isHealthy(ready), isDeployable(ready)]).toEqual(['ready', true, true]);
     const driven = stateAfter(robotId, [registered, connectedFact(), startedFact(T0 + 1)]);
