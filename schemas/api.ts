@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { TelemetrySample } from './device.js';
-import { AlertSeverity, DomainEvent, TelemetryMetric } from './events.js';
+import { AlertSeverity, DOMAIN_EVENT_TYPES, TelemetryMetric } from './events.js';
 import { RobotId, RobotModel } from './robot-id.js';
 
 /** DTOs of the HTTP API (`/api/v2`) and the WebSocket API, shared by the handlers and the dashboard. */
@@ -123,7 +123,7 @@ export type ClientMessage = z.infer<typeof ClientMessage>;
 
 /** One push per domain event, and one `RobotTelemetry` per sample. */
 export const LiveMessage = z.object({
-  type: z.union([z.enum(DomainEvent.options.map((o) => o.shape.type.value)), z.literal('RobotTelemetry')]),
+  type: z.union([z.enum(DOMAIN_EVENT_TYPES), z.literal('RobotTelemetry')]),
   robotId: RobotId,
   seq: z.number().int().nonnegative(),
   at: z.string(),

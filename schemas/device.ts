@@ -30,7 +30,6 @@ export type TelemetrySample = z.infer<typeof TelemetrySample>;
 
 /** The numeric metrics of a sample that thresholds can watch. */
 export const TELEMETRY_METRICS = ['cpuPercent', 'memoryPercent', 'diskPercent', 'cpuTemperatureC'] as const;
-export type TelemetryMetricName = (typeof TELEMETRY_METRICS)[number];
 
 const eventId = z
   .string()
@@ -69,4 +68,3 @@ export const AgentEvent = z.discriminatedUnion('type', [
     .strict(),
 ]);
 export type AgentEvent = z.infer<typeof AgentEvent>;
-export const AGENT_EVENT_TYPES = AgentEvent.options.map((o) => o.shape.type.value);

@@ -90,7 +90,7 @@ export const DomainEvent = z.discriminatedUnion('type', [
 export type DomainEvent = z.infer<typeof DomainEvent>;
 export type DomainEventType = DomainEvent['type'];
 export type EventOf<T extends DomainEventType> = Extract<DomainEvent, { type: T }>;
-export const DOMAIN_EVENT_TYPES = DomainEvent.options.map((o) => o.shape.type.value) as DomainEventType[];
+export const DOMAIN_EVENT_TYPES = DomainEvent.options.map((o) => o.shape.type.value);
 
 /** An event as stored in the log: the log gives it its sequence number and the time it was recorded. */
 export interface RecordedEvent<E extends DomainEvent = DomainEvent> {

@@ -44,8 +44,8 @@ export class DynamoEventLog implements EventLog, EventLogReplay {
 
   async append(request: AppendRequest): Promise<AppendOutcome> {
     validateAppend(request);
-    const telemetry = await this.telemetryFor(request);
-    if (telemetry === 'conflict') return { status: 'conflict' };
+    // A Put replaces the whole head: the sample of the head the decision was made on is carried over.
+    const telemetry = request.telemetry ?? request.previousTelemetry;
     const recorded: RecordedEvent[] = request.events.map((event, index) => ({
       seq: request.expectedLastSeq + 1 + index,
       recordedAt: request.recordedAt,
@@ -143,15 +143,6 @@ export class DynamoEventLog implements EventLog, EventLogReplay {
       for (const item of page.Items ?? []) yield headOf(item);
       startKey = page.LastEvaluatedKey;
     } while (startKey);
-  }
-
-  /** The sample the new head carries: the command's, else the one the old head had ('conflict' if it moved on). */
-  private async telemetryFor(request: AppendRequest): Promise<TelemetrySample | null | 'conflict'> {
-    if (request.telemetry !== undefined) return request.telemetry;
-    if (request.previousTelemetry !== undefined) return request.previousTelemetry;
-    const current = await this.readHead(request.robotId);
-    if ((current?.revision ?? null) !== request.expectedRevision) return 'conflict';
-    return current?.telemetry ?? null;
   }
 }
 

@@ -24,11 +24,8 @@ export interface AppendRequest {
   readonly state: RobotState;
   /** A new telemetry sample for the head, when the command carried one. */
   readonly telemetry?: TelemetrySample | undefined;
-  /**
-   * The sample of the head the decision was made on, carried over when `telemetry` is absent. Optional so older
-   * callers keep compiling; without it the log reads the head once more to carry the sample over.
-   */
-  readonly previousTelemetry?: TelemetrySample | null | undefined;
+  /** The sample of the head the decision was made on: a Put replaces the whole head, so it is carried over. */
+  readonly previousTelemetry: TelemetrySample | null;
   readonly recordedAt: string;
 }
 

@@ -183,6 +183,7 @@ async function robotInLog(): Promise<string> {
       events: [event],
       state: evolve(head?.state ?? initialRobotState(robotId), event),
       recordedAt: event.at,
+      previousTelemetry: null,
     });
     expect(outcome.status).toBe('appended');
   }

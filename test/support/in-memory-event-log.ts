@@ -34,12 +34,7 @@ export class InMemoryEventLog implements EventLog, EventLogReplay {
       recordedAt: request.recordedAt,
       event: structuredClone(event),
     }));
-    const telemetry =
-      request.telemetry !== undefined
-        ? request.telemetry
-        : request.previousTelemetry !== undefined
-          ? request.previousTelemetry
-          : (current?.telemetry ?? null);
+    const telemetry = request.telemetry ?? request.previousTelemetry;
     const head: RobotHead = {
       robotId: request.robotId,
       state: structuredClone(request.state),

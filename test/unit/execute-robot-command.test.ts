@@ -160,6 +160,7 @@ describe('InMemoryEventLog keeps the DynamoDB log’s semantics', () => {
     events,
     state: fold(initialRobotState(robotId), events),
     recordedAt: '2026-11-22T10:00:00.000Z',
+    previousTelemetry: null,
   });
 
   it('reports a known eventId as a duplicate before a conflict, and writes nothing either way', async () => {

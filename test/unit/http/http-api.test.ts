@@ -42,6 +42,7 @@ async function robotIn(log: InMemoryEventLog, robotId: string): Promise<void> {
     events,
     state: fold(initialRobotState(robotId), events),
     recordedAt: NOW.toISOString(),
+    previousTelemetry: null,
   });
   expect(outcome.status).toBe('appended');
 }
