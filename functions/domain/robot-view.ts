@@ -4,9 +4,11 @@ import type { RobotState } from './robot-state.js';
 
 /** How the API shows a robot: its folded state plus the derived lifecycle, health and deployability. */
 export function toRobotView(state: RobotState, lastSeq: number, telemetry: TelemetrySample | null): RobotView {
-  const alerts: ActiveAlertView[] = Object.entries(state.alerts).flatMap(([metric, alert]) =>
-    alert ? [{ metric: metric as TelemetryMetric, ...alert }] : [],
-  );
+  // Oldest first, in a fixed order: the state's key order is not stable (PostgreSQL's jsonb reorders object keys),
+  // and the same state must always give the same view.
+  const alerts: ActiveAlertView[] = Object.entries(state.alerts)
+    .flatMap(([metric, alert]) => (alert ? [{ metric: metric as TelemetryMetric, ...alert }] : []))
+    .sort((a, b) => a.raisedAt.localeCompare(b.raisedAt) || a.metric.localeCompare(b.metric));
   return {
     robotId: state.robotId,
     model: state.model,

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { AgentEvent, DomainEvent } from '../../../schemas/index.js';
 import { decide } from '../../../functions/domain/robot-decider.js';
 import { isDeployable, isHealthy, lifecycleOf } from '../../../functions/domain/lifecycle.js';
+import { toRobotView } from '../../../functions/domain/robot-view.js';
 import { givenRobot, stateAfter } from '../../support/decider-spec.js';
 import { connectedEvent, disconnectedEvent } from '../../support/lifecycle-events.js';
 
@@ -252,5 +253,17 @@ describe('robot lifecycle, health and deployability', () => {
     expect([lifecycleOf(driven), isHealthy(driven), isDeployable(driven)]).toEqual(['active', true, false]);
     const gone = stateAfter(robotId, [registered, connectedFact(), disconnectedFact()]);
     expect([lifecycleOf(gone), isHealthy(gone), isDeployable(gone)]).toEqual(['offline', false, false]);
+  });
+});
+
+describe('robot view', () => {
+  it('lists alerts oldest first whatever order the state holds them in (jsonb reorders keys)', () => {
+    const disk = { severity: 'warning', value: 95, threshold: 90, raisedAt: iso(T0 + 2000) } as const;
+    const heat = { severity: 'critical', value: 85, threshold: 80, raisedAt: iso(T0 + 1000) } as const;
+    const base = stateAfter(robotId, [connectedFact()]);
+    const one = toRobotView({ ...base, alerts: { diskPercent: disk, cpuTemperatureC: heat } }, 1, null);
+    const other = toRobotView({ ...base, alerts: { cpuTemperatureC: heat, diskPercent: disk } }, 1, null);
+    expect(one).toEqual(other);
+    expect(one.alerts.map((alert) => alert.metric)).toEqual(['cpuTemperatureC', 'diskPercent']);
   });
 });

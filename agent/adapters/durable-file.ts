@@ -1,0 +1,31 @@
+import { open, rename } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+/**
+ * The two fsync habits a crash-safe file layout needs. A rename is only durable once the directory holding it is
+ * synced, and a file only replaces another atomically if it was complete and synced *before* the rename; otherwise a
+ * power cut can leave an empty or half-written file under the real name.
+ */
+
+export async function syncDirectory(directory: string): Promise<void> {
+  const handle = await open(directory, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Replaces `path` with `data` all-or-nothing: write a temporary sibling, fsync it, rename it over, fsync the folder. */
+export async function replaceFileAtomically(path: string, data: string): Promise<void> {
+  const temporary = `${path}.tmp`;
+  const handle = await open(temporary, 'w');
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temporary, path);
+  await syncDirectory(dirname(path));
+}
