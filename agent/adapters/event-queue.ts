@@ -2,7 +2,7 @@ import { mkdir, open, readFile, rm, truncate, type FileHandle } from 'node:fs/pr
 import { join } from 'node:path';
 import { z } from 'zod';
 import { AgentEvent } from '../../schemas/device.js';
-import { replaceFileAtomically } from './durable-file.js';
+import { replaceFileAtomically, syncDirectory } from './durable-file.js';
 
 /**
  * The agent's on-disk outbox: events wait here while the link is down and across agent restarts, and go out oldest
@@ -114,6 +114,8 @@ export class EventQueue {
     await this.loadState();
     await this.loadJournal();
     this.journal = await open(this.journalPath, 'a');
+    // A journal created just now only survives a power cut once its directory entry is synced too.
+    await syncDirectory(this.directory);
     this.phase = 'open';
     await this.serialize(() => this.applyBounds());
   }

@@ -41,8 +41,8 @@ function ids(from: number, to: number): string[] {
 }
 
 /** Opening a queue object over the same directory is what an agent restart does. */
-async function openQueue(limits: EventQueueLimits = {}): Promise<EventQueue> {
-  const queue = new EventQueue({ directory, ...limits, log: (message) => warnings.push(message) });
+async function openQueue(limits: EventQueueLimits = {}, queueDirectory = directory): Promise<EventQueue> {
+  const queue = new EventQueue({ directory: queueDirectory, ...limits, log: (message) => warnings.push(message) });
   await queue.open();
   opened.push(queue);
   return queue;
@@ -282,13 +282,13 @@ describe('agent event queue', () => {
     expect(count).toBe(20);
     expect(delivered).toEqual(ids(1, 20));
     const restarted = await restart(queue);
-    expect(restarted.stats().pending).toBe(0);
+    expect(restarted.stats()).toMatchObject({ pending: 0, corruptRecords: 0 });
   });
 
   it('keeps every acknowledged enqueue when the agent process is killed with SIGKILL mid-stream', async () => {
     // Given a child agent that enqueues events in a loop and prints each eventId once enqueue resolved
     const queueModule = pathToFileURL(resolve('agent/adapters/event-queue.ts')).href;
-    const script = join(directory, 'enqueue-forever.ts');
+    const script = join(directory, 'enqueue-forever.mts');
     await writeFile(
       script,
       [
@@ -302,14 +302,24 @@ describe('agent event queue', () => {
         '}',
       ].join('\n'),
     );
-    const child = spawn(resolve('node_modules/.bin/tsx'), [script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // One node process with tsx as a loader: the tsx CLI would put a second process in between that SIGKILL misses.
+    const child = spawn(process.execPath, ['--import', 'tsx', script], {
+      cwd: process.cwd(),
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     const acknowledged: string[] = [];
     let buffered = '';
 
     // When it is killed after at least 200 acknowledged enqueues
+    // A watchdog, so a child that never gets going cannot outlive the test.
+    const watchdog = setTimeout(() => child.kill('SIGKILL'), 20_000);
     await new Promise<void>((resolveKilled, reject) => {
       child.on('error', reject);
-      child.on('exit', () => resolveKilled());
+      // 'close', not 'exit': every line the child printed before dying has been read by then.
+      child.on('close', () => {
+        clearTimeout(watchdog);
+        resolveKilled();
+      });
       child.stdout.setEncoding('utf8');
       child.stdout.on('data', (chunk: string) => {
         buffered += chunk;
@@ -319,11 +329,9 @@ describe('agent event queue', () => {
         if (acknowledged.length >= 200) child.kill('SIGKILL');
       });
     });
-    directory = join(directory, 'queue');
-    const restarted = await openQueue();
+    const restarted = await openQueue({ maxEvents: 100_000 }, join(directory, 'queue'));
     const link = fakeLink();
     await restarted.drain(link.send);
-    directory = resolve(directory, '..');
 
     // Then every acknowledged event is there, in order, with at most the one in flight after them
     expect(acknowledged.length).toBeGreaterThanOrEqual(200);
