@@ -13,6 +13,7 @@
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import type { DynamoDBRecord } from 'aws-lambda';
+import { matchesAnyFilter, PROJECTED_RECORD_PATTERNS } from '../schemas/stream-filters.js';
 
 // Powertools reads these when first imported (below): no log lines or metric dumps in the figures.
 process.env.POWERTOOLS_LOG_LEVEL ??= 'ERROR';
@@ -45,10 +46,7 @@ console.log(
   `Projecting ${events} events of ${robots} robots (seed ${seed}), ${values.unfiltered ? 'unfiltered' : 'filtered'} stream; ` +
     `${process.platform}, node ${process.version}`,
 );
-const projected = (record: DynamoDBRecord) => {
-  const image = record.dynamodb?.NewImage;
-  return image?.kind?.S === 'event' || (image?.kind?.S === 'head' && image.telemetryChanged?.BOOL === true);
-};
+const projected = (record: DynamoDBRecord) => matchesAnyFilter(record, PROJECTED_RECORD_PATTERNS);
 for (const batchSize of batchSizes) {
   const db = await createTestDatabase({ poolSize: 1 });
   try {

@@ -6,6 +6,8 @@ import type { ChildProcess } from 'node:child_process';
 export interface DynamoDbLocal {
   readonly endpoint: string;
   readonly port: number;
+  /** The Java process, so a later run can stop one a killed run left behind. */
+  readonly pid: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -74,6 +76,7 @@ export async function startDynamoDbLocal(options: { port?: number; dbPath?: stri
   return {
     endpoint,
     port,
+    pid: child.pid,
     stop: () =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve();

@@ -13,6 +13,7 @@ import {
   type StreamHandler,
   type StreamPollerLog,
 } from './stream-delivery.js';
+import { matchesAnyFilter, type FilterPattern } from '../schemas/stream-filters.js';
 import { toLambdaRecord } from './stream-records.js';
 import { planShards, type DescribedShard, type ShardProgress, type StartingPosition } from './stream-shards.js';
 
@@ -42,6 +43,19 @@ export interface StreamPollerOptions {
   /** `awsRegion` of the records; default: the region in the stream ARN. */
   readonly awsRegion?: string;
   readonly log?: StreamPollerLog;
+  /**
+   * Where each shard was left: a shard with a saved position is read from right after it, and the position is saved
+   * after every batch handled (the local cloud keeps them on disk, so a restart neither replays nor skips records).
+   */
+  readonly checkpoints?: StreamCheckpoints;
+  /** Lambda's event filtering: only records matching one of the patterns are handed over (the rest are skipped). */
+  readonly filters?: readonly FilterPattern[];
+}
+
+/** The last sequence number handled per shard (Lambda keeps this in the event source mapping). */
+export interface StreamCheckpoints {
+  get(shardId: string): string | undefined;
+  set(shardId: string, sequenceNumber: string): Promise<void>;
 }
 
 export interface StreamPoller {
@@ -78,7 +92,7 @@ const DEFAULT_LOG: StreamPollerLog = (entry) => {
  * AWS, for the local cloud and the tests.
  *
  * One reader per shard, shards in lineage order (stream-shards.ts), one batch in flight per shard, records of a
- * shard in order; positions are kept in memory only, so a restarted poller starts again from `startingPosition`.
+ * shard in order; positions are kept in memory, or in `checkpoints` so a restarted poller carries on where it was.
  *
  * DynamoDB Local (2026-01-16 jar), as observed:
  * - One open shard per table. Its code rolls shards over every 4 hours, expires iterators after 15 minutes and keeps
@@ -216,7 +230,10 @@ export function startStreamPoller(options: StreamPollerOptions): StreamPoller {
   async function readShard(reader: ShardReader, iteratorType: StartingPosition): Promise<void> {
     const { shardId } = reader;
     /** Where a new iterator starts: the starting position, then right after the last record handled. */
-    let resumeFrom: Pick<GetShardIteratorCommandInput, 'ShardIteratorType' | 'SequenceNumber'> = { ShardIteratorType: iteratorType };
+    const saved = options.checkpoints?.get(shardId);
+    let resumeFrom: Pick<GetShardIteratorCommandInput, 'ShardIteratorType' | 'SequenceNumber'> = saved
+      ? { ShardIteratorType: 'AFTER_SEQUENCE_NUMBER', SequenceNumber: saved }
+      : { ShardIteratorType: iteratorType };
     let iterator: string | undefined;
     let failures = 0;
     while (!stopped) {
@@ -231,15 +248,20 @@ export function startStreamPoller(options: StreamPollerOptions): StreamPoller {
         const requestEpoch = epoch;
         const page = await options.client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: settings.batchSize }));
         failures = 0;
-        const records = (page.Records ?? []).map((record) => toLambdaRecord(record, source));
-        if (records.length > 0) {
-          await deliverBatch(records, policy, { handler: options.handler, onFailure, log, sleep, stopped: () => stopped, shardId });
-          if (stopped) break;
-          resumeFrom = { ShardIteratorType: 'AFTER_SEQUENCE_NUMBER', SequenceNumber: records.at(-1)?.dynamodb?.SequenceNumber };
+        const read = (page.Records ?? []).map((record) => toLambdaRecord(record, source));
+        const records = options.filters ? read.filter((record) => matchesAnyFilter(record, options.filters ?? [])) : read;
+        if (read.length > 0) {
+          if (records.length > 0) {
+            await deliverBatch(records, policy, { handler: options.handler, onFailure, log, sleep, stopped: () => stopped, shardId });
+            if (stopped) break;
+          }
+          const last = read.at(-1)?.dynamodb?.SequenceNumber;
+          resumeFrom = { ShardIteratorType: 'AFTER_SEQUENCE_NUMBER', SequenceNumber: last };
+          if (last) await options.checkpoints?.set(shardId, last);
         }
         iterator = page.NextShardIterator;
         if (!iterator) break;
-        if (records.length === 0) {
+        if (read.length === 0) {
           reader.caughtUpEpoch = requestEpoch;
           checkIdle();
           // An idle() call that came in during the request wants a poll issued after it: go again at once.

@@ -18,6 +18,7 @@ import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import type { Construct } from 'constructs';
 import { AppFunction, REPO_ROOT, type AppFunctionVpcPlacement } from '../constructs/app-function.js';
+import { PROJECTED_RECORD_PATTERNS } from '../../schemas/stream-filters.js';
 import { DB_NAME, DB_PORT, DB_USER } from './stateful-stack.js';
 
 export const MIGRATIONS_DIR = path.join(REPO_ROOT, 'functions', 'migrations');
@@ -53,17 +54,8 @@ export interface ApiStackProps extends StackProps {
  * The stateless cloud: the HTTP API (/api/v2), the WebSocket API with its $connect authorizer, the two consumers of
  * the event log stream, and the migration step that brings the read-model schema up to date on deploy.
  */
-/**
- * The event log stream carries every item write; consumers only need events and heads that carry a new telemetry
- * sample. Filtering in the event source mapping drops eventId markers and event-only head rewrites before Lambda is
- * invoked (about two thirds of the records), at no cost.
- */
-const PROJECTED_RECORDS = [
-  lambda.FilterCriteria.filter({ dynamodb: { NewImage: { kind: { S: lambda.FilterRule.isEqual('event') } } } }),
-  lambda.FilterCriteria.filter({
-    dynamodb: { NewImage: { kind: { S: lambda.FilterRule.isEqual('head') }, telemetryChanged: { BOOL: lambda.FilterRule.isEqual(true) } } },
-  }),
-];
+/** Filtering in the event source mapping drops what the consumers ignore before Lambda is invoked, at no cost. */
+const PROJECTED_RECORDS = PROJECTED_RECORD_PATTERNS.map((pattern) => lambda.FilterCriteria.filter(pattern as Record<string, unknown>));
 
 export class ApiStack extends Stack {
   readonly httpApi: apigwv2.HttpApi;

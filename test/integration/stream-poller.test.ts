@@ -1,9 +1,13 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
 import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DynamoEventLog } from '../../functions/adapters/dynamo-event-log.js';
 import { parseStreamRecord } from '../../functions/adapters/event-log-items.js';
 import { executeRobotCommand } from '../../functions/app/execute-robot-command.js';
+import { FileStreamCheckpoints } from '../../local/stream-checkpoints.js';
 import { startStreamPoller, type StreamPoller, type StreamPollerOptions } from '../../local/stream-poller.js';
 import { createTestEventLog, streamsClient } from '../support/dynamo.js';
 
@@ -263,5 +267,50 @@ describe('stream poller: stopping', () => {
     expect(() => startStreamPoller({ ...base, batchSize: 5000 })).toThrow(/batchSize must be an integer from 1 to 1000/);
     expect(() => startStreamPoller({ ...base, maximumRetryAttempts: -2 })).toThrow(/maximumRetryAttempts/);
     base.client.destroy();
+  });
+});
+
+describe('stream poller: filters and checkpoints', () => {
+  it('hands over only the records matching a filter pattern, as Lambda event filtering does', async () => {
+    const table = await freshTable();
+    await putItems(table, ['A/1', 'A/2', 'B/1']);
+    const { handler, batches } = recordingHandler();
+
+    await poll(table, { handler, filters: [{ dynamodb: { NewImage: { label: { S: ['A/2', 'B/1'] } } } }] }).idle();
+
+    expect(batches.flat()).toEqual(['A/2', 'B/1']);
+  });
+
+  it('a poller restarted with saved checkpoints carries on after the last record handled: nothing replayed, nothing skipped', async () => {
+    const table = await freshTable();
+    const dir = await mkdtemp(join(tmpdir(), 'checkpoints-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'consumer.json');
+    await putItems(table, ['A/1', 'A/2']);
+
+    const first = recordingHandler();
+    const poller = poll(table, { handler: first.handler, checkpoints: await FileStreamCheckpoints.open(file, table.streamArn) });
+    await poller.idle();
+    await poller.stop();
+    expect(first.batches.flat()).toEqual(['A/1', 'A/2']);
+
+    // Written while no one was reading
+    await putItems(table, ['A/3', 'B/1']);
+    const second = recordingHandler();
+    await poll(table, { handler: second.handler, checkpoints: await FileStreamCheckpoints.open(file, table.streamArn) }).idle();
+    expect(second.batches.flat()).toEqual(['A/3', 'B/1']);
+
+    // Positions saved for another stream (a recreated table) are not used
+    const other = recordingHandler();
+    await poll(table, { handler: other.handler, checkpoints: await FileStreamCheckpoints.open(file, `${table.streamArn}-old`) }).idle();
+    expect(other.batches.flat()).toEqual(['A/1', 'A/2', 'A/3', 'B/1']);
+  });
+
+  it('a damaged checkpoint file is an error that says what to do', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'checkpoints-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'consumer.json');
+    await writeFile(file, '{"streamArn": 1');
+    await expect(FileStreamCheckpoints.open(file, 'arn')).rejects.toThrow(/not a stream checkpoint file; delete it/);
   });
 });

@@ -1,0 +1,163 @@
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { z } from 'zod';
+import { ROBOT_ID_PATTERN, RobotModel, modelOf } from '../schemas/robot-id.js';
+import type { CertificateAuthority, IssuedCertificate } from './certificate-authority.js';
+
+/**
+ * The local cloud's IoT registry: which things exist, their model (thing type) and which certificates are attached
+ * to each. It lives in `<state>/things.json`, written atomically, so `npm run cert` in one process and the broker in
+ * another agree without talking to each other: the broker reads the file again whenever it changed.
+ */
+
+const Thing = z.object({
+  thingName: z.string().regex(ROBOT_ID_PATTERN),
+  model: RobotModel,
+  certificateIds: z.array(z.string().regex(/^[0-9a-f]{64}$/)),
+  createdAt: z.iso.datetime(),
+});
+export type Thing = z.infer<typeof Thing>;
+
+const RegistryFile = z.object({ version: z.literal(1), things: z.record(z.string(), Thing) });
+type RegistryFile = z.infer<typeof RegistryFile>;
+
+export class InvalidThingName extends Error {
+  override readonly name = 'InvalidThingName';
+}
+
+export class CorruptRegistryError extends Error {
+  override readonly name = 'CorruptRegistryError';
+}
+
+/** Checks a thing name the way the factory names robots, with a message that says what a good one looks like. */
+export function assertThingName(thingName: string): void {
+  if (!ROBOT_ID_PATTERN.test(thingName)) {
+    throw new InvalidThingName(
+      `"${thingName}" is not a robot name: use <model>-<serial> with model lekiwi or xle and a serial of letters, ` +
+        'digits, _ or - (for example lekiwi-LK0001 or xle-XL0007)',
+    );
+  }
+}
+
+export class ThingRegistry {
+  private cache: { mtimeMs: number; file: RegistryFile } | undefined;
+
+  constructor(readonly path: string) {}
+
+  /** The registry of a state dir. */
+  static in(stateDir: string): ThingRegistry {
+    return new ThingRegistry(join(stateDir, 'things.json'));
+  }
+
+  /** The thing, read from the file as it is now (cached while the file is unchanged). */
+  async lookup(thingName: string): Promise<Thing | undefined> {
+    return (await this.read()).things[thingName];
+  }
+
+  async list(): Promise<Thing[]> {
+    return Object.values((await this.read()).things).sort((a, b) => a.thingName.localeCompare(b.thingName));
+  }
+
+  /** Whether `certificateId` is attached to `thingName`: what IoT Core checks before a policy variable can name it. */
+  async isAttached(thingName: string, certificateId: string): Promise<boolean> {
+    return (await this.lookup(thingName))?.certificateIds.includes(certificateId) ?? false;
+  }
+
+  /** Creates the thing if new (model from its name) and attaches the certificate. */
+  async attach(thingName: string, certificateId: string, now = new Date()): Promise<Thing> {
+    assertThingName(thingName);
+    const file = await this.read();
+    const existing = file.things[thingName];
+    const thing: Thing = existing
+      ? { ...existing, certificateIds: [...new Set([...existing.certificateIds, certificateId])] }
+      : { thingName, model: modelOf(thingName), certificateIds: [certificateId], createdAt: now.toISOString() };
+    const next: RegistryFile = { version: 1, things: { ...file.things, [thingName]: thing } };
+    await mkdir(dirname(this.path), { recursive: true });
+    const temporary = `${this.path}.${process.pid}.tmp`;
+    await writeFile(temporary, `${JSON.stringify(next, null, 2)}\n`);
+    await rename(temporary, this.path);
+    this.cache = undefined;
+    return thing;
+  }
+
+  private async read(): Promise<RegistryFile> {
+    let mtimeMs: number;
+    try {
+      mtimeMs = (await stat(this.path)).mtimeMs;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, things: {} };
+      throw error;
+    }
+    if (this.cache?.mtimeMs === mtimeMs) return this.cache.file;
+    const text = await readFile(this.path, 'utf8');
+    let parsed;
+    try {
+      parsed = RegistryFile.safeParse(JSON.parse(text));
+    } catch (error) {
+      throw new CorruptRegistryError(`${this.path} is not JSON (${(error as Error).message}); fix or delete it`);
+    }
+    if (!parsed.success) {
+      const problem = parsed.error.issues[0];
+      throw new CorruptRegistryError(
+        `${this.path} is not a thing registry (${problem?.path.join('.') || '(file)'}: ${problem?.message}); fix or delete it`,
+      );
+    }
+    this.cache = { mtimeMs, file: parsed.data };
+    return parsed.data;
+  }
+}
+
+/** Where a robot's credentials are written, and the agent config that uses them. */
+export interface ThingCredentials {
+  readonly thing: Thing;
+  readonly directory: string;
+  readonly certificateFile: string;
+  readonly privateKeyFile: string;
+  readonly caFile: string;
+  readonly agentConfigFile: string;
+  readonly certificate: IssuedCertificate;
+}
+
+export interface ProvisionOptions {
+  /** The MQTT endpoint written into the agent config. Default localhost:8883. */
+  readonly endpoint?: string;
+  readonly port?: number;
+  readonly keepAliveSeconds?: number;
+}
+
+/**
+ * `npm run cert -- <thingName>`: issues a certificate and key from the local CA into `<state>/certs/<thingName>/`
+ * (named as IoT Core's console names them), copies the CA certificate beside them, registers the thing with the
+ * certificate attached, and writes an `agent.json` that `npm run agent -- --config` accepts.
+ */
+export async function provisionThing(
+  stateDir: string,
+  ca: CertificateAuthority,
+  thingName: string,
+  options: ProvisionOptions = {},
+): Promise<ThingCredentials> {
+  assertThingName(thingName);
+  const certificate = await ca.issueClientCertificate(thingName);
+  const directory = join(stateDir, 'certs', thingName);
+  await mkdir(directory, { recursive: true, mode: 0o700 });
+  const certificateFile = join(directory, 'certificate.pem.crt');
+  const privateKeyFile = join(directory, 'private.pem.key');
+  const caFile = join(directory, 'ca.pem');
+  const agentConfigFile = join(directory, 'agent.json');
+  await writeFile(certificateFile, certificate.certificatePem, { mode: 0o644 });
+  await writeFile(privateKeyFile, certificate.privateKeyPem, { mode: 0o600 });
+  await writeFile(caFile, ca.certificatePem, { mode: 0o644 });
+  const agentConfig = {
+    endpoint: options.endpoint ?? 'localhost',
+    port: options.port ?? 8883,
+    thingName,
+    certificateFile,
+    privateKeyFile,
+    caFile,
+    keepAliveSeconds: options.keepAliveSeconds ?? 30,
+    stateDir: join(directory, 'agent-state'),
+  };
+  await writeFile(agentConfigFile, `${JSON.stringify(agentConfig, null, 2)}\n`);
+  const thing = await ThingRegistry.in(stateDir).attach(thingName, certificate.certificateId);
+  return { thing, directory, certificateFile, privateKeyFile, caFile, agentConfigFile, certificate };
+}

@@ -1,0 +1,29 @@
+/**
+ * Which event log stream records the consumers (projector, broadcaster) need, as Lambda event filter patterns: an
+ * event item, or a head whose write carried a new telemetry sample. Markers and event-only head rewrites (about two
+ * thirds of the records) are dropped before any invocation. One definition: the CDK event source mappings use the
+ * patterns as FilterCriteria, the local cloud's stream poller applies them with `matchesAnyFilter`.
+ */
+export type FilterPattern = { readonly [key: string]: FilterPattern | readonly (string | number | boolean)[] };
+
+export const PROJECTED_RECORD_PATTERNS: readonly FilterPattern[] = [
+  { dynamodb: { NewImage: { kind: { S: ['event'] } } } },
+  { dynamodb: { NewImage: { kind: { S: ['head'] }, telemetryChanged: { BOOL: [true] } } } },
+];
+
+/**
+ * Lambda's matching for the patterns used here: a list of values matches when the record's value equals one of them;
+ * an object matches when each of its keys matches. (Lambda's prefix/numeric/exists rules are not needed.)
+ */
+export function matchesFilter(value: unknown, pattern: FilterPattern): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  return Object.entries(pattern).every(([key, expected]) => {
+    const actual = (value as Record<string, unknown>)[key];
+    if (Array.isArray(expected)) return expected.some((candidate) => candidate === actual);
+    return matchesFilter(actual, expected as FilterPattern);
+  });
+}
+
+export function matchesAnyFilter(value: unknown, patterns: readonly FilterPattern[]): boolean {
+  return patterns.some((pattern) => matchesFilter(value, pattern));
+}
