@@ -5,7 +5,8 @@ import * as iot from 'aws-cdk-lib/aws-iot';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
-import { APP, TOPIC_RULES, type RuleTarget } from '../../schemas/topics.js';
+import { RESOURCE_TYPE, THING_NAME_VARIABLE, THING_POLICY } from '../../schemas/thing-policy.js';
+import { TOPIC_RULES, type RuleTarget } from '../../schemas/topics.js';
 import { AppFunction } from '../constructs/app-function.js';
 
 /** Thing types are the robot models; the thing name is `<model>-<serial>`. */
@@ -15,7 +16,7 @@ export const THING_TYPES = {
 } as const;
 export const THING_GROUP = 'heartbeat-fleet';
 /** The policy variable IoT Core replaces with the connected certificate's thing name. */
-export const THING_NAME = '${iot:Connection.Thing.ThingName}';
+export const THING_NAME = THING_NAME_VARIABLE;
 
 export interface IotStackProps extends StackProps {
   readonly eventLog: dynamodb.ITable;
@@ -121,50 +122,25 @@ function constructIdOf(handler: string): string {
 }
 
 /**
- * The policy every robot certificate carries. Each resource names the connected thing through
- * `${iot:Connection.Thing.ThingName}`, so a robot can connect, publish and subscribe only as itself. The ARNs are
- * built with Fn::Join (never Fn::Sub, which would try to resolve the policy variable).
+ * The policy every robot certificate carries, built from schemas/thing-policy.ts (the local broker enforces the same
+ * statements). Each resource names the connected thing through `${iot:Connection.Thing.ThingName}`, so a robot can
+ * connect, publish and subscribe only as itself. The ARNs are built with Fn::Join (never Fn::Sub, which would try to
+ * resolve the policy variable).
  */
 export function thingPolicyDocument(stack: Stack): Record<string, unknown> {
   const iotArn = (resource: string, resourceName: string): string =>
     Arn.format({ service: 'iot', resource, resourceName, arnFormat: ArnFormat.SLASH_RESOURCE_NAME }, stack);
-  const ownJobs = `$aws/things/${THING_NAME}/jobs/*`;
   return {
     Version: '2012-10-17',
-    Statement: [
-      {
-        Sid: 'ConnectAsOwnThing',
+    Statement: THING_POLICY.map((statement) => {
+      const arns = statement.resources.map((name) => iotArn(RESOURCE_TYPE[statement.action], name));
+      return {
+        Sid: statement.sid,
         Effect: 'Allow',
-        Action: 'iot:Connect',
-        Resource: iotArn('client', THING_NAME),
-        // The certificate must be attached to the thing whose name it uses as client id.
-        Condition: { Bool: { 'iot:Connection.Thing.IsAttached': 'true' } },
-      },
-      {
-        Sid: 'PublishOwnData',
-        Effect: 'Allow',
-        Action: 'iot:Publish',
-        Resource: [
-          iotArn('topic', `dt/${APP}/${THING_NAME}/*`),
-          // Basic Ingest for telemetry: straight to the rule, no messaging charge.
-          iotArn('topic', `$aws/rules/${TOPIC_RULES.telemetry.name}/dt/${APP}/${THING_NAME}/telemetry`),
-          // Replies to commands (`cmd/heartbeat/<thing>/<request>/reply`, see schemas/topics.ts).
-          iotArn('topic', `cmd/${APP}/${THING_NAME}/*/reply`),
-          iotArn('topic', ownJobs),
-        ],
-      },
-      {
-        Sid: 'SubscribeOwnCommandsAndJobs',
-        Effect: 'Allow',
-        Action: 'iot:Subscribe',
-        Resource: [iotArn('topicfilter', `cmd/${APP}/${THING_NAME}/*`), iotArn('topicfilter', ownJobs)],
-      },
-      {
-        Sid: 'ReceiveOwnCommandsAndJobs',
-        Effect: 'Allow',
-        Action: 'iot:Receive',
-        Resource: [iotArn('topic', `cmd/${APP}/${THING_NAME}/*`), iotArn('topic', ownJobs)],
-      },
-    ],
+        Action: `iot:${statement.action}`,
+        Resource: arns.length === 1 ? arns[0] : arns,
+        ...(statement.condition ? { Condition: statement.condition } : {}),
+      };
+    }),
   };
 }

@@ -1,0 +1,521 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tls from 'node:tls';
+import mqtt, { type MqttClient } from 'mqtt';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CertificateAuthority, type IssuedCertificate } from '../../local/certificate-authority.js';
+import { type BrokerLogEntry, type IotBroker, type RuleInvocation, startIotBroker } from '../../local/iot-broker.js';
+import { LifecycleVersions } from '../../local/presence-events.js';
+import { ThingRegistry } from '../../local/thing-registry.js';
+import { LifecycleEvent } from '../../schemas/lifecycle.js';
+import { TOPIC_RULES } from '../../schemas/topics.js';
+
+/**
+ * The local IoT Core over real TLS sockets: the `mqtt` package as the robots' client (MQTT 3.1.1, mqtts://), hand-made
+ * packets on raw TLS sockets where a client must misbehave, the real CA and thing registry.
+ */
+
+interface Invocation {
+  readonly rule: string;
+  readonly payload: Record<string, unknown>;
+  readonly attempt: number;
+}
+
+let stateDir: string;
+let ca: CertificateAuthority;
+let server: IssuedCertificate;
+let registry: ThingRegistry;
+const certs = new Map<string, IssuedCertificate>();
+const invocations: Invocation[] = [];
+const logs: BrokerLogEntry[] = [];
+const attempts = new Map<string, number>();
+let broker: IotBroker;
+const clients: MqttClient[] = [];
+const rawSockets: net.Socket[] = [];
+
+/** Records every invocation; a payload with `fail: n` makes the first n attempts for its `id` reject. */
+const recordingRules: RuleInvocation[] = Object.values(TOPIC_RULES).map((rule) => ({
+  rule,
+  invoke: async (payload: unknown) => {
+    const body = payload as Record<string, unknown>;
+    const key = `${rule.name}:${String(body.id)}`;
+    const attempt = (attempts.get(key) ?? 0) + 1;
+    attempts.set(key, attempt);
+    invocations.push({ rule: rule.name, payload: body, attempt });
+    if (typeof body.fail === 'number' && attempt <= body.fail) throw new Error(`planned failure ${attempt}`);
+  },
+}));
+
+const ROBOTS = Array.from({ length: 15 }, (_, i) => `lekiwi-LK${String(i + 1).padStart(4, '0')}`);
+const robot = (n: number): string => ROBOTS[n - 1]!;
+
+async function start(minKeepAliveSeconds = 1): Promise<IotBroker> {
+  return startIotBroker({
+    port: 0,
+    caCertificatePem: ca.certificatePem,
+    serverCertificatePem: server.certificatePem,
+    serverPrivateKeyPem: server.privateKeyPem,
+    registry,
+    rules: recordingRules,
+    minKeepAliveSeconds,
+    log: (entry) => logs.push(entry),
+  });
+}
+
+async function waitFor<T>(find: () => T | undefined | false, what: string, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = find();
+    if (found) return found;
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+const presence = (clientId: string, eventType: 'connected' | 'disconnected') =>
+  invocations.filter(
+    (i) => i.rule === TOPIC_RULES.presence.name && i.payload.clientId === clientId && i.payload.eventType === eventType,
+  );
+
+const waitForPresence = (clientId: string, eventType: 'connected' | 'disconnected', count = 1) =>
+  waitFor(() => presence(clientId, eventType)[count - 1]?.payload, `${eventType} #${count} of ${clientId}`);
+
+const invoked = (rule: string, predicate: (payload: Record<string, unknown>) => boolean) =>
+  invocations.filter((i) => i.rule === rule && predicate(i.payload));
+
+type ConnectOptions = { clientId?: string; cert?: IssuedCertificate; keepalive?: number; port?: number };
+
+function clientOptions(thing: string, options: ConnectOptions = {}) {
+  const cert = options.cert ?? certs.get(thing)!;
+  return {
+    protocolVersion: 4 as const,
+    clientId: options.clientId ?? thing,
+    key: cert.privateKeyPem,
+    cert: cert.certificatePem,
+    ca: ca.certificatePem,
+    keepalive: options.keepalive ?? 30,
+    reconnectPeriod: 0,
+    connectTimeout: 10_000,
+  };
+}
+
+async function connect(thing: string, options: ConnectOptions = {}): Promise<MqttClient> {
+  const client = await mqtt.connectAsync(`mqtts://127.0.0.1:${options.port ?? broker.port}`, clientOptions(thing, options));
+  clients.push(client);
+  return client;
+}
+
+/** A connection attempt that must fail: how it ended (never a CONNACK 0). */
+async function refusedConnect(thing: string, options: ConnectOptions = {}): Promise<{ error?: Error & { code?: unknown } }> {
+  const client = mqtt.connect(`mqtts://127.0.0.1:${broker.port}`, clientOptions(thing, options));
+  clients.push(client);
+  return new Promise((resolve, reject) => {
+    client.on('connect', () => reject(new Error(`${thing} was let in`)));
+    client.on('error', (error) => resolve({ error }));
+    client.on('close', () => setTimeout(() => resolve({}), 200));
+  });
+}
+
+/** The SUBACK return codes for `filters` (mqtt.js rejects a SUBACK with a failure code; the packet is on the error). */
+async function subscribeCodes(client: MqttClient, filters: string[]): Promise<number[]> {
+  try {
+    return (await client.subscribeAsync(filters, { qos: 1 })).map((grant) => grant.qos);
+  } catch (error) {
+    const granted = (error as { packet?: { granted?: number[] } }).packet?.granted;
+    if (!granted) throw error;
+    return granted;
+  }
+}
+
+/** MQTT 3.1.1 CONNECT, clean session, no will, no credentials. */
+function connectPacket(clientId: string, keepAliveSeconds: number): Buffer {
+  const id = Buffer.from(clientId, 'utf8');
+  const variableHeader = Buffer.from([0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x02, keepAliveSeconds >> 8, keepAliveSeconds & 0xff]);
+  const payload = Buffer.concat([Buffer.from([id.length >> 8, id.length & 0xff]), id]);
+  return Buffer.concat([Buffer.from([0x10, variableHeader.length + payload.length]), variableHeader, payload]);
+}
+
+/** A raw TLS connection with a robot's certificate; `data` collects what the broker sends. */
+async function rawTls(thing: string): Promise<{ socket: tls.TLSSocket; data: Buffer[]; closed: Promise<void> }> {
+  const cert = certs.get(thing)!;
+  const socket = tls.connect({ host: '127.0.0.1', port: broker.port, ca: ca.certificatePem, key: cert.privateKeyPem, cert: cert.certificatePem });
+  rawSockets.push(socket);
+  const data: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => data.push(chunk));
+  socket.on('error', () => undefined);
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    socket.once('secureConnect', () => resolve());
+    socket.once('error', reject);
+  });
+  return { socket, data, closed };
+}
+
+beforeAll(async () => {
+  stateDir = await mkdtemp(join(tmpdir(), 'iot-broker-'));
+  ca = await CertificateAuthority.create();
+  server = await ca.issueServerCertificate(['localhost', '127.0.0.1']);
+  registry = ThingRegistry.in(stateDir);
+  for (const thing of ROBOTS) {
+    const cert = await ca.issueClientCertificate(thing);
+    certs.set(thing, cert);
+    await registry.attach(thing, cert.certificateId);
+  }
+  broker = await start();
+});
+
+afterEach(async () => {
+  for (const client of clients.splice(0)) client.end(true);
+  for (const socket of rawSockets.splice(0)) socket.destroy();
+});
+
+afterAll(async () => {
+  await broker?.stop();
+  await rm(stateDir, { recursive: true, force: true });
+});
+
+describe('local IoT broker: connecting', () => {
+  it('announces a registered robot with IoT lifecycle fields, and a clean end() as a client-initiated disconnect', async () => {
+    const thing = robot(1);
+    const before = Date.now();
+    const client = await connect(thing);
+    const connected = await waitForPresence(thing, 'connected');
+    expect(LifecycleEvent.parse(connected)).toEqual(connected);
+    expect(connected).toMatchObject({
+      clientId: thing,
+      eventType: 'connected',
+      principalIdentifier: certs.get(thing)!.certificateId,
+      ipAddress: '127.0.0.1',
+    });
+    expect(connected.sessionIdentifier).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    expect(connected.timestamp).toBeGreaterThanOrEqual(before);
+    expect(connected.versionNumber).toBeGreaterThanOrEqual(Math.floor(before / 1000));
+    expect(broker.connectedThings()).toContain(thing);
+
+    await client.endAsync();
+    const disconnected = await waitForPresence(thing, 'disconnected');
+    expect(LifecycleEvent.parse(disconnected)).toEqual(disconnected);
+    expect(disconnected).toMatchObject({
+      clientId: thing,
+      eventType: 'disconnected',
+      clientInitiatedDisconnect: true,
+      disconnectReason: 'CLIENT_INITIATED_DISCONNECT',
+      sessionIdentifier: connected.sessionIdentifier,
+      principalIdentifier: connected.principalIdentifier,
+      versionNumber: connected.versionNumber,
+    });
+    expect(broker.connectedThings()).not.toContain(thing);
+  });
+
+  it('reports a dropped socket as CONNECTION_LOST', async () => {
+    const thing = robot(2);
+    const client = await connect(thing);
+    const connected = await waitForPresence(thing, 'connected');
+    client.stream.destroy();
+    const disconnected = await waitForPresence(thing, 'disconnected');
+    expect(disconnected).toMatchObject({
+      disconnectReason: 'CONNECTION_LOST',
+      clientInitiatedDisconnect: false,
+      versionNumber: connected.versionNumber,
+    });
+  });
+
+  it('drops a client that stops talking after 1.5 × keep-alive with MQTT_KEEP_ALIVE_TIMEOUT', async () => {
+    const thing = robot(3);
+    const { socket, data, closed } = await rawTls(thing);
+    socket.write(connectPacket(thing, 1));
+    await waitFor(() => Buffer.concat(data).length >= 4, 'CONNACK');
+    expect([...Buffer.concat(data).subarray(0, 4)]).toEqual([0x20, 2, 0, 0]);
+    // Silent from here on: no PINGREQ.
+    const disconnected = await waitForPresence(thing, 'disconnected');
+    expect(disconnected).toMatchObject({ disconnectReason: 'MQTT_KEEP_ALIVE_TIMEOUT', clientInitiatedDisconnect: false });
+    await closed;
+  });
+
+  it('raises a keep-alive below the minimum: a silent client lasts at least 1.5 × the minimum', async () => {
+    const slow = await start(2);
+    try {
+      const thing = robot(4);
+      const cert = certs.get(thing)!;
+      const socket = tls.connect({ host: '127.0.0.1', port: slow.port, ca: ca.certificatePem, key: cert.privateKeyPem, cert: cert.certificatePem });
+      rawSockets.push(socket);
+      socket.on('error', () => undefined);
+      await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()));
+      socket.write(connectPacket(thing, 1));
+      const connected = await waitForPresence(thing, 'connected');
+      const disconnected = await waitForPresence(thing, 'disconnected');
+      expect(disconnected.disconnectReason).toBe('MQTT_KEEP_ALIVE_TIMEOUT');
+      // 1.5 × 2 s, not 1.5 × the 1 s asked for (a lower bound: a loaded machine only makes it later).
+      expect((disconnected.timestamp as number) - (connected.timestamp as number)).toBeGreaterThanOrEqual(2900);
+    } finally {
+      await slow.stop();
+    }
+  });
+
+  it('hands a client id to the newest connection and reports the old one as DUPLICATE_CLIENTID', async () => {
+    const thing = robot(5);
+    await connect(thing);
+    const first = await waitForPresence(thing, 'connected');
+    await connect(thing);
+    const second = await waitForPresence(thing, 'connected', 2);
+    const disconnected = await waitForPresence(thing, 'disconnected');
+    expect(disconnected).toMatchObject({
+      disconnectReason: 'DUPLICATE_CLIENTID',
+      clientInitiatedDisconnect: false,
+      sessionIdentifier: first.sessionIdentifier,
+      versionNumber: first.versionNumber,
+    });
+    expect(second.versionNumber).toBeGreaterThan(first.versionNumber as number);
+    expect(broker.connectedThings()).toContain(thing);
+  });
+
+  it('refuses a certificate from another CA in the TLS handshake', async () => {
+    const foreign = await CertificateAuthority.create({ commonName: 'Someone else' });
+    const thing = robot(6);
+    const cert = await foreign.issueClientCertificate(thing);
+    // Attached, so only the TLS layer stands between this certificate and a session.
+    await registry.attach(thing, cert.certificateId);
+    await refusedConnect(thing, { cert });
+    await waitFor(() => logs.find((l) => l.message.startsWith('TLS connection refused') && /^UNABLE_TO_(GET_ISSUER_CERT_LOCALLY|VERIFY_LEAF_SIGNATURE)$/.test(String(l.code))), 'TLS refusal log');
+    expect(presence(thing, 'connected')).toEqual([]);
+  });
+
+  it('refuses an expired certificate in the TLS handshake', async () => {
+    const thing = robot(6);
+    const day = 24 * 60 * 60 * 1000;
+    const cert = await ca.issueClientCertificate(thing, { notBefore: new Date(Date.now() - 10 * day), notAfter: new Date(Date.now() - day) });
+    await registry.attach(thing, cert.certificateId);
+    await refusedConnect(thing, { cert });
+    await waitFor(() => logs.find((l) => l.message.startsWith('TLS connection refused') && l.code === 'CERT_HAS_EXPIRED'), 'expiry log');
+    expect(presence(thing, 'connected')).toEqual([]);
+  });
+
+  it('refuses (CONNACK not authorized) a client id other than the certificate CN', async () => {
+    const outcome = await refusedConnect(robot(7), { clientId: robot(8) });
+    expect(outcome.error?.code).toBe(5);
+    expect(logs.some((l) => l.level === 'warn' && l.clientId === robot(8) && /not the certificate's CN/.test(l.message))).toBe(true);
+    expect(presence(robot(8), 'connected')).toEqual([]);
+    expect(presence(robot(7), 'connected')).toEqual([]);
+  });
+
+  it('refuses a certificate of our CA that is not attached to the thing', async () => {
+    const thing = 'lekiwi-LK9999';
+    const cert = await ca.issueClientCertificate(thing);
+    const outcome = await refusedConnect(thing, { cert });
+    expect(outcome.error?.code).toBe(5);
+    expect(logs.some((l) => l.level === 'warn' && l.clientId === thing && /is not attached/.test(l.message))).toBe(true);
+    expect(presence(thing, 'connected')).toEqual([]);
+  });
+});
+
+describe('local IoT broker: policy and rules', () => {
+  it('disconnects a robot publishing under another robot with FORBIDDEN_ACCESS; the message goes nowhere', async () => {
+    const me = robot(9);
+    const other = robot(10);
+    const client = await connect(me);
+    client.publish(`dt/heartbeat/${other}/telemetry`, JSON.stringify({ id: 'forged', cpuPercent: 99 }), { qos: 1 });
+    const disconnected = await waitForPresence(me, 'disconnected');
+    expect(disconnected).toMatchObject({ disconnectReason: 'FORBIDDEN_ACCESS', clientInitiatedDisconnect: false });
+    await broker.idle();
+    expect(invoked(TOPIC_RULES.telemetry.name, (p) => p.thingName === other || p.id === 'forged')).toEqual([]);
+  });
+
+  it('invokes the telemetry rule with thingName for own telemetry, at QoS 0 and 1', async () => {
+    const thing = robot(11);
+    const client = await connect(thing);
+    await client.publishAsync(`dt/heartbeat/${thing}/telemetry`, JSON.stringify({ id: 'q0', cpuPercent: 12, thingName: 'forged' }), { qos: 0 });
+    await client.publishAsync(`dt/heartbeat/${thing}/telemetry`, JSON.stringify({ id: 'q1', cpuPercent: 13 }), { qos: 1 });
+    await client.publishAsync(`dt/heartbeat/${thing}/events`, JSON.stringify({ id: 'ev' }), { qos: 1 });
+    const q0 = await waitFor(() => invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'q0')[0], 'QoS 0 telemetry');
+    const q1 = await waitFor(() => invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'q1')[0], 'QoS 1 telemetry');
+    expect(q0.payload).toEqual({ id: 'q0', cpuPercent: 12, thingName: thing });
+    expect(q1.payload).toEqual({ id: 'q1', cpuPercent: 13, thingName: thing });
+    await waitFor(() => invoked(TOPIC_RULES.events.name, (p) => p.id === 'ev' && p.thingName === thing)[0], 'events rule');
+    expect(invoked(TOPIC_RULES.events.name, (p) => p.id === 'q0' || p.id === 'q1')).toEqual([]);
+  });
+
+  it('routes Basic Ingest to its rule only, never to subscribers or other rules, once', async () => {
+    const thing = robot(12);
+    const client = await connect(thing);
+    const received: string[] = [];
+    client.on('message', (topic) => received.push(topic));
+    // Robots may not subscribe to the plain topic either (no Subscribe in the policy).
+    expect(await subscribeCodes(client, [`dt/heartbeat/${thing}/telemetry`, `cmd/heartbeat/${thing}/#`])).toEqual([128, 1]);
+    await client.publishAsync(
+      `$aws/rules/${TOPIC_RULES.telemetry.name}/dt/heartbeat/${thing}/telemetry`,
+      JSON.stringify({ id: 'ingest', cpuPercent: 5 }),
+      { qos: 1 },
+    );
+    const invocation = await waitFor(() => invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'ingest')[0], 'Basic Ingest invocation');
+    expect(invocation.payload).toEqual({ id: 'ingest', cpuPercent: 5, thingName: thing });
+    // A marker through the same connection proves everything before it was delivered (or not).
+    await broker.publish(`cmd/heartbeat/${thing}/marker`, { id: 'marker' });
+    await waitFor(() => received.includes(`cmd/heartbeat/${thing}/marker`), 'marker');
+    await broker.idle();
+    expect(received).toEqual([`cmd/heartbeat/${thing}/marker`]);
+    expect(invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'ingest')).toHaveLength(1);
+    expect(presence(thing, 'disconnected')).toEqual([]);
+
+    // An unknown rule is dropped with a warning (the policy keeps robots from even trying).
+    await broker.publish(`$aws/rules/no_such_rule/dt/heartbeat/${thing}/telemetry`, { id: 'unknown-rule' });
+    await waitFor(() => logs.find((l) => l.level === 'warn' && /unknown rule "no_such_rule"/.test(l.message)), 'unknown-rule warning');
+    await broker.idle();
+    expect(invocations.filter((i) => i.payload.id === 'unknown-rule')).toEqual([]);
+  });
+
+  it('delivers commands to the own subscription and refuses another robot’s command filter with 0x80', async () => {
+    const thing = robot(13);
+    const other = robot(14);
+    const client = await connect(thing);
+    const messages: { topic: string; payload: unknown }[] = [];
+    client.on('message', (topic, payload) => messages.push({ topic, payload: JSON.parse(payload.toString()) }));
+    expect(await subscribeCodes(client, [`cmd/heartbeat/${thing}/+`])).toEqual([1]);
+    expect(await subscribeCodes(client, [`cmd/heartbeat/${other}/#`])).toEqual([128]);
+    expect(await subscribeCodes(client, ['cmd/heartbeat/+/report-now'])).toEqual([128]);
+
+    await broker.publish(`cmd/heartbeat/${other}/report-now`, { requestId: 'theirs' });
+    await broker.publish(`cmd/heartbeat/${thing}/report-now`, { requestId: 'mine' });
+    await waitFor(() => messages.length > 0, 'the command');
+    await broker.idle();
+    expect(messages).toEqual([{ topic: `cmd/heartbeat/${thing}/report-now`, payload: { requestId: 'mine' } }]);
+    // A forbidden subscription is refused, not punished.
+    expect(presence(thing, 'disconnected')).toEqual([]);
+  });
+
+  it('does not invoke a rule for a payload that is not a JSON object, warns, and stays up', async () => {
+    const thing = robot(11);
+    const client = await connect(thing);
+    await client.publishAsync(`dt/heartbeat/${thing}/telemetry`, 'not json at all', { qos: 1 });
+    await client.publishAsync(`dt/heartbeat/${thing}/telemetry`, '[1,2,3]', { qos: 1 });
+    await waitFor(
+      () => logs.filter((l) => l.level === 'warn' && l.rule === TOPIC_RULES.telemetry.name && l.topic === `dt/heartbeat/${thing}/telemetry`).length >= 2,
+      'two warnings naming rule and topic',
+    );
+    await client.publishAsync(`dt/heartbeat/${thing}/telemetry`, JSON.stringify({ id: 'after-garbage' }), { qos: 1 });
+    await waitFor(() => invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'after-garbage')[0], 'a later valid message');
+    expect(invocations.filter((i) => i.rule === TOPIC_RULES.telemetry.name && i.payload.thingName === thing && !i.payload.id)).toEqual([]);
+  });
+
+  it('retries a failed invocation twice (about 1 s, then 2 s) and then logs an error', async () => {
+    const thing = robot(11);
+    const client = await connect(thing);
+    await client.publishAsync(`dt/heartbeat/${thing}/telemetry`, JSON.stringify({ id: 'fails-once', fail: 1 }), { qos: 1 });
+    await client.publishAsync(`dt/heartbeat/${thing}/telemetry`, JSON.stringify({ id: 'fails-always', fail: 99 }), { qos: 1 });
+    await waitFor(() => invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'fails-always').length === 3, 'three attempts', 20_000);
+    await broker.idle();
+    expect(invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'fails-once').map((i) => i.attempt)).toEqual([1, 2]);
+    expect(invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'fails-always').map((i) => i.attempt)).toEqual([1, 2, 3]);
+    expect(logs.some((l) => l.level === 'error' && l.rule === TOPIC_RULES.telemetry.name && /after 3 attempts/.test(l.message))).toBe(true);
+    // Still serving.
+    await client.publishAsync(`dt/heartbeat/${thing}/telemetry`, JSON.stringify({ id: 'after-failures' }), { qos: 1 });
+    await waitFor(() => invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'after-failures')[0], 'a later message');
+  });
+});
+
+describe('local IoT broker: garbage', () => {
+  it('survives TCP clients that hang up mid-handshake or send garbage instead of TLS', async () => {
+    for (const bytes of [Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]), Buffer.from('GET / HTTP/1.1\r\n\r\n'), Buffer.alloc(0)]) {
+      const socket = net.connect(broker.port, '127.0.0.1');
+      rawSockets.push(socket);
+      socket.on('error', () => undefined);
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      if (bytes.length > 0) socket.write(bytes);
+      socket.destroy();
+    }
+    const thing = robot(1);
+    const client = await connect(thing);
+    expect(client.connected).toBe(true);
+  });
+
+  it('closes a TLS connection that sends garbage instead of CONNECT, and one whose packets go bad after CONNECT', async () => {
+    const junk = await rawTls(robot(2));
+    junk.socket.write(Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02]));
+    await junk.closed;
+
+    const thing = robot(2);
+    const bad = await rawTls(thing);
+    bad.socket.write(connectPacket(thing, 30));
+    const connected = await waitForPresence(thing, 'connected', presence(thing, 'connected').length + 1);
+    // Reserved packet type 0 with garbage: not MQTT.
+    bad.socket.write(Buffer.from([0x00, 0x02, 0xde, 0xad]));
+    await bad.closed;
+    const disconnected = await waitFor(
+      () => presence(thing, 'disconnected').find((i) => i.payload.sessionIdentifier === connected.sessionIdentifier)?.payload,
+      'disconnect after garbage',
+    );
+    expect(disconnected).toMatchObject({ disconnectReason: 'CLIENT_ERROR', clientInitiatedDisconnect: false });
+
+    const client = await connect(robot(1));
+    await client.publishAsync(`dt/heartbeat/${robot(1)}/telemetry`, JSON.stringify({ id: 'after-junk' }), { qos: 1 });
+    await waitFor(() => invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'after-junk')[0], 'service after garbage');
+  });
+});
+
+describe('local IoT broker: versionNumber and stop', () => {
+  it('grows across reconnects and across a broker restart; stop() reports SERVER_INITIATED_DISCONNECT', async () => {
+    const thing = robot(15);
+    const connectVersions = () => presence(thing, 'connected').map((i) => i.payload.versionNumber as number);
+    const first = await start();
+    let firstStopped = false;
+    try {
+      for (let n = 1; n <= 3; n++) {
+        const client = await connect(thing, { port: first.port });
+        await waitForPresence(thing, 'connected', n);
+        if (n < 3) {
+          await client.endAsync();
+          await waitForPresence(thing, 'disconnected', n);
+        }
+      }
+      await first.stop();
+      firstStopped = true;
+    } finally {
+      if (!firstStopped) await first.stop();
+    }
+    // stop() waited for the rule invocations: the last disconnect is recorded already.
+    expect(presence(thing, 'disconnected')[2]?.payload).toMatchObject({
+      disconnectReason: 'SERVER_INITIATED_DISCONNECT',
+      clientInitiatedDisconnect: false,
+      versionNumber: connectVersions()[2],
+    });
+
+    const second = await start();
+    try {
+      await connect(thing, { port: second.port });
+      await waitForPresence(thing, 'connected', 4);
+    } finally {
+      await second.stop();
+    }
+    const versions = connectVersions();
+    expect(versions).toHaveLength(4);
+    for (let i = 1; i < versions.length; i++) expect(versions[i]).toBeGreaterThan(versions[i - 1]!);
+  });
+
+  it('refuses to start with a rule whose SQL it does not support, naming the rule', async () => {
+    const rule = { ...TOPIC_RULES.telemetry, name: 'bad_rule', sql: "SELECT * FROM 'dt/heartbeat/+/telemetry' WHERE cpuPercent > 90" };
+    await expect(
+      startIotBroker({
+        port: 0,
+        caCertificatePem: ca.certificatePem,
+        serverCertificatePem: server.certificatePem,
+        serverPrivateKeyPem: server.privateKeyPem,
+        registry,
+        rules: [{ rule, invoke: async () => undefined }],
+        log: () => undefined,
+      }),
+    ).rejects.toThrow(/^Rule bad_rule: unsupported SQL/);
+  });
+});
+
+describe('LifecycleVersions', () => {
+  it('is max(previous + 1, seconds since the epoch), per client id', () => {
+    const versions = new LifecycleVersions();
+    expect(versions.next('a', 1_700_000_000_500)).toBe(1_700_000_000);
+    expect(versions.next('a', 1_700_000_000_600)).toBe(1_700_000_001);
+    expect(versions.next('a', 1_700_000_000_700)).toBe(1_700_000_002);
+    expect(versions.next('b', 1_700_000_000_700)).toBe(1_700_000_000);
+    expect(versions.next('a', 1_700_000_100_000)).toBe(1_700_000_100);
+    expect(versions.highest()).toBe(1_700_000_100);
+  });
+});

@@ -1,0 +1,121 @@
+import { describe, expect, it } from 'vitest';
+import { TOPIC_RULES } from '../../schemas/topics.js';
+import {
+  RuleSqlError,
+  applyRuleSql,
+  parseBasicIngestTopic,
+  parseRuleSql,
+  topicFilterProblem,
+  topicMatches,
+} from '../../local/topic-rules.js';
+
+const rule = (sql: string, topicFilter = 'dt/heartbeat/+/telemetry') => ({ name: 'test_rule', sql, topicFilter });
+
+describe('parseRuleSql', () => {
+  it('parses every rule the system deploys', () => {
+    expect(parseRuleSql(TOPIC_RULES.presence)).toEqual({ topicFilter: '$aws/events/presence/+/+', projections: [] });
+    expect(parseRuleSql(TOPIC_RULES.telemetry)).toEqual({
+      topicFilter: 'dt/heartbeat/+/telemetry',
+      projections: [{ kind: 'topic', index: 3, alias: 'thingName' }],
+    });
+    expect(parseRuleSql(TOPIC_RULES.events).projections).toEqual([{ kind: 'topic', index: 3, alias: 'thingName' }]);
+  });
+
+  it('accepts timestamp() and clientid(), any keyword case and spacing', () => {
+    expect(
+      parseRuleSql(rule("select  *,topic( 3 ) as thingName , TIMESTAMP() AS receivedAt, clientId() As client from 'dt/heartbeat/+/telemetry'")),
+    ).toEqual({
+      topicFilter: 'dt/heartbeat/+/telemetry',
+      projections: [
+        { kind: 'topic', index: 3, alias: 'thingName' },
+        { kind: 'timestamp', alias: 'receivedAt' },
+        { kind: 'clientid', alias: 'client' },
+      ],
+    });
+  });
+
+  it.each([
+    ["SELECT temperature FROM 'dt/heartbeat/+/telemetry'", /unsupported SQL/],
+    ["SELECT * FROM 'dt/heartbeat/+/telemetry' WHERE cpuPercent > 90", /unsupported SQL/],
+    ["SELECT *, topic(3) FROM 'dt/heartbeat/+/telemetry'", /unsupported select item "topic\(3\)"/],
+    ["SELECT *, upper(topic(3)) AS x FROM 'dt/heartbeat/+/telemetry'", /unsupported select item/],
+    ["SELECT *, topic(0) AS x FROM 'dt/heartbeat/+/telemetry'", /topic\(0\) must count levels from 1/],
+    ["SELECT *, topic(3) AS x, timestamp() AS x FROM 'dt/heartbeat/+/telemetry'", /alias x is used twice/],
+    ["SELECT * FROM 'dt/heartbeat/#/telemetry'", /uses # other than/],
+    ["SELECT * FROM 'dt/heartbeat/a+/telemetry'", /uses \+ other than/],
+    ["SELECT * FROM 'dt/heartbeat/+/events'", /differs from the rule's topicFilter/],
+    ['', /unsupported SQL/],
+  ])('refuses %j, naming the rule', (sql, problem) => {
+    const parse = () => parseRuleSql(rule(sql));
+    expect(parse).toThrow(RuleSqlError);
+    expect(parse).toThrow(/^Rule test_rule: /);
+    expect(parse).toThrow(problem);
+  });
+});
+
+describe('topic matching', () => {
+  it.each([
+    ['dt/heartbeat/+/telemetry', 'dt/heartbeat/lekiwi-1/telemetry', true],
+    ['dt/heartbeat/+/telemetry', 'dt/heartbeat/lekiwi-1/events', false],
+    ['dt/heartbeat/+/telemetry', 'dt/heartbeat/lekiwi-1/telemetry/x', false],
+    ['dt/heartbeat/+/telemetry', 'dt/heartbeat/telemetry', false],
+    ['dt/#', 'dt', true],
+    ['dt/#', 'dt/a/b', true],
+    ['#', '$aws/events/presence/connected/x', false],
+    ['+/events/presence/+/+', '$aws/events/presence/connected/x', false],
+    ['$aws/events/presence/+/+', '$aws/events/presence/connected/lekiwi-1', true],
+    ['$aws/events/presence/+/+', '$aws/events/presence/connected', false],
+    ['a/+', 'a/', true],
+  ])('%s against %s → %s', (filter, topic, expected) => {
+    expect(topicMatches(filter, topic)).toBe(expected);
+  });
+
+  it('validates filters', () => {
+    expect(topicFilterProblem('a/+/#')).toBeUndefined();
+    expect(topicFilterProblem('')).toBe('is empty');
+    expect(topicFilterProblem('a/#/b')).toMatch(/#/);
+  });
+
+  it('splits Basic Ingest topics', () => {
+    expect(parseBasicIngestTopic('$aws/rules/heartbeat_telemetry/dt/heartbeat/x/telemetry')).toEqual({
+      ruleName: 'heartbeat_telemetry',
+      topic: 'dt/heartbeat/x/telemetry',
+    });
+    expect(parseBasicIngestTopic('$aws/rules/heartbeat_telemetry')).toEqual({ ruleName: 'heartbeat_telemetry', topic: '' });
+    expect(parseBasicIngestTopic('dt/heartbeat/x/telemetry')).toBeUndefined();
+  });
+});
+
+describe('applyRuleSql', () => {
+  const sql = parseRuleSql(
+    rule("SELECT *, topic(3) AS thingName, timestamp() AS at, clientid() AS client FROM 'dt/heartbeat/+/telemetry'"),
+  );
+  const message = { topic: 'dt/heartbeat/lekiwi-1/telemetry', now: 1_700_000_000_123, clientId: 'lekiwi-1' };
+
+  it('adds the projected fields to the payload object, over same-named payload fields', () => {
+    const result = applyRuleSql(sql, { ...message, payload: Buffer.from('{"cpuPercent":12,"thingName":"forged"}') });
+    expect(result).toEqual({
+      ok: true,
+      output: { cpuPercent: 12, thingName: 'lekiwi-1', at: 1_700_000_000_123, client: 'lekiwi-1' },
+    });
+  });
+
+  it('leaves out a topic level past the end and the client id of a cloud-published message', () => {
+    const short = parseRuleSql(rule("SELECT *, topic(9) AS deep, clientid() AS client FROM 'dt/#'", 'dt/#'));
+    const result = applyRuleSql(short, { topic: 'dt/a', now: 0, payload: '{"deep":1,"client":2,"keep":3}' });
+    expect(result).toEqual({ ok: true, output: { keep: 3 } });
+  });
+
+  it.each([
+    ['not json', /not JSON/],
+    ['', /not JSON \(empty\)/],
+    ['[1,2]', /not an object \(an array\)/],
+    ['42', /not an object \(number\)/],
+    ['null', /not an object/],
+    ['"text"', /not an object \(string\)/],
+  ])('gives a problem, not an output, for the payload %j', (payload, problem) => {
+    const result = applyRuleSql(sql, { ...message, payload });
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.problem).toMatch(problem);
+  });
+});
