@@ -1,0 +1,221 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { z } from 'zod';
+import { ROBOT_ID_PATTERN } from '../schemas/robot-id.js';
+import { isLogLevel, LOG_LEVELS, type LogLevel } from './adapters/json-log.js';
+import { telemetryPolicyConfig, type TelemetryPolicyConfig } from './core/telemetry-policy.js';
+
+/**
+ * The agent's configuration file (`agent.json`, as `npm run cert` / local/thing-registry.ts writes it and as a robot's
+ * installer writes it for AWS). Loading it checks everything the agent will need before anything connects: each
+ * mistake is reported with the field or file to fix, rather than as a TLS error minutes later. Relative paths resolve
+ * against the config file's folder, so a credentials folder can be moved as a whole.
+ */
+
+/** AWS IoT Core refuses a keep-alive outside 30–1200 s (it would clamp it silently at the low end). */
+export const IOT_KEEP_ALIVE_MIN_SECONDS = 30;
+export const IOT_KEEP_ALIVE_MAX_SECONDS = 1200;
+
+export class AgentConfigError extends Error {
+  override readonly name = 'AgentConfigError';
+  constructor(
+    message: string,
+    readonly problems: readonly { field: string; message: string }[] = [],
+  ) {
+    super(message);
+  }
+}
+
+const filePath = z.string().min(1, 'must be a file path');
+const deadband = z.number().nonnegative();
+
+const AgentConfigFile = z
+  .object({
+    /** The IoT Core data endpoint (`xxxx-ats.iot.<region>.amazonaws.com`) or the local broker's host. */
+    endpoint: z.string().min(1, 'must be a host name, e.g. xxxx-ats.iot.eu-west-1.amazonaws.com'),
+    port: z.number().int().min(1).max(65_535).default(8883),
+    thingName: z.string().regex(ROBOT_ID_PATTERN, 'must be <model>-<serial> with model lekiwi or xle, e.g. lekiwi-LK0001'),
+    /** IoT Core's thing policy only admits client id = thing name; a different one is a configuration mistake. */
+    clientId: z.string().optional(),
+    certificateFile: filePath,
+    privateKeyFile: filePath,
+    /** The CA that signed the broker's certificate (AmazonRootCA1.pem on AWS); default: the system's trust store. */
+    caFile: filePath.optional(),
+    keepAliveSeconds: z.number().int().positive().max(IOT_KEEP_ALIVE_MAX_SECONDS).default(IOT_KEEP_ALIVE_MIN_SECONDS),
+    /** Lets keepAliveSeconds go below IoT Core's 30 s, for local tests that need a dropped link noticed quickly. */
+    allowShortKeepAlive: z.boolean().default(false),
+    /** Where the agent keeps its offline event queue (`<stateDir>/queue`). */
+    stateDir: filePath,
+    /** Telemetry to the rule through Basic Ingest (no messaging charge); false publishes on the plain topic. */
+    basicIngest: z.boolean().default(true),
+    telemetry: z
+      .object({
+        sampleIntervalMs: z.number().int().min(100).max(3_600_000).default(1_000),
+        minIntervalMs: z.number().int().nonnegative().optional(),
+        maxIntervalMs: z.number().int().positive().optional(),
+        deadbands: z
+          .object({
+            cpuPercent: deadband,
+            memoryPercent: deadband,
+            diskPercent: deadband,
+            cpuTemperatureC: deadband,
+            load1: deadband,
+          })
+          .partial()
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .default({ sampleIntervalMs: 1_000 }),
+    /** The SDK's reconnect delays after a dropped link, and the first connection's backoff ceiling. */
+    reconnect: z
+      .object({
+        minSeconds: z.number().int().min(1).max(3_600).default(1),
+        maxSeconds: z.number().int().min(1).max(3_600).default(120),
+      })
+      .strict()
+      .refine((r) => r.minSeconds <= r.maxSeconds, { path: ['maxSeconds'], message: 'must be at least minSeconds' })
+      .default({ minSeconds: 1, maxSeconds: 120 }),
+    logLevel: z.enum(LOG_LEVELS).optional(),
+  })
+  .strict()
+  .superRefine((config, context) => {
+    if (config.clientId !== undefined && config.clientId !== config.thingName) {
+      context.addIssue({
+        code: 'custom',
+        path: ['clientId'],
+        message: `must equal thingName (${config.thingName}): IoT Core only lets a robot connect as its own thing; leave it out`,
+      });
+    }
+    if (config.keepAliveSeconds < IOT_KEEP_ALIVE_MIN_SECONDS && !config.allowShortKeepAlive) {
+      context.addIssue({
+        code: 'custom',
+        path: ['keepAliveSeconds'],
+        message:
+          `must be ${IOT_KEEP_ALIVE_MIN_SECONDS}–${IOT_KEEP_ALIVE_MAX_SECONDS} (AWS IoT Core's limits); ` +
+          'set allowShortKeepAlive: true to go lower against a local broker',
+      });
+    }
+  });
+
+export interface AgentConfig {
+  readonly configFile: string;
+  readonly endpoint: string;
+  readonly port: number;
+  readonly thingName: string;
+  /** Always the thing name. */
+  readonly clientId: string;
+  /** Absolute paths, checked readable and PEM of the right kind. */
+  readonly certificateFile: string;
+  readonly privateKeyFile: string;
+  readonly caFile: string | undefined;
+  readonly keepAliveSeconds: number;
+  readonly stateDir: string;
+  readonly basicIngest: boolean;
+  readonly telemetry: { readonly sampleIntervalMs: number; readonly policy: TelemetryPolicyConfig };
+  readonly reconnect: { readonly minSeconds: number; readonly maxSeconds: number };
+  readonly logLevel: LogLevel | undefined;
+}
+
+/**
+ * Reads, validates and resolves the config at `path`. Throws `AgentConfigError` saying what to fix: a missing or
+ * non-JSON file, each bad field by name, or a certificate/key/CA file that cannot be read or is not what it should be.
+ */
+export async function loadAgentConfig(path: string): Promise<AgentConfig> {
+  const configFile = resolve(path);
+  let text: string;
+  try {
+    text = await readFile(configFile, 'utf8');
+  } catch (error) {
+    throw new AgentConfigError(
+      `agent config ${configFile} cannot be read (${describeFsError(error)}); ` +
+        'pass the agent.json written by `npm run cert -- <thingName>` (or your installer) with --config',
+    );
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new AgentConfigError(`agent config ${configFile} is not JSON (${(error as Error).message}); fix the file`);
+  }
+  const config = parseAgentConfig(raw, configFile);
+  await Promise.all([
+    checkPem(config.certificateFile, 'certificateFile', 'CERTIFICATE', configFile),
+    checkPem(config.privateKeyFile, 'privateKeyFile', 'PRIVATE KEY', configFile),
+    config.caFile === undefined ? undefined : checkPem(config.caFile, 'caFile', 'CERTIFICATE', configFile),
+  ]);
+  return config;
+}
+
+/** Validates an already parsed config; relative paths resolve against `configFile`'s folder. No file access. */
+export function parseAgentConfig(raw: unknown, configFile: string): AgentConfig {
+  const parsed = AgentConfigFile.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => ({
+      field: issue.path.join('.') || '(file)',
+      message: issue.code === 'unrecognized_keys' ? `unknown field(s) ${issue.keys.join(', ')}` : issue.message,
+    }));
+    throw new AgentConfigError(
+      `agent config ${configFile} is invalid: ${problems.map((p) => `${p.field}: ${p.message}`).join('; ')}`,
+      problems,
+    );
+  }
+  const file = parsed.data;
+  let policy: TelemetryPolicyConfig;
+  try {
+    const { sampleIntervalMs: _sampleIntervalMs, ...overrides } = file.telemetry;
+    policy = telemetryPolicyConfig(overrides);
+  } catch (error) {
+    const issue = error instanceof z.ZodError ? error.issues[0] : undefined;
+    const field = `telemetry.${issue?.path.join('.') ?? ''}`;
+    const message = issue?.message ?? (error as Error).message;
+    throw new AgentConfigError(`agent config ${configFile} is invalid: ${field}: ${message}`, [{ field, message }]);
+  }
+  const base = dirname(configFile);
+  return {
+    configFile,
+    endpoint: file.endpoint,
+    port: file.port,
+    thingName: file.thingName,
+    clientId: file.thingName,
+    certificateFile: resolve(base, file.certificateFile),
+    privateKeyFile: resolve(base, file.privateKeyFile),
+    caFile: file.caFile === undefined ? undefined : resolve(base, file.caFile),
+    keepAliveSeconds: file.keepAliveSeconds,
+    stateDir: resolve(base, file.stateDir),
+    basicIngest: file.basicIngest,
+    telemetry: { sampleIntervalMs: file.telemetry.sampleIntervalMs, policy },
+    reconnect: file.reconnect,
+    logLevel: isLogLevel(file.logLevel) ? file.logLevel : undefined,
+  };
+}
+
+async function checkPem(path: string, field: string, kind: 'CERTIFICATE' | 'PRIVATE KEY', configFile: string) {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new AgentConfigError(
+      `agent config ${configFile}: ${field} ${path} cannot be read (${describeFsError(error)}); ` +
+        'fix the path (relative paths are relative to the config file) or the file permissions',
+      [{ field, message: 'cannot be read' }],
+    );
+  }
+  // `-----BEGIN CERTIFICATE-----`, or `-----BEGIN EC PRIVATE KEY-----` / `RSA PRIVATE KEY` / `PRIVATE KEY`.
+  const pattern = new RegExp(`-----BEGIN (?:[A-Z0-9]+ )?${kind}-----`);
+  if (!pattern.test(text)) {
+    throw new AgentConfigError(
+      `agent config ${configFile}: ${field} ${path} is not a PEM ${kind.toLowerCase()} ` +
+        `(no "-----BEGIN … ${kind}-----" line); point it at the right file`,
+      [{ field, message: `not a PEM ${kind.toLowerCase()}` }],
+    );
+  }
+}
+
+function describeFsError(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'EISDIR') return 'it is a folder';
+  return (error as Error).message;
+}

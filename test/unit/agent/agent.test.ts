@@ -1,0 +1,426 @@
+import { EventEmitter } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { EventQueue } from '../../../agent/adapters/event-queue.js';
+import type { Logger, LogFields } from '../../../agent/adapters/json-log.js';
+import type { Link, LinkEvents, MessageHandler, QoS } from '../../../agent/adapters/mqtt-link.js';
+import { createAgent, type Agent, type AgentRuntimeConfig } from '../../../agent/agent.js';
+import { telemetryPolicyConfig } from '../../../agent/core/telemetry-policy.js';
+import type { AgentEvent, TelemetrySample } from '../../../schemas/device.js';
+
+const THING = 'lekiwi-LK0001';
+const TELEMETRY_TOPIC = `$aws/rules/heartbeat_telemetry/dt/heartbeat/${THING}/telemetry`;
+const EVENTS_TOPIC = `dt/heartbeat/${THING}/events`;
+const REPORT_NOW = `cmd/heartbeat/${THING}/report-now`;
+const REPLY_TOPIC = `cmd/heartbeat/${THING}/report-now/reply`;
+
+interface Published {
+  topic: string;
+  payload: Record<string, unknown>;
+  qos: QoS;
+}
+
+/** A link that does what the test says: connects, drops, fails publishes, delivers commands. */
+class FakeLink extends EventEmitter<LinkEvents> implements Link {
+  isConnected = false;
+  started = false;
+  stopped = false;
+  private everConnected = false;
+  readonly published: Published[] = [];
+  readonly handlers = new Map<string, MessageHandler>();
+  /** When set, every publish to a topic it matches fails (the broker never acknowledges). */
+  failing: RegExp | undefined;
+  attempts = 0;
+
+  async start() {
+    this.started = true;
+  }
+
+  connect() {
+    this.isConnected = true;
+    const first = !this.everConnected;
+    this.everConnected = true;
+    this.emit(first ? 'connected' : 'resumed', { sessionPresent: false });
+  }
+
+  drop() {
+    this.isConnected = false;
+    this.emit('interrupted', new Error('wifi gone'));
+  }
+
+  async publish(topic: string, payload: string | Uint8Array, qos: QoS) {
+    this.attempts += 1;
+    if (!this.isConnected) throw new Error('not connected');
+    if (this.failing?.test(topic)) throw new Error('publish timed out');
+    this.published.push({ topic, payload: JSON.parse(String(payload)) as Record<string, unknown>, qos });
+  }
+
+  async subscribe(filter: string, handler: MessageHandler) {
+    this.handlers.set(filter, handler);
+  }
+
+  /** What the broker would deliver on `topic` to a matching subscription. */
+  deliver(topic: string, payload: string) {
+    for (const [filter, handler] of this.handlers) {
+      const pattern = new RegExp(`^${filter.replace(/[$.]/g, '\\$&').replace('+', '[^/]+')}$`);
+      if (pattern.test(topic)) handler(topic, Buffer.from(payload));
+    }
+  }
+
+  async stop() {
+    this.stopped = true;
+    this.isConnected = false;
+  }
+
+  on_(topic: string) {
+    return this.published.filter((message) => message.topic === topic);
+  }
+}
+
+class RecordingLog implements Logger {
+  readonly lines: { level: string; message: string; fields?: LogFields }[] = [];
+  debug = (message: string, fields?: LogFields) => void this.lines.push({ level: 'debug', message, fields });
+  info = (message: string, fields?: LogFields) => void this.lines.push({ level: 'info', message, fields });
+  warn = (message: string, fields?: LogFields) => void this.lines.push({ level: 'warn', message, fields });
+  error = (message: string, fields?: LogFields) => void this.lines.push({ level: 'error', message, fields });
+  child = () => this;
+  messages(level: string) {
+    return this.lines.filter((line) => line.level === level).map((line) => line.message);
+  }
+}
+
+/** The Pi's readings; tests move them between samples. */
+const idle = {
+  cpuPercent: 20,
+  memoryPercent: 40,
+  diskPercent: 50,
+  cpuTemperatureC: 55,
+  load1: 0.8,
+  uptimeSeconds: 3_600,
+  agentVersion: '0.1.0',
+} satisfies Omit<TelemetrySample, 'sampledAt'>;
+
+const policy = telemetryPolicyConfig({ minIntervalMs: 5_000, maxIntervalMs: 60_000 });
+
+function runtimeConfig(stateDir: string, overrides: Partial<AgentRuntimeConfig> = {}): AgentRuntimeConfig {
+  return { thingName: THING, basicIngest: true, stateDir, telemetry: { sampleIntervalMs: 1_000, policy }, ...overrides };
+}
+
+function event(n: number): AgentEvent {
+  return {
+    eventId: `event-0000000${n}`,
+    occurredAt: new Date(Date.now()).toISOString(),
+    type: 'TeleoperationStopped',
+    data: { reason: `session ${n} over` },
+  };
+}
+
+/** Waits (in real time) for something the real on-disk queue does; fake timers do not move file I/O. */
+async function until(condition: () => boolean, what: string): Promise<void> {
+  const deadline = performance.now() + 10_000;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+let stateDir: string;
+let link: FakeLink;
+let log: RecordingLog;
+let reading: Omit<TelemetrySample, 'sampledAt'>;
+let readFailure: Error | undefined;
+let agent: Agent | undefined;
+let queue: EventQueue | undefined;
+
+beforeEach(async () => {
+  stateDir = await mkdtemp(join(tmpdir(), 'heartbeat-agent-'));
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'], now: new Date('2026-11-22T08:00:00.000Z') });
+  link = new FakeLink();
+  log = new RecordingLog();
+  reading = { ...idle };
+  readFailure = undefined;
+});
+
+afterEach(async () => {
+  await agent?.stop();
+  agent = undefined;
+  queue = undefined;
+  vi.useRealTimers();
+  await rm(stateDir, { recursive: true, force: true });
+});
+
+async function startAgent(overrides: Partial<AgentRuntimeConfig> = {}): Promise<Agent> {
+  queue = new EventQueue({ directory: join(stateDir, 'queue'), log: () => {} });
+  agent = createAgent({
+    config: runtimeConfig(stateDir, overrides),
+    link,
+    telemetry: {
+      read: async () => {
+        if (readFailure) throw readFailure;
+        return { sampledAt: new Date(Date.now()).toISOString(), ...reading };
+      },
+    },
+    queue,
+    log,
+  });
+  await agent.start();
+  return agent;
+}
+
+/** Moves the fake clock and runs every timer and promise callback due meanwhile. */
+const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms);
+
+describe('agent runtime: telemetry', () => {
+  it('sends the first sample at once when the link comes up, QoS 0 through Basic Ingest', async () => {
+    await startAgent();
+    expect(link.started).toBe(true);
+    link.connect();
+    await advance(0);
+    const sent = link.on_(TELEMETRY_TOPIC);
+    expect(sent).toHaveLength(1);
+    expect(sent[0]).toEqual({ topic: TELEMETRY_TOPIC, qos: 0, payload: { sampledAt: '2026-11-22T08:00:00.000Z', ...idle } });
+  });
+
+  it('uses the plain telemetry topic when Basic Ingest is off', async () => {
+    await startAgent({ basicIngest: false });
+    link.connect();
+    await advance(0);
+    expect(link.published.map((message) => message.topic)).toEqual([`dt/heartbeat/${THING}/telemetry`]);
+  });
+
+  it('holds a change past its deadband until the minimum interval, then sends it', async () => {
+    await startAgent();
+    link.connect();
+    await advance(0);
+    reading = { ...idle, cpuPercent: 90 };
+    await advance(4_000);
+    expect(link.on_(TELEMETRY_TOPIC)).toHaveLength(1);
+    await advance(1_000);
+    const sent = link.on_(TELEMETRY_TOPIC);
+    expect(sent).toHaveLength(2);
+    expect(sent[1]?.payload).toMatchObject({ cpuPercent: 90, sampledAt: '2026-11-22T08:00:05.000Z' });
+  });
+
+  it('does not send a change inside the deadband, and sends one past it', async () => {
+    await startAgent();
+    link.connect();
+    await advance(0);
+    reading = { ...idle, cpuPercent: 24, load1: 1.2 };
+    await advance(10_000);
+    expect(link.on_(TELEMETRY_TOPIC)).toHaveLength(1);
+    reading = { ...idle, cpuTemperatureC: 57 };
+    await advance(1_000);
+    expect(link.on_(TELEMETRY_TOPIC)).toHaveLength(2);
+    expect(link.on_(TELEMETRY_TOPIC)[1]?.payload.cpuTemperatureC).toBe(57);
+  });
+
+  it('sends an unchanged reading as a heartbeat at the maximum interval, and not before', async () => {
+    await startAgent();
+    link.connect();
+    await advance(0);
+    await advance(59_000);
+    expect(link.on_(TELEMETRY_TOPIC)).toHaveLength(1);
+    await advance(1_000);
+    expect(link.on_(TELEMETRY_TOPIC)).toHaveLength(2);
+    expect(link.on_(TELEMETRY_TOPIC)[1]?.payload.sampledAt).toBe('2026-11-22T08:01:00.000Z');
+    await advance(60_000);
+    expect(link.on_(TELEMETRY_TOPIC)).toHaveLength(3);
+  });
+
+  it('publishes nothing while offline and sends a fresh sample as soon as the link is back', async () => {
+    await startAgent();
+    link.connect();
+    await advance(0);
+    link.drop();
+    reading = { ...idle, cpuPercent: 95 };
+    const attemptsBefore = link.attempts;
+    await advance(180_000);
+    // Not even tried: telemetry is a latest-value signal, nothing is queued or retried while the link is down.
+    expect(link.attempts).toBe(attemptsBefore);
+    expect(link.on_(TELEMETRY_TOPIC)).toHaveLength(1);
+    link.connect();
+    await advance(0);
+    const sent = link.on_(TELEMETRY_TOPIC);
+    expect(sent).toHaveLength(2);
+    expect(sent[1]?.payload).toMatchObject({ cpuPercent: 95, sampledAt: '2026-11-22T08:03:00.000Z' });
+  });
+
+  it('skips a sample whose read fails and carries on sampling', async () => {
+    await startAgent();
+    link.connect();
+    await advance(0);
+    readFailure = new Error('sensor gone');
+    reading = { ...idle, cpuPercent: 90 };
+    await advance(5_000);
+    expect(link.on_(TELEMETRY_TOPIC)).toHaveLength(1);
+    expect(log.messages('warn')).toContain('telemetry read failed; skipped this sample');
+    readFailure = undefined;
+    await advance(1_000);
+    expect(link.on_(TELEMETRY_TOPIC)).toHaveLength(2);
+  });
+});
+
+describe('agent runtime: commands', () => {
+  it('answers report-now at once, inside the minimum interval, with a reply carrying the requestId', async () => {
+    await startAgent();
+    link.connect();
+    await advance(2_000);
+    expect(link.handlers.has(`cmd/heartbeat/${THING}/+`)).toBe(true);
+    link.deliver(REPORT_NOW, JSON.stringify({ requestId: 'req-42' }));
+    await advance(0);
+    const telemetry = link.on_(TELEMETRY_TOPIC);
+    expect(telemetry).toHaveLength(2);
+    expect(telemetry[1]?.payload.sampledAt).toBe('2026-11-22T08:00:02.000Z');
+    expect(link.on_(REPLY_TOPIC)).toEqual([
+      { topic: REPLY_TOPIC, qos: 1, payload: { requestId: 'req-42', sentAt: '2026-11-22T08:00:02.000Z' } },
+    ]);
+  });
+
+  it('answers report-now without a payload too', async () => {
+    await startAgent();
+    link.connect();
+    await advance(0);
+    link.deliver(REPORT_NOW, '');
+    await advance(0);
+    expect(link.on_(REPLY_TOPIC)).toEqual([{ topic: REPLY_TOPIC, qos: 1, payload: { sentAt: '2026-11-22T08:00:00.000Z' } }]);
+  });
+
+  it('logs and ignores malformed and unknown commands, and keeps answering good ones', async () => {
+    await startAgent();
+    link.connect();
+    await advance(0);
+    link.deliver(REPORT_NOW, '{"requestId": ');
+    link.deliver(REPORT_NOW, JSON.stringify({ requestId: 42 }));
+    link.deliver(REPORT_NOW, JSON.stringify(['not', 'an', 'object']));
+    link.deliver(`cmd/heartbeat/${THING}/self-destruct`, '{}');
+    await advance(0);
+    expect(link.published).toHaveLength(1);
+    expect(log.messages('warn')).toEqual([
+      'malformed command ignored: payload is not JSON',
+      'malformed command ignored',
+      'malformed command ignored',
+      'unknown command ignored',
+    ]);
+    expect(log.lines.find((line) => line.fields?.field === 'requestId')).toBeDefined();
+    link.deliver(REPORT_NOW, JSON.stringify({ requestId: 'after' }));
+    await advance(0);
+    expect(link.on_(REPLY_TOPIC).map((message) => message.payload.requestId)).toEqual(['after']);
+  });
+
+  it('reportNow() sends a sample on demand and says when', async () => {
+    const running = await startAgent();
+    link.connect();
+    await advance(1_000);
+    await expect(running.reportNow()).resolves.toEqual({ sent: true, sentAt: '2026-11-22T08:00:01.000Z' });
+    link.drop();
+    await expect(running.reportNow()).resolves.toEqual({ sent: false });
+  });
+});
+
+describe('agent runtime: events', () => {
+  it('keeps events reported offline on disk and sends them in order once connected, QoS 1', async () => {
+    const running = await startAgent();
+    for (const n of [1, 2, 3]) await running.report(event(n));
+    expect(link.on_(EVENTS_TOPIC)).toHaveLength(0);
+    expect(queue?.stats().pending).toBe(3);
+    link.connect();
+    await until(() => queue?.stats().pending === 0, 'the queue to drain');
+    const sent = link.on_(EVENTS_TOPIC);
+    expect(sent.map((message) => message.payload.eventId)).toEqual(['event-00000001', 'event-00000002', 'event-00000003']);
+    expect(sent.every((message) => message.qos === 1)).toBe(true);
+  });
+
+  it('sends an event reported while connected straight away', async () => {
+    const running = await startAgent();
+    link.connect();
+    await running.report(event(7));
+    await until(() => link.on_(EVENTS_TOPIC).length === 1, 'the event to go out');
+    await until(() => queue?.stats().pending === 0, 'the acknowledgement to reach the disk');
+  });
+
+  it('keeps an event whose publish fails, stops until the next connection, then drains in order after a reconnect', async () => {
+    const running = await startAgent();
+    link.connect();
+    link.failing = /\/events$/;
+    await running.report(event(1));
+    await until(() => log.messages('warn').includes('event delivery stopped until the next connection; events stay queued'), 'the failure');
+    expect(queue?.stats().pending).toBe(1);
+    const attemptsAfterFailure = link.attempts;
+    // Still connected, but the drain waits for the next connection: no hammering a broker that just failed us.
+    await running.report(event(2));
+    expect(link.attempts).toBe(attemptsAfterFailure);
+    expect(queue?.stats().pending).toBe(2);
+
+    link.failing = undefined;
+    link.drop();
+    link.connect();
+    await until(() => queue?.stats().pending === 0, 'the queue to drain after the reconnect');
+    expect(link.on_(EVENTS_TOPIC).map((message) => message.payload.eventId)).toEqual(['event-00000001', 'event-00000002']);
+  });
+
+  it('keeps unacknowledged events across an agent restart', async () => {
+    const first = await startAgent();
+    await first.report(event(1));
+    await first.report(event(2));
+    await first.stop();
+    agent = undefined;
+    expect(link.stopped).toBe(true);
+
+    link = new FakeLink();
+    await startAgent();
+    expect(queue?.stats().pending).toBe(2);
+    link.connect();
+    await until(() => queue?.stats().pending === 0, 'the queue to drain');
+    expect(link.on_(EVENTS_TOPIC).map((message) => message.payload.eventId)).toEqual(['event-00000001', 'event-00000002']);
+  });
+
+  it('refuses an invalid event, naming the field, and writes nothing', async () => {
+    const running = await startAgent();
+    await expect(running.report({ ...event(1), eventId: 'x' })).rejects.toThrow(/eventId/);
+    expect(queue?.stats().pending).toBe(0);
+  });
+});
+
+describe('agent runtime: stop', () => {
+  it('stops sampling, ignores commands, closes the queue and stops the link; twice is fine', async () => {
+    const running = await startAgent();
+    link.connect();
+    await advance(0);
+    await running.stop();
+    await running.stop();
+    expect(link.stopped).toBe(true);
+    const count = link.published.length;
+    link.isConnected = true;
+    link.deliver(REPORT_NOW, '{}');
+    await advance(120_000);
+    expect(link.published).toHaveLength(count);
+    await expect(running.report(event(1))).rejects.toThrow(/stopp/);
+  });
+
+  it('lets a publish in flight finish before closing the queue', async () => {
+    const running = await startAgent();
+    link.connect();
+    let release: (() => void) | undefined;
+    const original = link.publish.bind(link);
+    link.publish = (topic, payload, qos) =>
+      topic === EVENTS_TOPIC
+        ? new Promise<void>((resolve) => {
+            release = () => void original(topic, payload, qos).then(resolve);
+          })
+        : original(topic, payload, qos);
+    await running.report(event(1));
+    await until(() => release !== undefined, 'the publish to start');
+    const stopped = running.stop();
+    await advance(100);
+    expect(link.stopped).toBe(false);
+    release?.();
+    await stopped;
+    agent = undefined;
+    // Acknowledged before the queue closed: a restart has nothing left to send.
+    link = new FakeLink();
+    await startAgent();
+    expect(queue?.stats().pending).toBe(0);
+  });
+});
