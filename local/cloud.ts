@@ -1,0 +1,346 @@
+import { hostname } from 'node:os';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DescribeTableCommand, DynamoDBClient, ResourceNotFoundException } from '@aws-sdk/client-dynamodb';
+import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
+import type {
+  APIGatewayProxyResultV2,
+  DynamoDBBatchResponse,
+  DynamoDBStreamEvent,
+} from 'aws-lambda';
+import { TOPIC_RULES, type TopicRule } from '../schemas/topics.js';
+import { PROJECTED_RECORD_PATTERNS } from '../schemas/stream-filters.js';
+import { CertificateAuthority } from './certificate-authority.js';
+import { LOCAL_AWS, startDynamoDbLocal, type DynamoDbLocal } from './dynamodb-local.js';
+import { startHttpGateway, type HttpGateway } from './http-gateway.js';
+import { startIotBroker, type IotBroker } from './iot-broker.js';
+import { LocalJwtIssuer } from './jwt-issuer.js';
+import { loadFunction, type FunctionName } from './lambda-runtime.js';
+import { renderLivePage } from './live-page.js';
+import { startLocalPostgres, type LocalPostgres } from './local-postgres.js';
+import {
+  assertPortFree,
+  claimStateDir,
+  LocalCloudError,
+  rememberDynamoDbPid,
+  statePaths,
+  type StatePaths,
+} from './local-state.js';
+import { startStreamPoller, type StreamPoller } from './stream-poller.js';
+import { FileStreamCheckpoints } from './stream-checkpoints.js';
+import { createConnectionsTable, createEventLogTable } from './tables.js';
+import { ThingRegistry } from './thing-registry.js';
+import { startWebSocketGateway, type WebSocketGateway } from './websocket-gateway.js';
+
+/**
+ * The fleet backend on one machine, with no AWS account: the very handler modules CDK deploys, with AWS's managed
+ * parts replaced by local stand-ins — DynamoDB Local (event log and its stream), PGlite or a PostgreSQL server (read
+ * models), an MQTT broker with mTLS, the thing policy and the topic rules (IoT Core), stream pollers (Lambda's event
+ * source mappings), HTTP and WebSocket gateways with `@connections` (API Gateway), and a JWT issuer (Cognito).
+ */
+export interface LocalCloudOptions {
+  readonly stateDir: string;
+  readonly host?: string;
+  readonly httpPort?: number;
+  readonly wsPort?: number;
+  readonly mqttPort?: number;
+  /** A PostgreSQL server for the read models; PGlite under the state dir when absent. */
+  readonly databaseUrl?: string;
+  /** IoT Core raises keep-alives below 30 s to 30 s; tests lower it to see a dead robot sooner. */
+  readonly minKeepAliveSeconds?: number;
+  readonly onProgress?: (event: ProgressEvent) => void;
+  /** Where the stand-ins' own warnings go (the handlers log through Powertools to stdout). */
+  readonly log?: (entry: { level: string; message: string; [detail: string]: unknown }) => void;
+}
+
+export type ProgressEvent =
+  | { readonly step: string; readonly phase: 'start' }
+  | { readonly step: string; readonly phase: 'done'; readonly ms: number; readonly detail?: string };
+
+export interface LocalEndpoints {
+  readonly stateDir: string;
+  readonly pageUrl: string;
+  readonly apiUrl: string;
+  readonly webSocketUrl: string;
+  readonly mqttUrl: string;
+  readonly mqttHost: string;
+  readonly mqttPort: number;
+  readonly caFile: string;
+  readonly tokens: { readonly admin: string; readonly engineer: string; readonly operator: string };
+  readonly jwtIssuer: string;
+  readonly jwtAudience: string;
+  readonly dynamodbEndpoint: string;
+  readonly eventLogTable: string;
+  readonly connectionsTable: string;
+  readonly databaseUrl: string;
+  readonly database: 'pglite' | 'server';
+  readonly pid: number;
+}
+
+export interface LocalCloud {
+  readonly endpoints: LocalEndpoints;
+  readonly paths: StatePaths;
+  readonly broker: IotBroker;
+  readonly ca: CertificateAuthority;
+  /** Resolves once the rules and the stream consumers have handled everything so far (tests, benchmarks). */
+  settle(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export const EVENT_LOG_TABLE = 'heartbeat-event-log';
+export const CONNECTIONS_TABLE = 'heartbeat-connections';
+export const JWT_AUDIENCE = 'lekiwi-heartbeat-local';
+
+const RULE_TARGETS: Readonly<Record<TopicRule['target'], FunctionName>> = {
+  'iot-presence': 'iot-presence',
+  'iot-telemetry': 'iot-telemetry',
+  'iot-robot-events': 'iot-robot-events',
+};
+
+export async function startLocalCloud(options: LocalCloudOptions): Promise<LocalCloud> {
+  const host = options.host ?? '127.0.0.1';
+  const httpPort = options.httpPort ?? 3000;
+  const wsPort = options.wsPort ?? 3001;
+  const mqttPort = options.mqttPort ?? 8883;
+  const paths = statePaths(options.stateDir);
+  const log = options.log ?? defaultLog;
+  const progress = options.onProgress ?? (() => {});
+  const step = async <T>(name: string, work: () => Promise<T>, detail?: (value: T) => string): Promise<T> => {
+    progress({ step: name, phase: 'start' });
+    const started = Date.now();
+    const value = await work();
+    progress({ step: name, phase: 'done', ms: Date.now() - started, ...(detail ? { detail: detail(value) } : {}) });
+    return value;
+  };
+
+  await assertPortFree(httpPort, host, 'HTTP: page and /api/v2', 'HTTP_PORT');
+  await assertPortFree(wsPort, host, 'WebSocket', 'WS_PORT');
+  await assertPortFree(mqttPort, host, 'MQTT', 'MQTT_PORT');
+  const releaseStateDir = await claimStateDir(paths);
+
+  // Everything started so far, stopped in reverse order on failure or at stop().
+  const stops: (() => Promise<void>)[] = [releaseStateDir];
+  const stopAll = async () => {
+    for (const stop of stops.splice(0).reverse()) {
+      await stop().catch((error: unknown) => log({ level: 'warn', message: 'stopping a part of the local cloud failed', error: String(error) }));
+    }
+  };
+
+  try {
+    const dynamo = await step('DynamoDB Local (event log)', async () => {
+      const started: DynamoDbLocal = await startDynamoDbLocal({ dbPath: paths.dynamodb, detached: true }).catch((error: unknown) => {
+        throw new LocalCloudError(
+          `${(error as Error).message}\nIf Java 17 is installed, the database in ${paths.dynamodb} may be damaged: delete that folder to start with an empty event log.`,
+        );
+      });
+      await rememberDynamoDbPid(paths, started.pid);
+      stops.push(async () => {
+        await started.stop();
+        await rememberDynamoDbPid(paths, undefined);
+      });
+      return started;
+    });
+    const dynamoClient = new DynamoDBClient({ ...LOCAL_AWS, endpoint: dynamo.endpoint });
+    stops.push(async () => dynamoClient.destroy());
+    const eventLogStreamArn = await step('tables', () => ensureTables(dynamoClient));
+
+    const postgres: LocalPostgres = await step(
+      options.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : 'PostgreSQL (embedded PGlite)',
+      () => startLocalPostgres({ dataDir: paths.postgres, ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}) }),
+      (db) => (db.applied.length > 0 ? `migrations applied: ${db.applied.join(', ')}` : 'schema current'),
+    );
+    stops.push(() => postgres.stop());
+
+    const publicHost = host === '0.0.0.0' ? 'localhost' : host === '127.0.0.1' ? 'localhost' : host;
+    const pageUrl = `http://${publicHost}:${httpPort}/`;
+    const jwtIssuer = `http://localhost:${httpPort}`;
+    const { ca, issuer, serverCertificate, tokens } = await step('certificate authority and dev tokens', async () => {
+      const ca = await CertificateAuthority.openOrCreate(paths.ca);
+      const serverCertificate = await ca.issueServerCertificate(['localhost', '127.0.0.1', '::1', hostname()]);
+      await writeFile(join(paths.ca, 'server.pem'), serverCertificate.certificatePem);
+      const issuer = await LocalJwtIssuer.openOrCreate(paths.jwt, { issuer: jwtIssuer, audience: JWT_AUDIENCE });
+      const tokens = await issuer.writeDevTokens(paths.tokens);
+      return { ca, issuer, serverCertificate, tokens };
+    });
+
+    // The handlers read their configuration at import (cold start), as in Lambda: set it before the first load.
+    Object.assign(process.env, {
+      AWS_REGION: LOCAL_AWS.region,
+      AWS_ACCESS_KEY_ID: LOCAL_AWS.credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: LOCAL_AWS.credentials.secretAccessKey,
+      AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+      EVENT_LOG_TABLE,
+      CONNECTIONS_TABLE,
+      DATABASE_URL: postgres.url,
+      JWT_ISSUER: jwtIssuer,
+      JWT_AUDIENCE,
+      JWKS_URI: `${jwtIssuer}/.well-known/jwks.json`,
+      WS_ENDPOINT: `http://127.0.0.1:${wsPort}`,
+    });
+    process.env.POWERTOOLS_SERVICE_NAME ??= 'heartbeat-local';
+    process.env.POWERTOOLS_METRICS_NAMESPACE ??= 'LekiwiHeartbeatLocal';
+    process.env.POWERTOOLS_LOG_LEVEL ??= process.env.LOG_LEVEL ?? 'WARN';
+    process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
+    process.env.POWERTOOLS_TRACE_ENABLED ??= 'false';
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+    const functions = await step('Lambda handlers', async () => ({
+      httpApi: await loadFunction<unknown, APIGatewayProxyResultV2>('http-api'),
+      authorizer: await loadFunction('ws-authorizer'),
+      connect: await loadFunction('ws-connect'),
+      disconnect: await loadFunction('ws-disconnect'),
+      subscribe: await loadFunction('ws-subscribe'),
+      unsubscribe: await loadFunction('ws-unsubscribe'),
+      projector: await loadFunction<DynamoDBStreamEvent, DynamoDBBatchResponse>('stream-projector'),
+      broadcaster: await loadFunction<DynamoDBStreamEvent, DynamoDBBatchResponse>('stream-broadcaster'),
+    }));
+
+    const webSocketUrl = `ws://${publicHost}:${wsPort}`;
+    const http: HttpGateway = await step('HTTP gateway (page, /api/v2, JWKS)', () =>
+      startHttpGateway({
+        port: httpPort,
+        host,
+        integration: functions.httpApi,
+        authorizer: { issuer: jwtIssuer, audience: [JWT_AUDIENCE] },
+        jwks: () => issuer.jwks(),
+        extraRoutes: {
+          'GET /': () => ({
+            statusCode: 200,
+            headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' },
+            body: renderLivePage({ apiBaseUrl: '/api/v2', webSocketUrl, token: issuer.sign({ subject: 'live-page', username: 'live-page', groups: ['operator'], expiresInSeconds: 12 * 3600 }) }),
+          }),
+        },
+        log,
+      }),
+    );
+    stops.push(() => http.stop());
+
+    const ws: WebSocketGateway = await step('WebSocket gateway (+ @connections)', () =>
+      startWebSocketGateway({
+        port: wsPort,
+        host,
+        authorizer: functions.authorizer,
+        connect: functions.connect,
+        disconnect: functions.disconnect,
+        routes: { subscribe: functions.subscribe, unsubscribe: functions.unsubscribe },
+        log,
+      }),
+    );
+    stops.push(() => ws.stop());
+
+    const pollers = await step('stream consumers (projector, broadcaster)', async () => {
+      const streams = new DynamoDBStreamsClient({ ...LOCAL_AWS, endpoint: dynamo.endpoint });
+      stops.push(async () => streams.destroy());
+      const consumer = async (name: string, handler: (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse>, batchSize: number) =>
+        startStreamPoller({
+          client: streams,
+          streamArn: eventLogStreamArn,
+          handler,
+          batchSize,
+          bisectBatchOnFunctionError: true,
+          maximumRetryAttempts: 5,
+          filters: PROJECTED_RECORD_PATTERNS,
+          checkpoints: await FileStreamCheckpoints.open(join(paths.streams, `${name}.json`), eventLogStreamArn),
+          onFailure: (records, error) =>
+            log({ level: 'error', message: `${name}: records set aside after the last retry (the on-failure queue in AWS)`, count: records.length, error: String(error) }),
+          log: (entry) => (entry.level === 'warn' || entry.level === 'error' ? log({ ...entry, source: name }) : undefined),
+        });
+      const started: StreamPoller[] = [
+        await consumer('stream-projector', functions.projector, 1000),
+        await consumer('stream-broadcaster', functions.broadcaster, 100),
+      ];
+      stops.push(async () => {
+        await Promise.all(started.map((poller) => poller.stop()));
+      });
+      return started;
+    });
+
+    const broker: IotBroker = await step('MQTT broker with mTLS (IoT Core)', async () => {
+      const rules = await Promise.all(
+        Object.values(TOPIC_RULES).map(async (rule) => {
+          const target = await loadFunction<unknown, unknown>(RULE_TARGETS[rule.target]);
+          return { rule, invoke: async (payload: unknown) => void (await target(payload)) };
+        }),
+      );
+      return startIotBroker({
+        port: mqttPort,
+        host,
+        caCertificatePem: ca.certificatePem,
+        serverCertificatePem: serverCertificate.certificatePem,
+        serverPrivateKeyPem: serverCertificate.privateKeyPem,
+        registry: ThingRegistry.in(paths.root),
+        rules,
+        ...(options.minKeepAliveSeconds !== undefined ? { minKeepAliveSeconds: options.minKeepAliveSeconds } : {}),
+        log,
+      });
+    });
+    stops.push(() => broker.stop());
+
+    const endpoints: LocalEndpoints = {
+      stateDir: paths.root,
+      pageUrl,
+      apiUrl: `http://${publicHost}:${http.port}/api/v2`,
+      webSocketUrl: `ws://${publicHost}:${ws.port}`,
+      mqttUrl: `mqtts://${publicHost}:${broker.port}`,
+      mqttHost: publicHost,
+      mqttPort: broker.port,
+      caFile: join(paths.ca, 'ca.pem'),
+      tokens,
+      jwtIssuer,
+      jwtAudience: JWT_AUDIENCE,
+      dynamodbEndpoint: dynamo.endpoint,
+      eventLogTable: EVENT_LOG_TABLE,
+      connectionsTable: CONNECTIONS_TABLE,
+      databaseUrl: postgres.url,
+      database: postgres.kind,
+      pid: process.pid,
+    };
+    await writeFile(paths.endpoints, `${JSON.stringify(endpoints, null, 2)}\n`);
+
+    return {
+      endpoints,
+      paths,
+      broker,
+      ca,
+      async settle() {
+        await broker.idle();
+        for (const poller of pollers) await poller.idle({ timeoutMs: 30_000 });
+      },
+      stop: stopAll,
+    };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+/** Creates the event log and connections tables on first start; later starts find them in the persisted db. */
+async function ensureTables(client: DynamoDBClient): Promise<string> {
+  const streamArn = await describeStream(client, EVENT_LOG_TABLE);
+  if (streamArn === '') throw new LocalCloudError(`Table ${EVENT_LOG_TABLE} has no stream; delete the state dir's dynamodb folder to recreate it.`);
+  const eventLog = streamArn ?? (await createEventLogTable(client, EVENT_LOG_TABLE));
+  if ((await describeStream(client, CONNECTIONS_TABLE)) === undefined) {
+    try {
+      await createConnectionsTable(client, CONNECTIONS_TABLE);
+    } catch (error) {
+      if ((error as Error).name !== 'ResourceInUseException') throw error;
+    }
+  }
+  return eventLog;
+}
+
+/** The table's stream ARN ('' for a table without a stream), or undefined when there is no such table. */
+async function describeStream(client: DynamoDBClient, tableName: string): Promise<string | undefined> {
+  try {
+    const { Table } = await client.send(new DescribeTableCommand({ TableName: tableName }));
+    return Table?.LatestStreamArn ?? '';
+  } catch (error) {
+    if (error instanceof ResourceNotFoundException) return undefined;
+    throw error;
+  }
+}
+
+function defaultLog(entry: { level: string; message: string; [detail: string]: unknown }): void {
+  if (entry.level === 'debug' || entry.level === 'info') return;
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), source: 'local-cloud', ...entry })}\n`);
+}
