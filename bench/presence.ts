@@ -23,7 +23,11 @@ import {
 } from '../test/support/local-cloud-process.js';
 
 const { values } = parseArgs({
-  options: { robots: { type: 'string', default: '1000' }, 'keep-state': { type: 'boolean', default: false } },
+  options: {
+    robots: { type: 'string', default: '1000' },
+    'keep-state': { type: 'boolean', default: false },
+    profile: { type: 'string' },
+  },
 });
 const robots = Number(values.robots);
 if (!Number.isInteger(robots) || robots < 1 || robots > 10_000) {
@@ -37,7 +41,14 @@ const ms = (value: number) => `${value.toFixed(0)} ms`;
 const stateDir = await freshStateDir();
 const ports = await freePorts();
 process.stdout.write(`Boot storm of ${robots} robots against the local cloud (state ${stateDir})\n`);
-const cloud = await startCloudProcess({ stateDir, ports, robots: 0, minKeepAliveSeconds: 30 });
+const cloud = await startCloudProcess({
+  stateDir,
+  ports,
+  robots: 0,
+  minKeepAliveSeconds: 30,
+  // `--profile <dir>`: a CPU profile of the local cloud process, written when it stops.
+  ...(values.profile ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${values.profile}`] } : {}),
+});
 const clients: MqttClient[] = [];
 let socket: WebSocket | undefined;
 try {

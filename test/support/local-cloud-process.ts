@@ -44,8 +44,10 @@ export async function startCloudProcess(options: {
   robots?: number;
   minKeepAliveSeconds?: number;
   env?: Record<string, string>;
+  /** Extra node flags, e.g. `--cpu-prof` to profile the cloud under a benchmark. */
+  nodeArgs?: string[];
 }): Promise<CloudProcess> {
-  const child = spawn(NODE, tsx('local/main.ts', '--robots', String(options.robots ?? 0)), {
+  const child = spawn(NODE, [...(options.nodeArgs ?? []), ...tsx('local/main.ts', '--robots', String(options.robots ?? 0))], {
     cwd: ROOT,
     env: {
       ...process.env,
