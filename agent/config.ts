@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { ROBOT_ID_PATTERN } from '../schemas/robot-id.js';
 import { isLogLevel, LOG_LEVELS, type LogLevel } from './adapters/json-log.js';
 import { telemetryPolicyConfig, type TelemetryPolicyConfig } from './core/telemetry-policy.js';
+import { TeleoperationConfig, teleoperationConfig } from './core/teleoperation-config.js';
 
 /**
  * The agent's configuration file (`agent.json`, as `npm run cert` / local/thing-registry.ts writes it and as a robot's
@@ -28,6 +29,14 @@ export class AgentConfigError extends Error {
 
 const filePath = z.string().min(1, 'must be a file path');
 const deadband = z.number().nonnegative();
+
+/** Every TeleoperationConfig field, optional (zod cannot `.partial()` a schema with refinements). */
+function teleoperationOverrides() {
+  const shape = TeleoperationConfig.shape;
+  return Object.fromEntries(Object.entries(shape).map(([key, schema]) => [key, schema.optional()])) as {
+    [K in keyof typeof shape]: z.ZodOptional<(typeof shape)[K]>;
+  };
+}
 
 const AgentConfigFile = z
   .object({
@@ -77,6 +86,26 @@ const AgentConfigFile = z
       .refine((r) => r.minSeconds <= r.maxSeconds, { path: ['maxSeconds'], message: 'must be at least minSeconds' })
       .default({ minSeconds: 1, maxSeconds: 120 }),
     logLevel: z.enum(LOG_LEVELS).optional(),
+    /**
+     * Teleoperation detection (agent/teleoperation-monitor.ts). Any TeleoperationConfig field (ports, process
+     * names, windows) may be overridden here; the rest keep the LeRobot defaults.
+     */
+    teleoperation: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** Milliseconds between readings; 33 is one LeKiwi action period. */
+        tickMs: z.number().int().min(10).max(10_000).default(33),
+        /** Milliseconds between readings while nobody is connected (≥ tickMs). */
+        idleTickMs: z.number().int().min(10).max(10_000).default(100),
+        /** Where /proc is (tests point it elsewhere). */
+        procRoot: filePath.default('/proc'),
+        /** The interpreter for the sock_diag co-process; without one, detection sees peers only. */
+        python: z.string().min(1).default('python3'),
+      })
+      .extend(teleoperationOverrides())
+      .strict()
+      .refine((t) => t.idleTickMs >= t.tickMs, { path: ['idleTickMs'], message: 'must be at least tickMs' })
+      .default({ enabled: true, tickMs: 33, idleTickMs: 100, procRoot: '/proc', python: 'python3' }),
   })
   .strict()
   .superRefine((config, context) => {
@@ -115,6 +144,17 @@ export interface AgentConfig {
   readonly telemetry: { readonly sampleIntervalMs: number; readonly policy: TelemetryPolicyConfig };
   readonly reconnect: { readonly minSeconds: number; readonly maxSeconds: number };
   readonly logLevel: LogLevel | undefined;
+  readonly teleoperation: TeleoperationSettings;
+}
+
+export interface TeleoperationSettings {
+  readonly enabled: boolean;
+  readonly tickMs: number;
+  readonly idleTickMs: number;
+  readonly procRoot: string;
+  readonly python: string;
+  /** The defaults with the file's overrides applied and checked (ports distinct, windows positive). */
+  readonly config: TeleoperationConfig;
 }
 
 /**
@@ -171,6 +211,23 @@ export function parseAgentConfig(raw: unknown, configFile: string): AgentConfig 
     const message = issue?.message ?? (error as Error).message;
     throw new AgentConfigError(`agent config ${configFile} is invalid: ${field}: ${message}`, [{ field, message }]);
   }
+  const { enabled, tickMs, idleTickMs, procRoot, python, ...teleoperationOverrides } = file.teleoperation;
+  let teleoperation: TeleoperationSettings;
+  try {
+    teleoperation = {
+      enabled,
+      tickMs,
+      idleTickMs,
+      procRoot: resolve(dirname(configFile), procRoot),
+      python,
+      config: teleoperationConfig(teleoperationOverrides),
+    };
+  } catch (error) {
+    const issue = error instanceof z.ZodError ? error.issues[0] : undefined;
+    const field = `teleoperation.${issue?.path.join('.') ?? ''}`;
+    const message = issue?.message ?? (error as Error).message;
+    throw new AgentConfigError(`agent config ${configFile} is invalid: ${field}: ${message}`, [{ field, message }]);
+  }
   const base = dirname(configFile);
   return {
     configFile,
@@ -187,6 +244,7 @@ export function parseAgentConfig(raw: unknown, configFile: string): AgentConfig 
     telemetry: { sampleIntervalMs: file.telemetry.sampleIntervalMs, policy },
     reconnect: file.reconnect,
     logLevel: isLogLevel(file.logLevel) ? file.logLevel : undefined,
+    teleoperation,
   };
 }
 

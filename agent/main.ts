@@ -3,12 +3,16 @@ import { parseArgs } from 'node:util';
 import { createSystemTelemetry } from './adapters/system-telemetry.js';
 import { createJsonLog, logLevelFromEnv, type Logger } from './adapters/json-log.js';
 import { createAgent, type Agent } from './agent.js';
-import { AgentConfigError, loadAgentConfig } from './config.js';
+import { AgentConfigError, loadAgentConfig, type AgentConfig } from './config.js';
+import { createTeleoperationScorer } from './core/teleoperation-scorer.js';
+import { createTeleoperationProbe } from './adapters/teleoperation-probe.js';
+import { startTeleoperationMonitor, type TeleoperationMonitor } from './teleoperation-monitor.js';
 
 /**
  * `npm run agent -- --config <agent.json>` (tsx agent/main.ts): the edge agent as a process. Loads and checks the
  * config, builds the real adapters (/proc telemetry, the on-disk queue, the MQTT link) and runs until SIGTERM or
- * SIGINT, which stop it cleanly (clean MQTT DISCONNECT, queue closed) and exit 0 (a repeated signal does not
+ * SIGINT, which stop it cleanly (teleoperation monitor first, so its last event still reaches the queue; then a clean
+ * MQTT DISCONNECT, queue closed) and exit 0 (a repeated signal does not
  * interrupt the stop, which is bounded). A bad command line exits 2 with
  * the usage; a bad config or any uncaught error is logged as one JSON line and exits 1. systemd restarts it.
  */
@@ -60,6 +64,7 @@ async function agentVersion(): Promise<string | undefined> {
 async function main(): Promise<void> {
   let bootLog: Logger = createJsonLog();
   let agent: Agent | undefined;
+  let teleoperation: TeleoperationMonitor | undefined;
   let exiting = false;
 
   const fail = (message: string, error: unknown) => {
@@ -92,6 +97,7 @@ async function main(): Promise<void> {
     // The stop is bounded inside (a publish in flight gets 5 s); this only guards against a wedged native layer.
     setTimeout(() => fail('clean stop took too long', new Error(`no clean stop within ${STOP_DEADLINE_MS} ms`)), STOP_DEADLINE_MS).unref();
     try {
+      await teleoperation?.stop();
       await agent?.stop();
       process.exit(0);
     } catch (error) {
@@ -125,7 +131,40 @@ async function main(): Promise<void> {
   agent = createAgent({ config, link, telemetry, log });
   if (exiting) return;
   await agent.start();
+  if (exiting) return;
+  teleoperation = await startTeleoperation(config, agent, log);
+  if (exiting) await teleoperation?.stop();
   log.info('agent running', { endpoint: config.endpoint, port: config.port, pid: process.pid });
+}
+
+/** The teleoperation monitor feeding the agent's event queue, unless the config turns it off. Never fails the agent. */
+async function startTeleoperation(config: AgentConfig, agent: Agent, log: Logger): Promise<TeleoperationMonitor | undefined> {
+  const settings = config.teleoperation;
+  const teleopLog = log.child({ component: 'teleoperation' });
+  if (!settings.enabled) {
+    teleopLog.info('teleoperation detection disabled by config');
+    return undefined;
+  }
+  try {
+    const probe = await createTeleoperationProbe({
+      config: settings.config,
+      log: teleopLog,
+      procRoot: settings.procRoot,
+      python: settings.python,
+    });
+    teleopLog.info('teleoperation probe ready', { mode: probe.mode, counterPid: probe.counterPid });
+    return startTeleoperationMonitor({
+      probe,
+      scorer: createTeleoperationScorer(settings.config),
+      report: (event) => agent.report(event),
+      log: teleopLog,
+      tickMs: settings.tickMs,
+      idleTickMs: settings.idleTickMs,
+    });
+  } catch (error) {
+    teleopLog.error('teleoperation detection could not start; the agent runs without it', { error });
+    return undefined;
+  }
 }
 
 main().catch((error: unknown) => {

@@ -1,0 +1,218 @@
+import { performance } from 'node:perf_hooks';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AgentEvent } from '../../schemas/device.js';
+import { createJsonLog } from '../../agent/adapters/json-log.js';
+import { createTeleoperationProbe, type TeleoperationProbe } from '../../agent/adapters/teleoperation-probe.js';
+import { teleoperationConfig, type TeleoperationConfig } from '../../agent/core/teleoperation-config.js';
+import { createTeleoperationScorer } from '../../agent/core/teleoperation-scorer.js';
+import { startTeleoperationMonitor, type TeleoperationMonitor } from '../../agent/teleoperation-monitor.js';
+import {
+  connectOperator,
+  connectViewer,
+  freeTcpPort,
+  HOST_STAND_IN_FRAGMENT,
+  spawnLocalTeleop,
+  spawnOperatorProcess,
+  startHostStandIn,
+  waitFor,
+  type HostStandIn,
+} from '../support/lekiwi-stand-ins.js';
+
+/**
+ * The teleoperation monitor with its real probe (/proc/net/tcp, the sock_diag co-process, /proc scanning) on this
+ * machine, watching a LeKiwi host stand-in (a child process with real ZeroMQ sockets on free loopback ports), driven
+ * by stand-in operators. Each scenario asserts the exact events reported.
+ */
+
+interface Reported {
+  readonly event: AgentEvent;
+  /** performance.now() when the monitor handed it to report(). */
+  readonly at: number;
+}
+
+interface Watch {
+  readonly monitor: TeleoperationMonitor;
+  readonly probe: TeleoperationProbe;
+  readonly reported: Reported[];
+  readonly warnings: string[];
+  types(): string[];
+  /** Waits until the monitor has taken `count` more readings. */
+  ticks(count: number): Promise<void>;
+}
+
+let host: HostStandIn;
+let config: TeleoperationConfig;
+const cleanups: (() => unknown)[] = [];
+
+beforeAll(async () => {
+  host = await startHostStandIn();
+  config = teleoperationConfig({
+    commandPort: host.commandPort,
+    observationPort: host.observationPort,
+    // Nothing listens on these: VR signals must stay silent.
+    vrLinkPort: await freeTcpPort(),
+    vrPagePort: await freeTcpPort(),
+    hostProcesses: [HOST_STAND_IN_FRAGMENT],
+  });
+});
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+afterAll(async () => {
+  await host?.stop();
+});
+
+async function watch(options: { python?: string } = {}): Promise<Watch> {
+  const warnings: string[] = [];
+  const log = createJsonLog({
+    level: 'warn',
+    write: (line) => void warnings.push(line),
+  });
+  const probe = await createTeleoperationProbe({ config, log, ...options });
+  const reported: Reported[] = [];
+  const monitor = startTeleoperationMonitor({
+    probe,
+    scorer: createTeleoperationScorer(config),
+    log,
+    report: async (event) => {
+      reported.push({ event: AgentEvent.parse(event), at: performance.now() });
+    },
+  });
+  cleanups.push(() => monitor.stop());
+  return {
+    monitor,
+    probe,
+    reported,
+    warnings,
+    types: () => reported.map(({ event }) => event.type),
+    async ticks(count) {
+      const target = monitor.state().ticks + count;
+      await waitFor(() => monitor.state().ticks >= target, `${count} readings`, 20_000);
+    },
+  };
+}
+
+describe('teleoperation detection against a LeKiwi host stand-in (real ZeroMQ on loopback)', () => {
+  it('reports nothing while the host runs and nobody is connected', async () => {
+    const { monitor, reported, ticks, probe } = await watch();
+    expect(probe.mode).toBe('counters');
+
+    await ticks(30);
+
+    expect(monitor.state().decision.signals).toContain('host-process');
+    expect(monitor.state().decision.signals).not.toContain('command-peer');
+    expect(reported).toEqual([]);
+  });
+
+  it('reports nothing while an operator is connected (and watching) but sends no action', async () => {
+    const { monitor, reported, ticks } = await watch();
+    const operator = connectOperator({ commandPort: host.commandPort, observationPort: host.observationPort });
+    cleanups.push(() => operator.close());
+
+    await waitFor(() => monitor.state().decision.signals.includes('observation-stream'), 'the stream seen');
+    expect(monitor.state().decision.signals).toEqual(
+      expect.arrayContaining(['command-peer', 'observation-stream', 'host-process']),
+    );
+    await ticks(45);
+
+    expect(operator.observations).toBeGreaterThan(0);
+    expect(reported).toEqual([]);
+  });
+
+  it('reports a start within moments of the first action, and an idle stop once the operator stops sending', async () => {
+    const { reported, types } = await watch();
+    const operator = connectOperator({ commandPort: host.commandPort, observationPort: host.observationPort });
+    cleanups.push(() => operator.close());
+    await waitFor(() => operator.observations > 0, 'the operator connected');
+
+    const firstActionAt = await operator.startDriving(30);
+    await waitFor(() => reported.length >= 1, 'TeleoperationStarted');
+    const startLatency = reported[0]!.at - firstActionAt;
+    const started = reported[0]!.event;
+    expect(started.type).toBe('TeleoperationStarted');
+    if (started.type !== 'TeleoperationStarted') return;
+    expect(started.data.operatorAddress).toBe('127.0.0.1');
+    expect(started.data.signals).toEqual(expect.arrayContaining(['actions', 'command-peer', 'host-process']));
+    expect(started.data.score).toBeGreaterThanOrEqual(0.9);
+    console.log(`teleoperation start latency (first action → reported): ${startLatency.toFixed(1)} ms`);
+    expect(startLatency).toBeLessThan(500);
+
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(types()).toEqual(['TeleoperationStarted']);
+    const lastActionAt = operator.stopDriving();
+    await waitFor(() => reported.length >= 2, 'TeleoperationStopped');
+    const stopLatency = reported[1]!.at - lastActionAt;
+    console.log(`teleoperation stop latency (last action → reported): ${stopLatency.toFixed(1)} ms`);
+    expect(reported[1]!.event).toMatchObject({ type: 'TeleoperationStopped', data: { reason: 'idle' } });
+    expect(stopLatency).toBeLessThan(3_000);
+    expect(types()).toEqual(['TeleoperationStarted', 'TeleoperationStopped']);
+  });
+
+  it('reports a stop when the operator vanishes (SIGKILL) mid-session', async () => {
+    const { reported, types } = await watch();
+    const operator = await spawnOperatorProcess({ commandPort: host.commandPort });
+    cleanups.push(() => operator.stop());
+    await waitFor(() => reported.length >= 1, 'TeleoperationStarted');
+    expect(reported[0]!.event).toMatchObject({ type: 'TeleoperationStarted', data: { operatorAddress: '127.0.0.1' } });
+
+    const killedAt = performance.now();
+    operator.child.kill('SIGKILL');
+    await waitFor(() => reported.length >= 2, 'TeleoperationStopped');
+
+    const stopped = reported[1]!.event;
+    expect(stopped.type).toBe('TeleoperationStopped');
+    if (stopped.type !== 'TeleoperationStopped') return;
+    expect(['idle', 'peer-gone']).toContain(stopped.data.reason);
+    expect(stopped.data.durationMs).toBeGreaterThan(0);
+    expect(reported[1]!.at - killedAt).toBeLessThan(3_000);
+    expect(types()).toEqual(['TeleoperationStarted', 'TeleoperationStopped']);
+  });
+
+  it('reports nothing for a viewer that only pulls the video', async () => {
+    const { monitor, reported, ticks } = await watch();
+    const viewer = connectViewer({ observationPort: host.observationPort });
+    cleanups.push(() => viewer.close());
+
+    await waitFor(() => monitor.state().decision.signals.includes('observation-stream'), 'the stream seen');
+    await ticks(45);
+
+    expect(viewer.frames).toBeGreaterThan(10);
+    expect(monitor.state().decision.signals).not.toContain('command-peer');
+    expect(reported).toEqual([]);
+  });
+
+  it('reports an XLeRobot keyboard teleop program as local driving, and its exit as the stop', async () => {
+    const { reported, types } = await watch();
+    const teleop = await spawnLocalTeleop('4_xlerobot_teleop_keyboard.py');
+    cleanups.push(() => teleop.stop());
+
+    await waitFor(() => reported.length >= 1, 'TeleoperationStarted');
+    console.log(`local teleop start latency (process up → reported): ${(reported[0]!.at - teleop.startedAt).toFixed(1)} ms`);
+    expect(reported[0]!.event).toMatchObject({
+      type: 'TeleoperationStarted',
+      data: { operatorAddress: 'local', signals: expect.arrayContaining(['local-teleop:keyboard']) },
+    });
+
+    await teleop.stop();
+    await waitFor(() => reported.length >= 2, 'TeleoperationStopped');
+    expect(reported[1]!.event).toMatchObject({ type: 'TeleoperationStopped', data: { reason: 'process-exited' } });
+    expect(types()).toEqual(['TeleoperationStarted', 'TeleoperationStopped']);
+  });
+
+  it('without python3 falls back to peers only: says so once, and never sees actions', async () => {
+    const { monitor, reported, warnings, probe, ticks } = await watch({ python: '/nonexistent/python3' });
+    expect(probe.mode).toBe('peers-only');
+    const operator = connectOperator({ commandPort: host.commandPort, observationPort: host.observationPort });
+    cleanups.push(() => operator.close());
+
+    await operator.startDriving(30);
+    await waitFor(() => monitor.state().decision.signals.includes('command-peer'), 'the operator seen');
+    await ticks(30);
+
+    expect(reported).toEqual([]);
+    const fallback = warnings.filter((line) => line.includes('falls back to peers only'));
+    expect(fallback).toHaveLength(1);
+  });
+});
