@@ -8,6 +8,10 @@
  * CPU (% of one core, monitor process + co-process, from /proc/<pid>/stat over the measured run) and RSS, plus the
  * idle cost (host running, nobody connected). Aim: p99 ≤ 100 ms, zero false/missed, < 1 % of a core.
  *
+ * `--dashboard`: the same cycles end to end on the local cloud instead: the real agent process (`agent/main.ts`, its
+ * monitor watching the stand-in's ports) connected over MQTT/mTLS, and a WebSocket client on the live feed; prints
+ * first action → `TeleoperationStarted` on the WebSocket p50/p99/max (aim ≤ 200 ms) and the same for the stop.
+ *
  * Times cross processes as performance.timeOrigin + performance.now() (epoch ms, sub-ms resolution).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -35,6 +39,7 @@ const { values } = parseArgs({
     'idle-ms': { type: 'string', default: '10000' },
     'tick-ms': { type: 'string', default: '33' },
     'idle-tick-ms': { type: 'string', default: '100' },
+    dashboard: { type: 'boolean', default: false },
     // internal: run as the agent side
     'agent-side': { type: 'string' },
   },
@@ -46,6 +51,8 @@ const USER_HZ = 100;
 
 if (values['agent-side'] !== undefined) {
   await runAgentSide(JSON.parse(values['agent-side']) as { config: TeleoperationConfig; tickMs: number; idleTickMs: number });
+} else if (values.dashboard) {
+  await runDashboardBench();
 } else {
   await runBench();
 }
@@ -203,6 +210,85 @@ async function runBench(): Promise<void> {
     agent.stdin!.end();
     await waitFor(() => done || agent.exitCode !== null, 'the agent side stopped', 10_000).catch(() => agent.kill('SIGKILL'));
     await host.stop();
+  }
+}
+
+/** First action → the live feed's TeleoperationStarted, through the agent process, IoT rule, event log and stream. */
+async function runDashboardBench(): Promise<void> {
+  const cycles = Number(values.cycles);
+  const driveMs = Number(values['drive-ms']);
+  const { connectLiveClient, freePorts, freshStateDir, issueCertificate, removeStateDir, startAgentProcess, startCloudProcess } =
+    await import('../test/support/local-cloud-process.js');
+  const { readFile, writeFile } = await import('node:fs/promises');
+  const stateDir = await freshStateDir();
+  const cloud = await startCloudProcess({ stateDir, ports: await freePorts(), minKeepAliveSeconds: 30 });
+  const host = await startHostStandIn();
+  const robotId = 'lekiwi-TELE0001';
+  const configFile = await issueCertificate(stateDir, robotId, 30);
+  const config = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown>;
+  config.teleoperation = {
+    commandPort: host.commandPort,
+    observationPort: host.observationPort,
+    vrLinkPort: await freeTcpPort(),
+    vrPagePort: await freeTcpPort(),
+    hostProcesses: [HOST_STAND_IN_FRAGMENT],
+  };
+  await writeFile(configFile, JSON.stringify(config, null, 2));
+  const live = await connectLiveClient(cloud.endpoints, [robotId]);
+  const arrivals: { at: number; type: string }[] = [];
+  const seen = new Set<unknown>();
+  const track = setInterval(() => {
+    for (const message of live.messages) {
+      if (seen.has(message)) continue;
+      seen.add(message);
+      if (typeof message.type === 'string' && message.type.startsWith('Teleoperation')) arrivals.push({ at: epochNow(), type: message.type });
+    }
+  }, 1);
+  const agent = startAgentProcess(configFile, { LOG_LEVEL: 'warn' });
+  try {
+    await live.waitFor((message) => message.type === 'RobotConnected', 'the agent to connect', 60_000);
+    process.stdout.write(`Dashboard bench: ${cycles} cycles of ${driveMs} ms driving, agent process → local cloud → WebSocket\n`);
+    await sleep(1_000);
+    const starts: number[] = [];
+    const stops: number[] = [];
+    let missed = 0;
+    let falseStarts = arrivals.length;
+    for (let cycle = 0; cycle < cycles; cycle += 1) {
+      const before = arrivals.length;
+      const operator = connectOperator({ commandPort: host.commandPort, observationPort: host.observationPort });
+      await waitFor(() => operator.observations > 0, 'the operator connected', 5_000);
+      await sleep(100);
+      falseStarts += arrivals.length - before;
+      const mark = arrivals.length;
+      const firstAction = performance.timeOrigin + (await operator.startDriving(30));
+      const started = await waitUntil(() => arrivals.slice(mark).find((a) => a.type === 'TeleoperationStarted'), 3_000);
+      await sleep(Math.max(0, firstAction + driveMs - epochNow()));
+      const lastAction = performance.timeOrigin + operator.stopDriving();
+      if (started) starts.push(started.at - firstAction);
+      else missed += 1;
+      const stopped = await waitUntil(() => arrivals.slice(mark).find((a) => a.type === 'TeleoperationStopped'), 4_000);
+      if (stopped) stops.push(stopped.at - lastAction);
+      operator.close();
+      await sleep(150);
+      if ((cycle + 1) % 50 === 0) process.stdout.write(`  ${cycle + 1}/${cycles} cycles\n`);
+    }
+    starts.sort((a, b) => a - b);
+    stops.sort((a, b) => a - b);
+    const line = (name: string, sorted: number[]) =>
+      `${name}: p50 ${fmt(percentile(sorted, 50))}  p99 ${fmt(percentile(sorted, 99))}  max ${fmt(sorted.at(-1) ?? NaN)}  (n=${sorted.length})\n`;
+    process.stdout.write(line('first action → TeleoperationStarted on the WebSocket', starts));
+    process.stdout.write(line('last action → TeleoperationStopped on the WebSocket', stops));
+    process.stdout.write(`false starts: ${falseStarts}   missed sessions: ${missed}\n`);
+    const ok = percentile(starts, 99) <= 200 && falseStarts === 0 && missed === 0;
+    process.stdout.write(`${ok ? 'PASS' : 'MISS'}: aim p99 ≤ 200 ms to the dashboard, zero false starts and missed sessions\n`);
+  } finally {
+    clearInterval(track);
+    live.close();
+    agent.child.kill('SIGTERM');
+    await agent.exited;
+    await host.stop();
+    await cloud.stop();
+    await removeStateDir(stateDir);
   }
 }
 
