@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { AgentEvent, TelemetrySample } from '../schemas/device.js';
@@ -16,6 +17,8 @@ import { decideTelemetrySend, type TelemetryDecision } from './core/telemetry-po
  * - Events are facts: `report` writes them to the on-disk queue first, and the queue is drained oldest first at
  *   QoS 1 whenever the link is up. An event leaves the disk only once the broker acknowledged it; a failed publish
  *   stops the drain until the next connection, so nothing is sent out of order or lost.
+ * - Events the queue had to drop (it was full while offline) are gone, but not silently: once the link is back, an
+ *   `EventsDropped { count }` goes out (QoS 1) and the count is cleared only after the broker acknowledged it.
  * - Commands arrive on `cmd/heartbeat/<thing>/<request>`; `report-now` answers at once on `…/report-now/reply`.
  *   Anything else, or anything malformed, is logged and ignored: a bad message never stops the agent.
  *
@@ -94,6 +97,13 @@ export function createAgent(options: AgentOptions): Agent {
   /** Samples run one at a time (timer, connection, report-now), so two can never both be "first". */
   let sampling: Promise<unknown> = Promise.resolve();
   let draining: Promise<void> | undefined;
+  /** The dropped-count report under way; a second connection event joins it rather than reporting twice. */
+  let reportingDropped: Promise<void> | undefined;
+  /**
+   * The EventsDropped last tried and not yet confirmed cleared: a retry for the same count reuses its eventId, so if
+   * the first try did reach the cloud (only its acknowledgement was lost) the log still records it once.
+   */
+  let droppedReport: { count: number; eventId: string; occurredAt: string } | undefined;
   /** Command replies on their way out; stop() lets them finish too. */
   const replies = new Set<Promise<void>>();
   let stopping: Promise<void> | undefined;
@@ -181,13 +191,36 @@ export function createAgent(options: AgentOptions): Agent {
     return draining;
   }
 
-  async function reportDropped(): Promise<void> {
+  function reportDropped(): Promise<void> {
+    reportingDropped ??= sendDroppedCount().finally(() => {
+      reportingDropped = undefined;
+    });
+    return reportingDropped;
+  }
+
+  async function sendDroppedCount(): Promise<void> {
+    if (!online || phase !== 'running') return;
     try {
-      await queue.reportDropped(async (droppedCount) => {
-        log.warn('the event queue was full while offline: oldest events were dropped', { droppedCount });
+      const reported = await queue.reportDropped(async (count) => {
+        if (droppedReport?.count !== count) {
+          droppedReport = { count, eventId: randomUUID(), occurredAt: new Date(clock.now()).toISOString() };
+        }
+        const event: AgentEvent = {
+          eventId: droppedReport.eventId,
+          occurredAt: droppedReport.occurredAt,
+          type: 'EventsDropped',
+          data: { count },
+        };
+        await link.publish(eventsTopic, JSON.stringify(AgentEvent.parse(event)), 1);
       });
+      droppedReport = undefined;
+      if (reported > 0) {
+        log.warn('the event queue was full while offline: told the cloud how many oldest events were dropped', {
+          droppedCount: reported,
+        });
+      }
     } catch (error) {
-      log.warn('could not clear the dropped-event count', { error });
+      if (phase === 'running') log.warn('could not report the dropped events; the count is kept for the next connection', { error });
     }
   }
 
@@ -263,7 +296,7 @@ export function createAgent(options: AgentOptions): Agent {
     link.off('resumed', onResumed);
     link.off('interrupted', onInterrupted);
     // A sample or an event on its way to the broker may finish; one stuck on a dead link may not hold the stop.
-    await settleWithin(Promise.all([sampling, draining, ...replies]), stopTimeoutMs);
+    await settleWithin(Promise.all([sampling, draining, reportingDropped, ...replies]), stopTimeoutMs);
     if (wasRunning) {
       try {
         await queue.close();

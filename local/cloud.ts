@@ -8,12 +8,13 @@ import type {
   DynamoDBBatchResponse,
   DynamoDBStreamEvent,
 } from 'aws-lambda';
-import { TOPIC_RULES, type TopicRule } from '../schemas/topics.js';
+import { CLOUD_COMMAND_TOPICS, TOPIC_RULES, type TopicRule } from '../schemas/topics.js';
 import { PROJECTED_RECORD_PATTERNS } from '../schemas/stream-filters.js';
 import { CertificateAuthority } from './certificate-authority.js';
 import { LOCAL_AWS, startDynamoDbLocal, type DynamoDbLocal } from './dynamodb-local.js';
 import { startHttpGateway, type HttpGateway } from './http-gateway.js';
 import { startIotBroker, type IotBroker } from './iot-broker.js';
+import { startIotDataPlane, type IotDataPlane } from './iot-data-plane.js';
 import { LocalJwtIssuer } from './jwt-issuer.js';
 import { loadFunction, type FunctionName } from './lambda-runtime.js';
 import { renderLivePage } from './live-page.js';
@@ -35,8 +36,9 @@ import { startWebSocketGateway, type WebSocketGateway } from './websocket-gatewa
 /**
  * The fleet backend on one machine, with no AWS account: the very handler modules CDK deploys, with AWS's managed
  * parts replaced by local stand-ins — DynamoDB Local (event log and its stream), PGlite or a PostgreSQL server (read
- * models), an MQTT broker with mTLS, the thing policy and the topic rules (IoT Core), stream pollers (Lambda's event
- * source mappings), HTTP and WebSocket gateways with `@connections` (API Gateway), and a JWT issuer (Cognito).
+ * models), an MQTT broker with mTLS, the thing policy, the topic rules and the data plane's Publish (IoT Core), stream
+ * pollers (Lambda's event source mappings), HTTP and WebSocket gateways with `@connections` (API Gateway), and a JWT
+ * issuer (Cognito).
  */
 export interface LocalCloudOptions {
   readonly stateDir: string;
@@ -65,6 +67,8 @@ export interface LocalEndpoints {
   readonly mqttUrl: string;
   readonly mqttHost: string;
   readonly mqttPort: number;
+  /** IoT Core's data plane (`Publish`) stand-in, where the http-api sends commands to robots. */
+  readonly iotDataUrl: string;
   readonly caFile: string;
   readonly tokens: { readonly admin: string; readonly engineer: string; readonly operator: string };
   readonly jwtIssuer: string;
@@ -127,6 +131,37 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
   };
 
   try {
+    // The quick checks of the state dir first: a damaged CA or registry should not wait for Java and PostgreSQL.
+    const publicHost = host === '0.0.0.0' ? 'localhost' : host === '127.0.0.1' ? 'localhost' : host;
+    const pageUrl = `http://${publicHost}:${httpPort}/`;
+    const jwtIssuer = `http://localhost:${httpPort}`;
+    const { ca, issuer, serverCertificate, tokens } = await step('certificate authority, thing registry and dev tokens', async () => {
+      const ca = await CertificateAuthority.openOrCreate(paths.ca);
+      const serverCertificate = await ca.issueServerCertificate(['localhost', '127.0.0.1', '::1', hostname()]);
+      await writeFile(join(paths.ca, 'server.pem'), serverCertificate.certificatePem);
+      const issuer = await LocalJwtIssuer.openOrCreate(paths.jwt, { issuer: jwtIssuer, audience: JWT_AUDIENCE });
+      const tokens = await issuer.writeDevTokens(paths.tokens);
+      await ThingRegistry.in(paths.root).list(); // a damaged registry stops the start here, not at the first connect
+      return { ca, issuer, serverCertificate, tokens };
+    });
+
+    // Commands to robots (POST /discover) go through IoT Core's data plane; the broker it publishes into starts
+    // later (it needs the rule handlers), and until then a publish is refused as IoT Core would refuse it: 503.
+    let brokerForCommands: IotBroker | undefined;
+    const dataPlane: IotDataPlane = await step('IoT data plane (Publish)', () =>
+      startIotDataPlane({
+        port: 0,
+        host: '127.0.0.1',
+        allowedTopics: CLOUD_COMMAND_TOPICS,
+        publish: async (topic, payload) => {
+          if (!brokerForCommands) throw new Error('the MQTT broker is not up yet');
+          await brokerForCommands.publish(topic, payload);
+        },
+        log,
+      }),
+    );
+    stops.push(() => dataPlane.stop());
+
     const dynamo = await step('DynamoDB Local (event log)', async () => {
       const started: DynamoDbLocal = await startDynamoDbLocal({ dbPath: paths.dynamodb, detached: true }).catch((error: unknown) => {
         throw new LocalCloudError(
@@ -151,24 +186,14 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     );
     stops.push(() => postgres.stop());
 
-    const publicHost = host === '0.0.0.0' ? 'localhost' : host === '127.0.0.1' ? 'localhost' : host;
-    const pageUrl = `http://${publicHost}:${httpPort}/`;
-    const jwtIssuer = `http://localhost:${httpPort}`;
-    const { ca, issuer, serverCertificate, tokens } = await step('certificate authority and dev tokens', async () => {
-      const ca = await CertificateAuthority.openOrCreate(paths.ca);
-      const serverCertificate = await ca.issueServerCertificate(['localhost', '127.0.0.1', '::1', hostname()]);
-      await writeFile(join(paths.ca, 'server.pem'), serverCertificate.certificatePem);
-      const issuer = await LocalJwtIssuer.openOrCreate(paths.jwt, { issuer: jwtIssuer, audience: JWT_AUDIENCE });
-      const tokens = await issuer.writeDevTokens(paths.tokens);
-      return { ca, issuer, serverCertificate, tokens };
-    });
-
     // The handlers read their configuration at import (cold start), as in Lambda: set it before the first load.
     Object.assign(process.env, {
       AWS_REGION: LOCAL_AWS.region,
       AWS_ACCESS_KEY_ID: LOCAL_AWS.credentials.accessKeyId,
       AWS_SECRET_ACCESS_KEY: LOCAL_AWS.credentials.secretAccessKey,
       AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+      // The SDK's per-service endpoint variable, from the service id "IoT Data Plane".
+      AWS_ENDPOINT_URL_IOT_DATA_PLANE: dataPlane.url,
       EVENT_LOG_TABLE,
       CONNECTIONS_TABLE,
       DATABASE_URL: postgres.url,
@@ -275,6 +300,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       });
     });
     stops.push(() => broker.stop());
+    brokerForCommands = broker;
 
     const endpoints: LocalEndpoints = {
       stateDir: paths.root,
@@ -284,6 +310,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       mqttUrl: `mqtts://${publicHost}:${broker.port}`,
       mqttHost: publicHost,
       mqttPort: broker.port,
+      iotDataUrl: dataPlane.url,
       caFile: join(paths.ca, 'ca.pem'),
       tokens,
       jwtIssuer,

@@ -95,6 +95,8 @@ export type ListEventsQuery = z.infer<typeof ListEventsQuery>;
 
 export const MarkFailedRequest = z.object({ reason: z.string().trim().min(1).max(500) }).strict();
 export const RecoverRequest = z.object({ note: z.string().trim().max(500).optional() }).strict();
+/** `POST /api/v2/discover` takes no options (yet): an empty body or `{}`. */
+export const DiscoverRequest = z.object({}).strict();
 
 /** The result of a command: the robot as the event log now has it (read models follow within a second). */
 export const CommandResult = z.object({
@@ -102,6 +104,18 @@ export const CommandResult = z.object({
   appended: z.array(z.object({ seq: z.number().int(), type: z.string(), eventId: z.string() })),
 });
 export type CommandResult = z.infer<typeof CommandResult>;
+
+/**
+ * The answer to `POST /api/v2/discover` (202): every robot online in the read model was asked to report now.
+ * `asked` robots got the command, publishing it to `failed` more did not work; the reports arrive on the live feed as
+ * `RobotTelemetry` messages.
+ */
+export const DiscoverResult = z.object({
+  requestId: z.uuid(),
+  asked: z.number().int().nonnegative(),
+  failed: z.number().int().nonnegative(),
+});
+export type DiscoverResult = z.infer<typeof DiscoverResult>;
 
 export const ApiError = z.object({
   error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),

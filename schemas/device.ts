@@ -55,6 +55,13 @@ export const TeleoperationStoppedData = z
   })
   .strict();
 
+export const EventsDroppedData = z
+  .object({
+    /** How many of the oldest queued events the agent dropped because its offline queue was full. */
+    count: z.number().int().positive().max(1_000_000_000),
+  })
+  .strict();
+
 /**
  * What the agent reports as a fact. `eventId` is chosen by the agent and kept across redeliveries (offline queue,
  * QoS 1), so the cloud appends each one exactly once.
@@ -66,5 +73,7 @@ export const AgentEvent = z.discriminatedUnion('type', [
   z
     .object({ eventId, occurredAt: isoTimestamp, type: z.literal('TeleoperationStopped'), data: TeleoperationStoppedData })
     .strict(),
+  /** Sent once the link is back when the offline queue overflowed: those events are gone for good. */
+  z.object({ eventId, occurredAt: isoTimestamp, type: z.literal('EventsDropped'), data: EventsDroppedData }).strict(),
 ]);
 export type AgentEvent = z.infer<typeof AgentEvent>;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { TeleoperationStartedData, TeleoperationStoppedData, TELEMETRY_METRICS } from './device.js';
+import { EventsDroppedData, TeleoperationStartedData, TeleoperationStoppedData, TELEMETRY_METRICS } from './device.js';
 import { RobotId, RobotModel } from './robot-id.js';
 
 /**
@@ -75,6 +75,8 @@ export const RobotRecovered = event(
   'RobotRecovered',
   z.object({ by: z.string().max(200), note: z.string().max(500).optional() }).strict(),
 );
+/** The robot's agent lost this many of its own events (its offline queue was full): the log has a known gap. */
+export const RobotEventsDropped = event('RobotEventsDropped', EventsDroppedData);
 
 export const DomainEvent = z.discriminatedUnion('type', [
   RobotRegistered,
@@ -86,6 +88,7 @@ export const DomainEvent = z.discriminatedUnion('type', [
   TeleoperationStopped,
   RobotMarkedFailed,
   RobotRecovered,
+  RobotEventsDropped,
 ]);
 export type DomainEvent = z.infer<typeof DomainEvent>;
 export type DomainEventType = DomainEvent['type'];

@@ -16,6 +16,12 @@ export const topics = {
   basicIngest: (ruleName: string, topic: string) => `$aws/rules/${ruleName}/${topic}`,
 } as const;
 
+/**
+ * The commands the cloud may publish to robots, as IAM topic resource names (`*` matches anything, `/` included):
+ * the http-api's `iot:Publish` grant in infra and the local data plane's check share this list.
+ */
+export const CLOUD_COMMAND_TOPICS = [`cmd/${APP}/*/report-now`] as const;
+
 /** The handler each rule invokes, by its file name in functions/handlers/. */
 export type RuleTarget = 'iot-presence' | 'iot-telemetry' | 'iot-robot-events';
 

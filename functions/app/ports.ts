@@ -59,3 +59,11 @@ export interface EventLogReplay {
   /** Every robot's head: its folded state and latest telemetry sample. */
   replayHeads(): AsyncGenerator<RobotHead>;
 }
+
+/**
+ * Commands to robots: one MQTT message on `cmd/heartbeat/<robotId>/<request>` (AWS IoT Core's data plane in AWS, the
+ * local broker here). Resolves once the broker accepted it; whether the robot was there to hear it is not known.
+ */
+export interface RobotCommandChannel {
+  send(robotId: string, request: string, payload: unknown): Promise<void>;
+}

@@ -151,6 +151,9 @@ function decideAgentEvent(state: RobotState, agentEvent: AgentEvent): DomainEven
       // Already closed (for example by the robot's disconnect): the agent's late stop adds nothing.
       if (!state.teleoperation.active) return [];
       return [event('TeleoperationStopped', state, agentEvent.eventId, agentEvent.occurredAt, agentEvent.data)];
+    case 'EventsDropped':
+      // A fact about the robot's own record, whatever its state: recorded as it came, once per eventId.
+      return [event('RobotEventsDropped', state, agentEvent.eventId, agentEvent.occurredAt, agentEvent.data)];
     default:
       return assertNever(agentEvent);
   }

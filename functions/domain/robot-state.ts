@@ -111,6 +111,9 @@ export function evolve(state: RobotState, event: DomainEvent): RobotState {
       return { ...state, failure: { reason: event.data.reason, by: event.data.by, at: event.at } };
     case 'RobotRecovered':
       return { ...state, failure: null };
+    case 'RobotEventsDropped':
+      // History the robot could not keep: worth a line in its event history, changes nothing about its state.
+      return state;
     default:
       return assertNever(event);
   }

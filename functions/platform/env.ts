@@ -39,3 +39,16 @@ export type DatabaseEnv = z.infer<typeof DatabaseEnv>;
 
 export const EventLogEnv = z.object({ EVENT_LOG_TABLE: z.string().min(1) });
 export const ConnectionsEnv = z.object({ CONNECTIONS_TABLE: z.string().min(1) });
+
+/**
+ * Where commands to robots are published: the account's IoT data endpoint (`xxxx-ats.iot.<region>.amazonaws.com`,
+ * from IoT's DescribeEndpoint), as a host name or an https URL. Absent, the SDK's own resolution applies
+ * (`AWS_ENDPOINT_URL_IOT_DATA_PLANE`, which the local cloud sets to its stand-in).
+ */
+export const IotDataEnv = z.object({
+  IOT_DATA_ENDPOINT: z
+    .string()
+    .regex(/^(https:\/\/)?[A-Za-z0-9.-]+(:\d+)?\/?$/, 'must be a host name such as xxxx-ats.iot.eu-west-1.amazonaws.com')
+    .transform((value) => (value.startsWith('https://') ? value : `https://${value}`))
+    .optional(),
+});

@@ -1,24 +1,27 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { CfnOutput, CustomResource, Duration, RemovalPolicy, Stack, Validations, type StackProps } from 'aws-cdk-lib';
+import { Arn, ArnFormat, CfnOutput, CustomResource, Duration, RemovalPolicy, Stack, Validations, type StackProps } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpUserPoolAuthorizer, WebSocketLambdaAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import { HttpLambdaIntegration, WebSocketLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import type * as cognito from 'aws-cdk-lib/aws-cognito';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
-import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { DynamoEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as rds from 'aws-cdk-lib/aws-rds';
+import * as route53 from 'aws-cdk-lib/aws-route53';
+import * as route53Targets from 'aws-cdk-lib/aws-route53-targets';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import type { Construct } from 'constructs';
 import { AppFunction, REPO_ROOT, type AppFunctionVpcPlacement } from '../constructs/app-function.js';
 import { PROJECTED_RECORD_PATTERNS } from '../../schemas/stream-filters.js';
+import { CLOUD_COMMAND_TOPICS } from '../../schemas/topics.js';
 import { DB_NAME, DB_PORT, DB_USER } from './stateful-stack.js';
 
 export const MIGRATIONS_DIR = path.join(REPO_ROOT, 'functions', 'migrations');
@@ -34,6 +37,7 @@ export const HTTP_ROUTES: ReadonlyArray<{ method: apigwv2.HttpMethod; path: stri
   { method: apigwv2.HttpMethod.GET, path: '/api/v2/metrics' },
   { method: apigwv2.HttpMethod.POST, path: '/api/v2/robots/{id}/fail' },
   { method: apigwv2.HttpMethod.POST, path: '/api/v2/robots/{id}/recover' },
+  { method: apigwv2.HttpMethod.POST, path: '/api/v2/discover' },
 ];
 
 export interface ApiStackProps extends StackProps {
@@ -224,12 +228,13 @@ export class ApiStack extends Stack {
     );
 
     // ---- HTTP API: one Lambda for every /api/v2 route, a Cognito JWT authorizer on each of them.
+    const iotDataEndpoint = this.iotDataPlaneInVpc(props);
     const httpApiFn = add(
       'HttpApi',
       new AppFunction(this, 'HttpApiHandler', {
         handler: 'http-api',
         description: 'The /api/v2 HTTP API',
-        environment: { ...dbEnv, EVENT_LOG_TABLE: props.eventLog.tableName },
+        environment: { ...dbEnv, EVENT_LOG_TABLE: props.eventLog.tableName, IOT_DATA_ENDPOINT: iotDataEndpoint },
         vpcPlacement: inVpc,
         // API Gateway gives up on the integration after 30 s.
         timeout: Duration.seconds(29),
@@ -237,6 +242,18 @@ export class ApiStack extends Stack {
     );
     withDatabase(httpApiFn);
     props.eventLog.grantReadWriteData(httpApiFn);
+    // POST /discover: the commands the cloud sends robots, and nothing else (a robot's own topics stay its own).
+    const commandTopicArns = CLOUD_COMMAND_TOPICS.map((topic) =>
+      Arn.format({ service: 'iot', resource: 'topic', resourceName: topic, arnFormat: ArnFormat.SLASH_RESOURCE_NAME }, this),
+    );
+    httpApiFn.addToRolePolicy(new iam.PolicyStatement({ actions: ['iot:Publish'], resources: commandTopicArns }));
+    for (const topic of CLOUD_COMMAND_TOPICS) {
+      Validations.of(httpApiFn).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/${topic}]`,
+        reason:
+          'The command goes to every robot online, so the thing name in the topic is a wildcard; the grant is limited to this one command topic.',
+      });
+    }
 
     const authorizer = new HttpUserPoolAuthorizer('CognitoAuthorizer', props.userPool, {
       userPoolClients: [props.dashboardClient],
@@ -329,6 +346,58 @@ export class ApiStack extends Stack {
 
     new CfnOutput(this, 'HttpApiUrl', { value: this.httpStage.url });
     new CfnOutput(this, 'WebSocketUrl', { value: this.webSocketStage.url });
+  }
+
+  /**
+   * The account's IoT data endpoint (DescribeEndpoint, `iot:Data-ATS`), reachable from the isolated subnets: the
+   * http-api runs in the VPC for PostgreSQL and has no route to the internet. IoT Core's interface endpoint
+   * (`iot.data`) does not create DNS records itself, so a private hosted zone named after the account's endpoint
+   * points it at the interface endpoint, for the functions in this VPC only. Returns the endpoint's host name.
+   */
+  private iotDataPlaneInVpc(props: ApiStackProps): string {
+    const describe = new cr.AwsCustomResource(this, 'IotDataEndpoint', {
+      resourceType: 'Custom::IotDataEndpoint',
+      onUpdate: {
+        service: 'Iot',
+        action: 'describeEndpoint',
+        parameters: { endpointType: 'iot:Data-ATS' },
+        physicalResourceId: cr.PhysicalResourceId.of('iot-data-ats-endpoint'),
+      },
+      // DescribeEndpoint has no resource-level permissions.
+      policy: cr.AwsCustomResourcePolicy.fromSdkCalls({ resources: cr.AwsCustomResourcePolicy.ANY_RESOURCE }),
+      installLatestAwsSdk: false,
+      logGroup: new logs.LogGroup(this, 'IotDataEndpointLogs', {
+        retention: logs.RetentionDays.ONE_MONTH,
+        removalPolicy: RemovalPolicy.DESTROY,
+      }),
+    });
+    Validations.of(describe).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: 'iot:DescribeEndpoint has no resource-level permissions; it only reads the account endpoint host name.',
+    });
+    const provider = this.node.tryFindChild(`AWS${cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace(/-/g, '')}`);
+    if (!provider) throw new Error('ApiStack: the AwsCustomResource provider function was not where aws-cdk-lib puts it');
+    Validations.of(provider).acknowledge({
+      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+      reason: 'The AwsCustomResource provider Lambda (owned by aws-cdk-lib) only writes its own logs with this AWS-maintained policy.',
+    });
+    const host = describe.getResponseField('endpointAddress');
+
+    const endpoint = new ec2.InterfaceVpcEndpoint(this, 'IotDataVpcEndpoint', {
+      vpc: props.vpc,
+      service: ec2.InterfaceVpcEndpointAwsService.IOT_CORE,
+      subnets: props.dbSubnets,
+      // IoT Core refuses private DNS on this endpoint: the zone below does it.
+      privateDnsEnabled: false,
+      open: false,
+    });
+    endpoint.connections.allowDefaultPortFrom(props.dbClientSecurityGroup, 'HTTPS publish from the VPC Lambda functions');
+    const zone = new route53.PrivateHostedZone(this, 'IotDataZone', { zoneName: host, vpc: props.vpc });
+    new route53.ARecord(this, 'IotDataRecord', {
+      zone,
+      target: route53.RecordTarget.fromAlias(new route53Targets.InterfaceVpcEndpointTarget(endpoint)),
+    });
+    return host;
   }
 
   private accessLogGroup(id: string): logs.LogGroup {

@@ -25,6 +25,7 @@ const HTTP_ROUTE_KEYS = [
   'GET /api/v2/metrics',
   'POST /api/v2/robots/{id}/fail',
   'POST /api/v2/robots/{id}/recover',
+  'POST /api/v2/discover',
 ];
 
 describe('ApiStack', () => {
@@ -208,6 +209,46 @@ describe('ApiStack', () => {
         AutoDeploy: true,
         AccessLogSettings: { DestinationArn: Match.anyValue(), Format: Match.stringLikeRegexp('requestId') },
       });
+    });
+  });
+
+  describe('commands to robots (POST /discover)', () => {
+    const statementsOf = (handler: string) => {
+      const role = fn(handler).properties.Role['Fn::GetAtt'][0] as string;
+      const policies = template.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: role }] } });
+      return Object.values(policies).flatMap((p) => p.Properties.PolicyDocument.Statement as { Action: unknown; Resource: unknown }[]);
+    };
+
+    it('let only the http-api publish, and only the report-now command to any robot', () => {
+      const publish = statementsOf('http-api').filter((s) => JSON.stringify(s.Action).includes('iot:'));
+      expect(publish).toHaveLength(1);
+      expect(publish[0]!.Action).toBe('iot:Publish');
+      expect(flatten(publish[0]!.Resource)).toBe('arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/cmd/heartbeat/*/report-now');
+      for (const name of [...VPC_HANDLERS, ...OUTSIDE_VPC_HANDLERS].filter((n) => n !== 'http-api')) {
+        expect(JSON.stringify(statementsOf(name)), name).not.toContain('iot:Publish');
+      }
+    });
+
+    it('give the http-api the account ATS data endpoint from DescribeEndpoint', () => {
+      const [describeId, describe] = Object.entries(template.findResources('Custom::IotDataEndpoint'))[0]!;
+      expect(JSON.stringify(describe.Properties.Create)).toContain('iot:Data-ATS');
+      expect(JSON.stringify(describe.Properties.Create)).toContain('describeEndpoint');
+      expect(env('http-api').IOT_DATA_ENDPOINT).toEqual({ 'Fn::GetAtt': [describeId, 'endpointAddress'] });
+    });
+
+    it('reach IoT Core from the isolated subnets: iot.data interface endpoint, a private zone named after the endpoint', () => {
+      const interfaces = Object.values(template.findResources('AWS::EC2::VPCEndpoint', { Properties: { VpcEndpointType: 'Interface' } }));
+      expect(interfaces).toHaveLength(1);
+      expect(interfaces[0]!.Properties.PrivateDnsEnabled).toBe(false);
+      expect(flatten(interfaces[0]!.Properties.ServiceName)).toBe('com.amazonaws.<AWS::Region>.iot.data');
+      const [describeId] = Object.keys(template.findResources('Custom::IotDataEndpoint'));
+      template.hasResourceProperties('AWS::Route53::HostedZone', {
+        Name: Match.objectLike({ 'Fn::Join': ['', [{ 'Fn::GetAtt': [describeId, 'endpointAddress'] }, '.']] }),
+        VPCs: [Match.objectLike({ VPCId: Match.anyValue() })],
+      });
+      template.hasResourceProperties('AWS::Route53::RecordSet', { Type: 'A', AliasTarget: Match.objectLike({ DNSName: Match.anyValue() }) });
+      // HTTPS into the endpoint from the VPC Lambdas' security group only.
+      template.hasResourceProperties('AWS::EC2::SecurityGroupIngress', { FromPort: 443, ToPort: 443, SourceSecurityGroupId: Match.anyValue() });
     });
   });
 

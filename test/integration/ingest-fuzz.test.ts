@@ -331,7 +331,7 @@ const malformedRobotEvent = malformedThingMessage(fc.oneof(teleoperationStarted,
     brokenField(data, dataSpec, { strict: true }).map((broken) => ({ payload: { ...valid, data: broken.payload }, field: `data.${broken.field}` })),
     fc
       .string({ maxLength: 30 })
-      .filter((type) => type !== 'TeleoperationStarted' && type !== 'TeleoperationStopped')
+      .filter((type) => type !== 'TeleoperationStarted' && type !== 'TeleoperationStopped' && type !== 'EventsDropped')
       .map((type) => ({ payload: { ...valid, type }, field: 'type' })),
   );
 });

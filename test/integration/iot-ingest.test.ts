@@ -205,6 +205,26 @@ describe('iot-robot-events', () => {
   });
 });
 
+describe('iot-robot-events: EventsDropped', () => {
+  it('records the count the agent reports once, however often it is delivered, and refuses a bad count', async () => {
+    // Given an agent whose offline queue overflowed, reporting it (twice: its acknowledgement was lost)
+    const robot = robotId();
+    const dropped: AgentEvent = { eventId: randomUUID(), occurredAt: new Date(T0).toISOString(), type: 'EventsDropped', data: { count: 212 } };
+    await invoke(robotEvents, { ...dropped, thingName: robot });
+    await invoke(robotEvents, { ...dropped, thingName: robot });
+    // and a malformed one
+    await invoke(robotEvents, { ...dropped, eventId: randomUUID(), data: { count: -3 }, thingName: robot });
+
+    // Then the log holds one RobotEventsDropped with the agent's id and count, and the head's state is as before
+    const events = (await log.readEvents(robot)).events.map((recorded) => recorded.event);
+    expect(events).toEqual([
+      { eventId: dropped.eventId, robotId: robot, at: dropped.occurredAt, version: 1, type: 'RobotEventsDropped', data: { count: 212 } },
+    ]);
+    expect((await log.readHead(robot))?.state.presence.status).toBe('offline');
+    expect(countedMetrics()).toEqual(['Appended', 'Duplicate', 'InvalidRobotEvent']);
+  });
+});
+
 describe('transient failures', () => {
   it('throw, so that Lambda retries and the dead-letter queue take over', async () => {
     // Given handlers whose event log table does not exist (DynamoDB answers with an error)

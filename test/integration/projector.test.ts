@@ -176,6 +176,31 @@ describe('stream projector', () => {
     expect(row).toMatchObject({ teleoperation_active: false, warning_alerts: 0, last_seq: '5' });
   });
 
+  it('records the events an agent had to drop in its history, and leaves its robots row as it was', async () => {
+    // Given an online robot, projected
+    const robot = fleet();
+    await robot.command(ROBOT, presence(ROBOT, 'connected', 1, 0), 0);
+    await projectStream(streamEvent(robot.records()), writer);
+    const [before] = await rows('robots');
+
+    // When its agent reports that its offline queue dropped 40 events
+    await robot.command(
+      ROBOT,
+      { type: 'RecordAgentEvent', event: { eventId: 'dropped-00000001', occurredAt: robot.at(3), type: 'EventsDropped', data: { count: 40 } } },
+      3,
+    );
+    await projectStream(streamEvent(robot.records()), writer);
+
+    // Then the history has it, and the robot's row only moved its last seq
+    expect((await rows('robot_events')).map((event) => [event.seq, event.type, event.event_id, event.data])).toEqual([
+      ['1', 'RobotConnected', expect.any(String), expect.anything()],
+      ['2', 'RobotEventsDropped', 'dropped-00000001', { count: 40 }],
+    ]);
+    const [after] = await rows('robots');
+    expect(after!.state).toEqual(before!.state);
+    expect(after).toMatchObject({ status: 'online', lifecycle: before!.lifecycle, healthy: before!.healthy, last_seq: '2' });
+  });
+
   it('gives a robot known only from its telemetry a row in its initial state', async () => {
     // Given a robot that has sent a sample within every limit, so the log holds its head and no event
     const robot = fleet();

@@ -35,6 +35,11 @@ describe('exported JSON Schemas for device messages', () => {
       }),
     ).toBe(true);
     expect(agentEvent({ eventId: 'short', occurredAt: 'yesterday', type: 'TeleoperationStarted', data: {} })).toBe(false);
+    const dropped = { eventId: '9b2d7f40-1c3e-4a5b-8c6d-7e8f9a0b1c2d', occurredAt: '2026-11-22T10:00:00Z', type: 'EventsDropped' };
+    expect(agentEvent({ ...dropped, data: { count: 12 } })).toBe(true);
+    expect(agentEvent({ ...dropped, data: { count: 0 } })).toBe(false);
+    expect(agentEvent({ ...dropped, data: { count: 1.5 } })).toBe(false);
+    expect(agentEvent({ ...dropped, data: {} })).toBe(false);
     expect(agentEvent({ eventId: 'abcdefgh-1', occurredAt: '2026-11-22T10:00:00Z', type: 'Unknown', data: {} })).toBe(false);
   });
 });

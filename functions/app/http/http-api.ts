@@ -9,7 +9,7 @@ import { callerFromClaims, requireRole, type JwtClaims } from './auth.js';
 import { HttpError, internalError, toHttpError } from './errors.js';
 import type { ApiRequest } from './request.js';
 import { matchRoute, methodsForPath } from './route-match.js';
-import { isRouteKey, ROUTE_KEYS, ROUTES, type RouteDependencies, type RouteKey } from './routes.js';
+import { isRouteKey, ROUTE_KEYS, ROUTES, type Route, type RouteDependencies, type RouteKey } from './routes.js';
 
 /**
  * An HTTP API (payload format 2.0) event. The authorizer is optional on purpose: API Gateway's JWT authorizer fills
@@ -32,7 +32,7 @@ export function createHttpApi(deps: RouteDependencies) {
     try {
       const caller = callerFromClaims(event.requestContext.authorizer?.jwt?.claims);
       const { routeKey, pathParameters } = resolveRoute(event);
-      const route = ROUTES[routeKey];
+      const route: Route = ROUTES[routeKey];
       requireRole(caller, route.role);
       const request: ApiRequest = {
         caller,
@@ -41,7 +41,7 @@ export function createHttpApi(deps: RouteDependencies) {
         headers: lowerCaseKeys(event.headers ?? {}),
         body: event.body !== undefined && event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body,
       };
-      return respond(200, await route.handle(request, deps));
+      return respond(route.status ?? 200, await route.handle(request, deps));
     } catch (error) {
       return failure(error, event);
     }

@@ -1,18 +1,25 @@
 import { z } from 'zod';
-import { ListEventsQuery, ListRobotsQuery, type Role } from '../../../schemas/index.js';
+import { DiscoverRequest, ListEventsQuery, ListRobotsQuery, type Role } from '../../../schemas/index.js';
+import { logger } from '../../platform/observability.js';
+import { discoverFleet } from '../discover-fleet.js';
+import type { RobotCommandChannel } from '../ports.js';
 import { HttpError } from './errors.js';
 import type { FleetQueries } from './fleet-queries.js';
-import { allValid, parseQuery, robotIdParameter, type ApiRequest } from './request.js';
+import { allValid, parseBody, parseQuery, robotIdParameter, type ApiRequest } from './request.js';
 import { markFailed, recover, type CommandDependencies } from './robot-commands.js';
 
 export interface RouteDependencies extends CommandDependencies {
   readonly queries: FleetQueries;
+  /** Commands to robots over MQTT (`POST /discover`); request ids come from `newEventId`. */
+  readonly robotCommands: RobotCommandChannel;
 }
 
 export interface Route {
   /** The least role that may call the route (admin ⊇ engineer ⊇ operator). */
   readonly role: Role;
-  /** The JSON body of a 200 answer; failures are thrown as errors. */
+  /** The status of a success. @default 200 */
+  readonly status?: 200 | 202;
+  /** The JSON body of a success; failures are thrown as errors. */
   handle(request: ApiRequest, deps: RouteDependencies): Promise<unknown>;
 }
 
@@ -59,6 +66,23 @@ export const ROUTES = {
   },
   'POST /api/v2/robots/{id}/fail': { role: 'engineer', handle: markFailed },
   'POST /api/v2/robots/{id}/recover': { role: 'engineer', handle: recover },
+  /** 202: the robots were asked; their answers arrive on the live feed as RobotTelemetry. */
+  'POST /api/v2/discover': {
+    role: 'engineer',
+    status: 202,
+    handle: (request, deps) => {
+      allValid(
+        () => parseQuery(request, NoQuery),
+        () => parseBody(request, DiscoverRequest),
+      );
+      return discoverFleet({
+        queries: deps.queries,
+        robotCommands: deps.robotCommands,
+        newRequestId: deps.newEventId,
+        log: (message, details) => logger.warn(message, details),
+      });
+    },
+  },
 } as const satisfies Record<string, Route>;
 
 export type RouteKey = keyof typeof ROUTES;

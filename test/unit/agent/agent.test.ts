@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { EventQueue } from '../../../agent/adapters/event-queue.js';
+import { EventQueue, type EventQueueLimits } from '../../../agent/adapters/event-queue.js';
 import type { Logger, LogFields } from '../../../agent/adapters/json-log.js';
 import type { Link, LinkEvents, MessageHandler, QoS } from '../../../agent/adapters/mqtt-link.js';
 import { createAgent, type Agent, type AgentRuntimeConfig } from '../../../agent/agent.js';
@@ -151,8 +151,8 @@ afterEach(async () => {
   await rm(stateDir, { recursive: true, force: true });
 });
 
-async function startAgent(overrides: Partial<AgentRuntimeConfig> = {}): Promise<Agent> {
-  queue = new EventQueue({ directory: join(stateDir, 'queue'), log: () => {} });
+async function startAgent(overrides: Partial<AgentRuntimeConfig> = {}, limits: EventQueueLimits = {}): Promise<Agent> {
+  queue = new EventQueue({ directory: join(stateDir, 'queue'), log: () => {}, ...limits });
   agent = createAgent({
     config: runtimeConfig(stateDir, overrides),
     link,
@@ -380,6 +380,80 @@ describe('agent runtime: events', () => {
     const running = await startAgent();
     await expect(running.report({ ...event(1), eventId: 'x' })).rejects.toThrow(/eventId/);
     expect(queue?.stats().pending).toBe(0);
+  });
+});
+
+describe('agent runtime: events dropped while offline', () => {
+  const droppedReports = () => link.on_(EVENTS_TOPIC).filter((message) => message.payload.type === 'EventsDropped');
+
+  it('tells the cloud how many once the link is back, once, and clears the count only after the broker acknowledged it', async () => {
+    // Given a queue of two that had to drop the three oldest of five events while offline
+    const running = await startAgent({}, { maxEvents: 2 });
+    for (const n of [1, 2, 3, 4, 5]) await running.report(event(n));
+    expect(queue?.stats()).toMatchObject({ pending: 2, droppedCount: 3 });
+    const attempted: Record<string, unknown>[] = [];
+    const publish = link.publish.bind(link);
+    link.publish = (topic, payload, qos) => {
+      if (topic === EVENTS_TOPIC) attempted.push(JSON.parse(String(payload)) as Record<string, unknown>);
+      return publish(topic, payload, qos);
+    };
+
+    // When the link comes back but the broker does not acknowledge the events topic
+    link.failing = /\/events$/;
+    link.connect();
+    await until(
+      () => log.messages('warn').includes('could not report the dropped events; the count is kept for the next connection'),
+      'the failed report',
+    );
+    // Then the count is kept
+    expect(queue?.stats().droppedCount).toBe(3);
+    const firstTry = attempted.find((message) => message.type === 'EventsDropped');
+    expect(firstTry).toMatchObject({ type: 'EventsDropped', data: { count: 3 }, occurredAt: '2026-11-22T08:00:00.000Z' });
+
+    // When the next connection works (announced twice, as a resume can follow a connect)
+    link.failing = undefined;
+    link.drop();
+    await advance(1_000);
+    link.connect();
+    link.connect();
+    await until(() => queue?.stats().droppedCount === 0 && queue.stats().pending === 0, 'the report and the drain');
+
+    // Then exactly one EventsDropped went out, QoS 1, with the first try's eventId (the cloud dedupes on it)
+    expect(droppedReports()).toEqual([{ topic: EVENTS_TOPIC, qos: 1, payload: firstTry }]);
+    expect(link.on_(EVENTS_TOPIC).map((message) => message.payload.eventId)).toEqual(
+      expect.arrayContaining(['event-00000004', 'event-00000005']),
+    );
+    expect(log.lines.find((line) => line.message.startsWith('the event queue was full'))?.fields).toEqual({ droppedCount: 3 });
+
+    // And a later connection has nothing more to say
+    link.drop();
+    link.connect();
+    await advance(0);
+    await until(() => link.isConnected, 'the reconnection');
+    expect(droppedReports()).toHaveLength(1);
+  });
+
+  it('keeps an unreported count across an agent restart and reports it on the next run', async () => {
+    const first = await startAgent({}, { maxEvents: 1 });
+    await first.report(event(1));
+    await first.report(event(2));
+    await first.stop();
+    agent = undefined;
+
+    link = new FakeLink();
+    await startAgent({}, { maxEvents: 1 });
+    expect(queue?.stats().droppedCount).toBe(1);
+    link.connect();
+    await until(() => queue?.stats().droppedCount === 0, 'the report');
+    expect(droppedReports().map((message) => message.payload.data)).toEqual([{ count: 1 }]);
+  });
+
+  it('says nothing when nothing was dropped', async () => {
+    const running = await startAgent();
+    await running.report(event(1));
+    link.connect();
+    await until(() => queue?.stats().pending === 0, 'the drain');
+    expect(droppedReports()).toEqual([]);
   });
 });
 

@@ -194,6 +194,32 @@ describe('robot decider: teleoperation reported by the agent', () => {
   });
 });
 
+describe('robot decider: events the agent had to drop', () => {
+  const dropped = (at: number, count = 37): AgentEvent => ({
+    eventId: 'dropped-0001', occurredAt: iso(at), type: 'EventsDropped', data: { count },
+  });
+
+  it('records the count as RobotEventsDropped with the agent’s eventId, and changes nothing else', () => {
+    const before = givenRobot(robotId, connectedFact(), startedFact(T0 + 1000));
+    const after = before
+      .when({ type: 'RecordAgentEvent', event: dropped(T0 + 2000) })
+      .then([{ eventId: 'dropped-0001', robotId, at: iso(T0 + 2000), version: 1, type: 'RobotEventsDropped', data: { count: 37 } }]);
+    expect(after).toEqual(before.state);
+    expect(toRobotView(after, 3, null)).toEqual(toRobotView(before.state, 3, null));
+  });
+
+  it('records it whatever the robot’s state: offline, failed, never seen before', () => {
+    const failedFact: DomainEvent = {
+      eventId: 'f1', robotId, at: iso(T0), version: 1, type: 'RobotMarkedFailed', data: { reason: 'arm jammed', by: 'eng' },
+    };
+    for (const past of [[], [connectedFact(), disconnectedFact()], [connectedFact(), failedFact]]) {
+      givenRobot(robotId, ...past)
+        .when({ type: 'RecordAgentEvent', event: dropped(T0 + 90_000, 1) })
+        .then((events) => expect(events.map((e) => [e.type, e.data])).toEqual([['RobotEventsDropped', { count: 1 }]]));
+    }
+  });
+});
+
 describe('robot decider: marked failed and recovered', () => {
   const at = iso(T0 + 5000);
 

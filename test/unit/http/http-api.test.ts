@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { FleetQueries } from '../../../functions/app/http/fleet-queries.js';
 import { createHttpApi } from '../../../functions/app/http/http-api.js';
 import { ROUTE_KEYS } from '../../../functions/app/http/routes.js';
-import type { AppendOutcome, AppendRequest } from '../../../functions/app/ports.js';
+import type { AppendOutcome, AppendRequest, RobotCommandChannel } from '../../../functions/app/ports.js';
 import { fold, initialRobotState } from '../../../functions/domain/robot-state.js';
 import { logger, metrics } from '../../../functions/platform/observability.js';
 import { toHttpApiEvent, type PlainHttpRequest } from '../../../local/http-api-event.js';
@@ -24,6 +24,9 @@ const unreachableDatabase: FleetQueries = {
   listEvents: () => Promise.reject(new Error('connect ECONNREFUSED 10.0.3.7:5432')),
   metrics: () => Promise.reject(new Error('connect ECONNREFUSED 10.0.3.7:5432')),
 };
+
+/** These tests send no command to a robot. */
+const noRobotCommands: RobotCommandChannel = { send: () => Promise.reject(new Error('no robot commands in this test')) };
 
 /** A log where another writer always got there first. */
 class ContendedEventLog extends InMemoryEventLog {
@@ -60,7 +63,7 @@ describe('the HTTP API with in-memory ports', () => {
     // Given
     const eventLog = new InMemoryEventLog();
     await robotIn(eventLog, 'lekiwi-LK0042');
-    const api = createHttpApi({ queries: unreachableDatabase, eventLog, now: () => NOW, newEventId: () => 'evt-00000001' });
+    const api = createHttpApi({ queries: unreachableDatabase, eventLog, now: () => NOW, robotCommands: noRobotCommands, newEventId: () => 'evt-00000001' });
 
     // When
     const result = await api(
@@ -84,7 +87,7 @@ describe('the HTTP API with in-memory ports', () => {
     // Given
     const eventLog = new ContendedEventLog();
     await robotIn(eventLog, 'xle-XL0042');
-    const api = createHttpApi({ queries: unreachableDatabase, eventLog, now: () => NOW, newEventId: () => 'evt-00000002' });
+    const api = createHttpApi({ queries: unreachableDatabase, eventLog, now: () => NOW, robotCommands: noRobotCommands, newEventId: () => 'evt-00000002' });
 
     // When
     const result = await api(request({ method: 'POST', path: '/api/v2/robots/xle-XL0042/fail', body: '{"reason":"x"}' }));
@@ -99,7 +102,7 @@ describe('the HTTP API with in-memory ports', () => {
     // Given
     const logged = vi.spyOn(logger, 'error');
     const counted = vi.spyOn(metrics, 'addMetric');
-    const api = createHttpApi({ queries: unreachableDatabase, eventLog: new InMemoryEventLog(), now: () => NOW, newEventId: () => 'x' });
+    const api = createHttpApi({ queries: unreachableDatabase, eventLog: new InMemoryEventLog(), now: () => NOW, robotCommands: noRobotCommands, newEventId: () => 'x' });
 
     // When
     const result = await api(request({ method: 'GET', path: '/api/v2/robots' }, { username: 'olga', 'cognito:groups': '[operator]' }));
@@ -118,7 +121,7 @@ describe('the HTTP API with in-memory ports', () => {
   it('reads the body when the gateway sends it base64-encoded', async () => {
     const eventLog = new InMemoryEventLog();
     await robotIn(eventLog, 'lekiwi-LK0043');
-    const api = createHttpApi({ queries: unreachableDatabase, eventLog, now: () => NOW, newEventId: () => 'evt-00000003' });
+    const api = createHttpApi({ queries: unreachableDatabase, eventLog, now: () => NOW, robotCommands: noRobotCommands, newEventId: () => 'evt-00000003' });
     const result = await api(
       request({ method: 'POST', path: '/api/v2/robots/lekiwi-LK0043/fail', body: new TextEncoder().encode('{"reason":"bytes"}') }),
     );
@@ -127,7 +130,7 @@ describe('the HTTP API with in-memory ports', () => {
   });
 
   it('answers 401 to claims that name nobody', async () => {
-    const api = createHttpApi({ queries: unreachableDatabase, eventLog: new InMemoryEventLog(), now: () => NOW, newEventId: () => 'x' });
+    const api = createHttpApi({ queries: unreachableDatabase, eventLog: new InMemoryEventLog(), now: () => NOW, robotCommands: noRobotCommands, newEventId: () => 'x' });
     const result = await api(request({ method: 'GET', path: '/api/v2/metrics' }, { 'cognito:groups': '[admin]' }));
     expect(result.statusCode).toBe(401);
     expect(result.headers?.['www-authenticate']).toBe('Bearer');
