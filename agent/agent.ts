@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { AgentEvent, TelemetrySample } from '../schemas/device.js';
+import { AgentEvent, MAX_EVENTS_PER_BATCH, TelemetrySample } from '../schemas/device.js';
 import { TOPIC_RULES, topics } from '../schemas/topics.js';
 import { EventQueue } from './adapters/event-queue.js';
 import type { Logger } from './adapters/json-log.js';
@@ -166,7 +166,11 @@ export function createAgent(options: AgentOptions): Agent {
   function drain(): Promise<void> {
     if (!online || drainBlocked || phase !== 'running') return draining ?? Promise.resolve();
     draining ??= queue
-      .drain((event) => link.publish(eventsTopic, JSON.stringify(event), 1))
+      // A backlog goes out in batches: IoT Core handles separate messages in any order, a batch in its order.
+      .drainBatches(
+        (events) => link.publish(eventsTopic, JSON.stringify(events.length === 1 ? events[0] : { events }), 1),
+        { maxEvents: MAX_EVENTS_PER_BATCH, maxBytes: 96 * 1024 },
+      )
       .then(
         (delivered) => {
           if (delivered > 0) log.info('events delivered', { delivered, pending: queue.stats().pending });

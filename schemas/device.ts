@@ -77,3 +77,18 @@ export const AgentEvent = z.discriminatedUnion('type', [
   z.object({ eventId, occurredAt: isoTimestamp, type: z.literal('EventsDropped'), data: EventsDroppedData }).strict(),
 ]);
 export type AgentEvent = z.infer<typeof AgentEvent>;
+
+/** At most this many events in one message: a backlog of 100 teleoperation facts is about 30 KB (IoT Core allows 128 KB). */
+export const MAX_EVENTS_PER_BATCH = 100;
+
+/**
+ * A backlog the agent sends after being offline, oldest first, in one message. IoT Core invokes a rule's Lambda
+ * asynchronously per message, so separate messages may be handled in any order; the events of one batch are
+ * appended in the order given, which keeps a session's start before its stop.
+ */
+export const AgentEventBatch = z.object({ events: z.array(AgentEvent).min(1).max(MAX_EVENTS_PER_BATCH) }).strict();
+export type AgentEventBatch = z.infer<typeof AgentEventBatch>;
+
+/** What the events topic carries: one event, or a batch of them. */
+export const AgentEventMessage = z.union([AgentEvent, AgentEventBatch]);
+export type AgentEventMessage = z.infer<typeof AgentEventMessage>;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { AgentEvent, TelemetrySample } from './device.js';
+import { AgentEvent, AgentEventBatch, TelemetrySample } from './device.js';
 import { LifecycleEvent } from './lifecycle.js';
 import { APP } from './topics.js';
 
@@ -15,6 +15,11 @@ export function deviceMessageSchemas(): Record<string, unknown> {
       schema: AgentEvent,
       title: 'Agent event',
       description: `Published by a robot on dt/${APP}/<thing>/events; eventId is kept across redeliveries.`,
+    },
+    'agent-event-batch': {
+      schema: AgentEventBatch,
+      title: 'Agent event batch',
+      description: `Published by a robot on dt/${APP}/<thing>/events after being offline: its backlog, oldest first.`,
     },
     'lifecycle-event': {
       schema: LifecycleEvent,

@@ -201,6 +201,40 @@ export class EventQueue {
     };
   }
 
+  /**
+   * Like `drain`, but hands over up to `maxEvents` of the oldest events at a time (at most `maxBytes` of them
+   * serialised, and always at least one), removing them only after `send` resolved: a backlog goes out in few
+   * messages, each in order.
+   */
+  drainBatches(send: (events: AgentEvent[]) => Promise<void>, limits: { maxEvents: number; maxBytes: number }): Promise<number> {
+    this.draining ??= this.deliverBatches(send, limits).finally(() => {
+      this.draining = undefined;
+    });
+    return this.draining;
+  }
+
+  private async deliverBatches(
+    send: (events: AgentEvent[]) => Promise<void>,
+    limits: { maxEvents: number; maxBytes: number },
+  ): Promise<number> {
+    let delivered = 0;
+    for (;;) {
+      this.assertOpen();
+      const batch: PendingRecord[] = [];
+      let bytes = 0;
+      for (const record of this.pending) {
+        if (batch.length >= limits.maxEvents || (batch.length > 0 && bytes + record.bytes > limits.maxBytes)) break;
+        batch.push(record);
+        bytes += record.bytes;
+      }
+      const last = batch.at(-1);
+      if (last === undefined) return delivered;
+      await send(batch.map((record) => record.event));
+      await this.serialize(() => this.acknowledge(last.seq));
+      delivered += batch.length;
+    }
+  }
+
   private async deliver(send: (event: AgentEvent) => Promise<void>): Promise<number> {
     let delivered = 0;
     for (;;) {

@@ -340,3 +340,57 @@ describe('agent event queue', () => {
     expect(link.delivered.length - acknowledged.length).toBeLessThanOrEqual(1);
   });
 });
+
+describe('event queue: batches', () => {
+  it('hands the backlog over in order, in batches bounded by count and bytes, removing each only once sent', async () => {
+    const directory = await mkdtemp(join(tmpdir(), 'queue-batches-'));
+    try {
+      const queue = new EventQueue({ directory, log: () => {} });
+      await queue.open();
+      for (let n = 1; n <= 7; n += 1) {
+        await queue.enqueue({ eventId: `event-${String(n).padStart(8, '0')}`, occurredAt: '2026-11-22T08:00:00.000Z', type: 'TeleoperationStopped', data: { reason: 'idle' } });
+      }
+      const batches: string[][] = [];
+      let fail = true;
+      // A failed send keeps its batch (and everything after it) queued
+      await expect(
+        queue.drainBatches(async (events) => {
+          if (fail) throw new Error('link down');
+          batches.push(events.map((event) => event.eventId));
+        }, { maxEvents: 3, maxBytes: 100_000 }),
+      ).rejects.toThrow('link down');
+      expect(queue.stats().pending).toBe(7);
+
+      fail = false;
+      await queue.drainBatches(async (events) => void batches.push(events.map((event) => event.eventId.slice(-1))), { maxEvents: 3, maxBytes: 100_000 });
+      expect(batches).toEqual([['1', '2', '3'], ['4', '5', '6'], ['7']]);
+      expect(queue.stats().pending).toBe(0);
+      await queue.close();
+
+      // Nothing comes back after a restart: the acknowledgements were on disk
+      const reopened = new EventQueue({ directory, log: () => {} });
+      await reopened.open();
+      expect(reopened.stats().pending).toBe(0);
+      await reopened.close();
+    } finally {
+      await rm(directory, { recursive: true, force: true });
+    }
+  });
+
+  it('never puts more than maxBytes in a batch, but always at least one event', async () => {
+    const directory = await mkdtemp(join(tmpdir(), 'queue-batches-'));
+    try {
+      const queue = new EventQueue({ directory, log: () => {} });
+      await queue.open();
+      for (let n = 1; n <= 4; n += 1) {
+        await queue.enqueue({ eventId: `event-${String(n).padStart(8, '0')}`, occurredAt: '2026-11-22T08:00:00.000Z', type: 'TeleoperationStopped', data: { reason: 'idle' } });
+      }
+      const sizes: number[] = [];
+      await queue.drainBatches(async (events) => void sizes.push(events.length), { maxEvents: 100, maxBytes: 1 });
+      expect(sizes).toEqual([1, 1, 1, 1]);
+      await queue.close();
+    } finally {
+      await rm(directory, { recursive: true, force: true });
+    }
+  });
+});

@@ -205,6 +205,39 @@ describe('iot-robot-events', () => {
   });
 });
 
+describe('iot-robot-events: a backlog in one message', () => {
+  it('appends the events of a batch in their order, and a redelivered batch adds nothing', async () => {
+    // Given an agent's backlog after being offline: two sessions, each a start and its stop
+    const robot = robotId();
+    const at = (seconds: number) => new Date(T0 + seconds * 1000).toISOString();
+    const backlog: AgentEvent[] = [
+      { eventId: randomUUID(), occurredAt: at(0), type: 'TeleoperationStarted', data: { operatorAddress: '10.0.0.7', signals: ['actions'] } },
+      { eventId: randomUUID(), occurredAt: at(5), type: 'TeleoperationStopped', data: { durationMs: 5000, reason: 'idle' } },
+      { eventId: randomUUID(), occurredAt: at(9), type: 'TeleoperationStarted', data: { operatorAddress: '10.0.0.8', signals: ['actions'] } },
+      { eventId: randomUUID(), occurredAt: at(12), type: 'TeleoperationStopped', data: { durationMs: 3000, reason: 'idle' } },
+    ];
+
+    // When it arrives as one batch, twice (QoS 1)
+    await invoke(robotEvents, { events: backlog, thingName: robot });
+    await invoke(robotEvents, { events: backlog, thingName: robot });
+
+    // Then every event is in the log once, in the agent's order, and the robot is not teleoperated
+    const events = (await log.readEvents(robot)).events.map((recorded) => recorded.event);
+    expect(events.map((event) => [event.type, event.eventId])).toEqual(backlog.map((event) => [event.type, event.eventId]));
+    expect((await log.readHead(robot))?.state.teleoperation.active).toBe(false);
+    // The second delivery appended nothing (its last event, a stop of a closed session, changes nothing)
+    expect(countedMetrics()).toEqual(['Appended', 'Unchanged']);
+  });
+
+  it('refuses a batch with a bad event whole, naming the field', async () => {
+    const robot = robotId();
+    const good: AgentEvent = { eventId: randomUUID(), occurredAt: new Date(T0).toISOString(), type: 'TeleoperationStopped', data: { reason: 'idle' } };
+    await invoke(robotEvents, { events: [good, { ...good, eventId: 'x' }], thingName: robot });
+    expect((await log.readEvents(robot)).events).toEqual([]);
+    expect(countedMetrics()).toEqual(['InvalidRobotEvent']);
+  });
+});
+
 describe('iot-robot-events: EventsDropped', () => {
   it('records the count the agent reports once, however often it is delivered, and refuses a bad count', async () => {
     // Given an agent whose offline queue overflowed, reporting it (twice: its acknowledgement was lost)
