@@ -3,7 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { ROBOT_ID_PATTERN } from '../schemas/robot-id.js';
 import { isLogLevel, LOG_LEVELS, type LogLevel } from './adapters/json-log.js';
-import { telemetryPolicyConfig, type TelemetryPolicyConfig } from './core/telemetry-policy.js';
+import { TelemetryPolicyConfig, telemetryPolicyConfig } from './core/telemetry-policy.js';
 import { TeleoperationConfig, teleoperationConfig } from './core/teleoperation-config.js';
 
 /**
@@ -28,7 +28,6 @@ export class AgentConfigError extends Error {
 }
 
 const filePath = z.string().min(1, 'must be a file path');
-const deadband = z.number().nonnegative();
 
 /** Every TeleoperationConfig field, optional (zod cannot `.partial()` a schema with refinements). */
 function teleoperationOverrides() {
@@ -60,19 +59,10 @@ const AgentConfigFile = z
     telemetry: z
       .object({
         sampleIntervalMs: z.number().int().min(100).max(3_600_000).default(1_000),
-        minIntervalMs: z.number().int().nonnegative().optional(),
-        maxIntervalMs: z.number().int().positive().optional(),
-        deadbands: z
-          .object({
-            cpuPercent: deadband,
-            memoryPercent: deadband,
-            diskPercent: deadband,
-            cpuTemperatureC: deadband,
-            load1: deadband,
-          })
-          .partial()
-          .strict()
-          .optional(),
+        // The policy's own field schemas, each optional (the defaults fill in the rest).
+        minIntervalMs: TelemetryPolicyConfig.shape.minIntervalMs.optional(),
+        maxIntervalMs: TelemetryPolicyConfig.shape.maxIntervalMs.optional(),
+        deadbands: TelemetryPolicyConfig.shape.deadbands.partial().optional(),
       })
       .strict()
       .default({ sampleIntervalMs: 1_000 }),
