@@ -128,6 +128,8 @@ interface Connection {
   lastActiveAt: number;
   readonly sourceIp: string;
   readonly userAgent: string;
+  /** The Host the client connected to: every event's `requestContext.domainName`. */
+  readonly domainName: string;
   readonly headers: Record<string, string>;
   readonly multiValueHeaders: Record<string, string[]>;
   readonly authorizer: Record<string, unknown> | undefined;
@@ -136,6 +138,8 @@ interface Connection {
   closedBy?: { code: number; reason: string };
   disconnected: boolean;
 }
+
+type RequestOrigin = Pick<Connection, 'id' | 'connectedAt' | 'sourceIp' | 'userAgent' | 'domainName' | 'authorizer'>;
 
 /** An upgrade the gateway refuses, answered as HTTP before any WebSocket exists. */
 class Refusal extends Error {
@@ -151,6 +155,29 @@ export async function startWebSocketGateway(options: WebSocketGatewayOptions): P
   const host = options.host ?? '127.0.0.1';
   const stage = options.stage ?? 'live';
   const apiId = options.apiId ?? 'local';
+
+  /** What API Gateway puts in every event of a connection; the request ids are new each time. */
+  const requestContextOf = (
+    origin: RequestOrigin,
+    routeKey: string,
+    eventType: 'CONNECT' | 'MESSAGE' | 'DISCONNECT',
+  ): WebSocketRequestContext => ({
+    routeKey,
+    eventType,
+    messageId: randomUUID(),
+    extendedRequestId: randomUUID(),
+    requestTime: apiGatewayTime(new Date()),
+    messageDirection: 'IN',
+    stage,
+    connectedAt: origin.connectedAt,
+    requestTimeEpoch: Date.now(),
+    identity: { sourceIp: origin.sourceIp, userAgent: origin.userAgent },
+    requestId: randomUUID(),
+    domainName: origin.domainName,
+    connectionId: origin.id,
+    apiId,
+    ...(origin.authorizer ? { authorizer: origin.authorizer } : {}),
+  });
   const region = options.region ?? process.env.AWS_REGION ?? 'local';
   const log = options.log ?? defaultGatewayLog;
   const idleTimeoutMs = options.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
@@ -199,22 +226,7 @@ export async function startWebSocketGateway(options: WebSocketGatewayOptions): P
     const sourceIp = request.socket.remoteAddress ?? '127.0.0.1';
     const userAgent = request.headers['user-agent'] ?? '';
     const domainName = request.headers.host ?? `${host}`;
-    const requestContext = (routeKey: string, eventType: 'CONNECT' | 'MESSAGE' | 'DISCONNECT'): WebSocketRequestContext => ({
-      routeKey,
-      eventType,
-      messageId: randomUUID(),
-      extendedRequestId: randomUUID(),
-      requestTime: apiGatewayTime(new Date()),
-      messageDirection: 'IN',
-      stage,
-      connectedAt,
-      requestTimeEpoch: Date.now(),
-      identity: { sourceIp, userAgent },
-      requestId: randomUUID(),
-      domainName,
-      connectionId,
-      apiId,
-    });
+    const origin: RequestOrigin = { id: connectionId, connectedAt, sourceIp, userAgent, domainName, authorizer: undefined };
 
     let authorizer: Record<string, unknown> | undefined;
     if (options.authorizer) {
@@ -233,7 +245,7 @@ export async function startWebSocketGateway(options: WebSocketGatewayOptions): P
         queryStringParameters: query.single,
         multiValueQueryStringParameters: query.multi,
         stageVariables: {},
-        requestContext: requestContext('$connect', 'CONNECT'),
+        requestContext: requestContextOf(origin, '$connect', 'CONNECT'),
       } as unknown as APIGatewayRequestAuthorizerEvent, connectionId);
     }
 
@@ -242,7 +254,7 @@ export async function startWebSocketGateway(options: WebSocketGatewayOptions): P
         headers,
         multiValueHeaders,
         ...(url.searchParams.size > 0 ? { queryStringParameters: query.single, multiValueQueryStringParameters: query.multi } : {}),
-        requestContext: { ...requestContext('$connect', 'CONNECT'), ...(authorizer ? { authorizer } : {}) },
+        requestContext: requestContextOf({ ...origin, authorizer }, '$connect', 'CONNECT'),
         isBase64Encoded: false,
       };
       let result: unknown;
@@ -265,6 +277,7 @@ export async function startWebSocketGateway(options: WebSocketGatewayOptions): P
       lastActiveAt: connectedAt,
       sourceIp,
       userAgent,
+      domainName,
       headers,
       multiValueHeaders,
       authorizer,
@@ -336,23 +349,7 @@ export async function startWebSocketGateway(options: WebSocketGatewayOptions): P
     const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
     const text = isBinary ? null : bytes.toString('utf8');
     const routeKey = selectRoute(text);
-    const context: WebSocketRequestContext = {
-      routeKey: routeKey ?? '$default',
-      eventType: 'MESSAGE',
-      messageId: randomUUID(),
-      extendedRequestId: randomUUID(),
-      requestTime: apiGatewayTime(new Date()),
-      messageDirection: 'IN',
-      stage,
-      connectedAt: connection.connectedAt,
-      requestTimeEpoch: Date.now(),
-      identity: { sourceIp: connection.sourceIp, userAgent: connection.userAgent },
-      requestId: randomUUID(),
-      domainName: connection.headers.Host ?? connection.headers.host ?? host,
-      connectionId: connection.id,
-      apiId,
-      ...(connection.authorizer ? { authorizer: connection.authorizer } : {}),
-    };
+    const context = requestContextOf(connection, routeKey ?? '$default', 'MESSAGE');
     const route = routeKey ? routes.get(routeKey) : undefined;
     if (!routeKey || !route) {
       reply(connection, JSON.stringify({ message: 'Forbidden', connectionId: connection.id, requestId: context.requestId }));
@@ -430,23 +427,9 @@ export async function startWebSocketGateway(options: WebSocketGatewayOptions): P
       headers: connection.headers,
       multiValueHeaders: connection.multiValueHeaders,
       requestContext: {
-        routeKey: '$disconnect',
+        ...requestContextOf(connection, '$disconnect', 'DISCONNECT'),
         disconnectStatusCode: statusCode,
         disconnectReason: statusReason,
-        eventType: 'DISCONNECT',
-        messageId: randomUUID(),
-        extendedRequestId: randomUUID(),
-        requestTime: apiGatewayTime(new Date()),
-        messageDirection: 'IN',
-        stage,
-        connectedAt: connection.connectedAt,
-        requestTimeEpoch: Date.now(),
-        identity: { sourceIp: connection.sourceIp, userAgent: connection.userAgent },
-        requestId: randomUUID(),
-        domainName: connection.headers.Host ?? connection.headers.host ?? host,
-        connectionId: connection.id,
-        apiId,
-        ...(connection.authorizer ? { authorizer: connection.authorizer } : {}),
       },
       isBase64Encoded: false,
     };
