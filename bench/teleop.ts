@@ -25,8 +25,7 @@ import { createTeleoperationScorer } from '../agent/core/teleoperation-scorer.js
 import { startTeleoperationMonitor } from '../agent/teleoperation-monitor.js';
 import {
   connectOperator,
-  freeTcpPort,
-  HOST_STAND_IN_FRAGMENT,
+  watching,
   sleep,
   startHostStandIn,
   waitFor,
@@ -108,13 +107,7 @@ async function runBench(): Promise<void> {
     process.exit(2);
   }
   const host = await startHostStandIn();
-  const config = teleoperationConfig({
-    commandPort: host.commandPort,
-    observationPort: host.observationPort,
-    vrLinkPort: await freeTcpPort(),
-    vrPagePort: await freeTcpPort(),
-    hostProcesses: [HOST_STAND_IN_FRAGMENT],
-  });
+  const config = teleoperationConfig(await watching(host));
   const agent = spawn(process.execPath, ['--import', 'tsx', 'bench/teleop.ts', '--agent-side', JSON.stringify({ config, tickMs, idleTickMs })], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
@@ -226,24 +219,13 @@ async function runDashboardBench(): Promise<void> {
   const robotId = 'lekiwi-TELE0001';
   const configFile = await issueCertificate(stateDir, robotId, 30);
   const config = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown>;
-  config.teleoperation = {
-    commandPort: host.commandPort,
-    observationPort: host.observationPort,
-    vrLinkPort: await freeTcpPort(),
-    vrPagePort: await freeTcpPort(),
-    hostProcesses: [HOST_STAND_IN_FRAGMENT],
-  };
+  config.teleoperation = await watching(host);
   await writeFile(configFile, JSON.stringify(config, null, 2));
   const live = await connectLiveClient(cloud.endpoints, [robotId]);
   const arrivals: { at: number; type: string }[] = [];
-  const seen = new Set<unknown>();
-  const track = setInterval(() => {
-    for (const message of live.messages) {
-      if (seen.has(message)) continue;
-      seen.add(message);
-      if (typeof message.type === 'string' && message.type.startsWith('Teleoperation')) arrivals.push({ at: epochNow(), type: message.type });
-    }
-  }, 1);
+  live.onMessage((message) => {
+    if (typeof message.type === 'string' && message.type.startsWith('Teleoperation')) arrivals.push({ at: epochNow(), type: message.type });
+  });
   const agent = startAgentProcess(configFile, { LOG_LEVEL: 'warn' });
   try {
     await live.waitFor((message) => message.type === 'RobotConnected', 'the agent to connect', 60_000);
@@ -282,7 +264,6 @@ async function runDashboardBench(): Promise<void> {
     const ok = percentile(starts, 99) <= 200 && falseStarts === 0 && missed === 0;
     process.stdout.write(`${ok ? 'PASS' : 'MISS'}: aim p99 ≤ 200 ms to the dashboard, zero false starts and missed sessions\n`);
   } finally {
-    clearInterval(track);
     live.close();
     agent.child.kill('SIGTERM');
     await agent.exited;

@@ -16,8 +16,7 @@ import {
 } from '../support/local-cloud-process.js';
 import {
   connectOperator,
-  freeTcpPort,
-  HOST_STAND_IN_FRAGMENT,
+  watching,
   sleep,
   startHostStandIn,
   type HostStandIn,
@@ -59,13 +58,7 @@ beforeAll(async () => {
   configFile = await issueCertificate(stateDir, ROBOT, 2);
   const config = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown>;
   config.reconnect = { minSeconds: 1, maxSeconds: 2 };
-  config.teleoperation = {
-    commandPort: host.commandPort,
-    observationPort: host.observationPort,
-    vrLinkPort: await freeTcpPort(),
-    vrPagePort: await freeTcpPort(),
-    hostProcesses: [HOST_STAND_IN_FRAGMENT],
-  };
+  config.teleoperation = await watching(host);
   await writeFile(configFile, JSON.stringify(config, null, 2));
 }, 180_000);
 

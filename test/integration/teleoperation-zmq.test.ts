@@ -9,8 +9,7 @@ import { startTeleoperationMonitor, type TeleoperationMonitor } from '../../agen
 import {
   connectOperator,
   connectViewer,
-  freeTcpPort,
-  HOST_STAND_IN_FRAGMENT,
+  watching,
   spawnLocalTeleop,
   spawnOperatorProcess,
   startHostStandIn,
@@ -46,14 +45,7 @@ const cleanups: (() => unknown)[] = [];
 
 beforeAll(async () => {
   host = await startHostStandIn();
-  config = teleoperationConfig({
-    commandPort: host.commandPort,
-    observationPort: host.observationPort,
-    // Nothing listens on these: VR signals must stay silent.
-    vrLinkPort: await freeTcpPort(),
-    vrPagePort: await freeTcpPort(),
-    hostProcesses: [HOST_STAND_IN_FRAGMENT],
-  });
+  config = teleoperationConfig(await watching(host));
 });
 
 afterEach(async () => {

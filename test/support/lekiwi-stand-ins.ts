@@ -17,6 +17,20 @@ const NODE = process.execPath;
 /** The command-line fragment the host stand-in is recognised by. */
 export const HOST_STAND_IN_FRAGMENT = 'lekiwi-host-stand-in';
 
+/**
+ * The teleoperation settings that watch a host stand-in: its two ports, its command line, and VR ports on which
+ * nothing listens (so VR signals stay silent). For `teleoperationConfig()` or an agent config's `teleoperation`.
+ */
+export async function watching(host: Pick<HostStandIn, 'commandPort' | 'observationPort'>) {
+  return {
+    commandPort: host.commandPort,
+    observationPort: host.observationPort,
+    vrLinkPort: await freeTcpPort(),
+    vrPagePort: await freeTcpPort(),
+    hostProcesses: [HOST_STAND_IN_FRAGMENT],
+  };
+}
+
 export interface HostStandIn {
   readonly commandPort: number;
   readonly observationPort: number;

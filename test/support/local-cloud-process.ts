@@ -112,6 +112,8 @@ export function startAgentProcess(configFile: string, env: Record<string, string
 /** A live feed client: connects with a token, subscribes, and keeps every message it receives. */
 export interface LiveClient {
   readonly messages: Record<string, unknown>[];
+  /** Calls `listener` with every message from now on, as it arrives (for timing). */
+  onMessage(listener: (message: Record<string, unknown>) => void): void;
   waitFor(predicate: (message: Record<string, unknown>) => boolean, what: string, timeoutMs?: number): Promise<Record<string, unknown>>;
   close(): void;
 }
@@ -120,12 +122,16 @@ export async function connectLiveClient(endpoints: LocalEndpoints, robotIds: str
   const token = (await readFile(endpoints.tokens.operator, 'utf8')).trim();
   const socket = new WebSocket(`${endpoints.webSocketUrl}?token=${encodeURIComponent(token)}`);
   const messages: Record<string, unknown>[] = [];
+  const listeners: ((message: Record<string, unknown>) => void)[] = [];
   socket.on('message', (data) => {
+    let message: Record<string, unknown>;
     try {
-      messages.push(JSON.parse(String(data)) as Record<string, unknown>);
+      message = JSON.parse(String(data)) as Record<string, unknown>;
     } catch {
-      messages.push({ unparseable: String(data) });
+      message = { unparseable: String(data) };
     }
+    messages.push(message);
+    for (const listener of listeners) listener(message);
   });
   await new Promise<void>((resolve, reject) => {
     socket.once('open', () => resolve());
@@ -135,6 +141,7 @@ export async function connectLiveClient(endpoints: LocalEndpoints, robotIds: str
   socket.send(JSON.stringify({ action: 'subscribe', robotIds }));
   const client: LiveClient = {
     messages,
+    onMessage: (listener) => void listeners.push(listener),
     async waitFor(predicate, what, timeoutMs = 20_000) {
       let found: Record<string, unknown> | undefined;
       await waitFor(() => (found = messages.find(predicate)) !== undefined, {
