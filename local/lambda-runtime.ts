@@ -7,9 +7,7 @@ import { lambdaContext } from './lambda-context.js';
  * environment must be in `process.env` before the first load, because handlers parse it at import (cold start).
  */
 export type FunctionName =
-  | 'iot-presence'
-  | 'iot-telemetry'
-  | 'iot-robot-events'
+  | 'robot-ingest'
   | 'stream-projector'
   | 'stream-broadcaster'
   | 'http-api'

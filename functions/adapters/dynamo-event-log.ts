@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
+  BatchGetCommand,
+  type BatchGetCommandOutput,
   DynamoDBDocumentClient,
   GetCommand,
   QueryCommand,
@@ -17,6 +19,9 @@ export interface DynamoEventLogOptions {
   readonly client: DynamoDBClient;
   readonly tableName: string;
 }
+
+/** BatchGetItem takes at most 100 keys. */
+const BATCH_GET_LIMIT = 100;
 
 type TransactItem = NonNullable<TransactWriteCommandInput['TransactItems']>[number];
 
@@ -57,6 +62,7 @@ export class DynamoEventLog implements EventLog, EventLogReplay {
       lastSeq: recorded.at(-1)?.seq ?? request.expectedLastSeq,
       revision: (request.expectedRevision ?? 0) + 1,
       telemetry,
+      outbox: request.outbox ?? null,
       updatedAt: request.recordedAt,
     };
     // Item order matters: CancellationReasons come back in the same order (events, then markers, then the head).
@@ -85,6 +91,30 @@ export class DynamoEventLog implements EventLog, EventLogReplay {
       new GetCommand({ TableName: this.tableName, Key: markerKey(robotId, eventId), ConsistentRead: true }),
     );
     return Item !== undefined;
+  }
+
+  async knownEventIds(robotId: string, eventIds: readonly string[]): Promise<Set<string>> {
+    const known = new Set<string>();
+    const unique = [...new Set(eventIds)];
+    const byKey = new Map(unique.map((eventId) => [markerKey(robotId, eventId).robotId, eventId]));
+    for (let start = 0; start < unique.length; start += BATCH_GET_LIMIT) {
+      let keys: Record<string, unknown>[] | undefined = unique.slice(start, start + BATCH_GET_LIMIT).map((eventId) => markerKey(robotId, eventId));
+      for (let attempt = 0; keys && keys.length > 0; attempt++) {
+        if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 20 * 2 ** attempt)));
+        const page: BatchGetCommandOutput = await this.documents.send(
+          new BatchGetCommand({
+            RequestItems: { [this.tableName]: { Keys: keys, ConsistentRead: true, ProjectionExpression: 'robotId' } },
+          }),
+        );
+        for (const item of page.Responses?.[this.tableName] ?? []) {
+          const eventId = byKey.get(String(item.robotId));
+          if (eventId !== undefined) known.add(eventId);
+        }
+        // Throttled keys come back unprocessed: ask again for those only.
+        keys = page.UnprocessedKeys?.[this.tableName]?.Keys;
+      }
+    }
+    return known;
   }
 
   async readEvents(robotId: string, options: { afterSeq?: number; limit?: number } = {}): Promise<EventPage> {

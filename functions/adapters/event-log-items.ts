@@ -4,13 +4,15 @@ import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { z } from 'zod';
 import { DomainEvent, TelemetrySample, type RecordedEvent } from '../../schemas/index.js';
 import type { RobotHead } from '../app/ports.js';
+import type { OutboxMark } from '../domain/outbox-order.js';
 import type { RobotState } from '../domain/robot-state.js';
 
 /**
  * The items of the event log table, one codec for writers (the DynamoDB adapter) and readers (stream consumers).
  *
  * - event:  pk robotId, sk seq ≥ 1; the domain event, append-only.
- * - head:   pk robotId, sk 0 (reserved); folded state, lastSeq, revision, latest telemetry sample.
+ * - head:   pk robotId, sk 0 (reserved); folded state, lastSeq, revision, latest telemetry sample, and how far the
+ *           robot's agent outbox is handled (its mark, see functions/domain/outbox-order.ts).
  * - marker: pk `<robotId>#event#<eventId>`, sk 0; exists once the event is in the log, so an append of a known
  *           eventId fails its condition inside the same transaction. Stream consumers skip markers.
  */
@@ -37,6 +39,7 @@ export interface HeadItem {
   readonly revision: number;
   readonly state: RobotState;
   readonly telemetry?: TelemetrySample;
+  readonly outbox?: OutboxMark;
   /** True when this write of the head carried a new telemetry sample (stream consumers push it). */
   readonly telemetryChanged: boolean;
   readonly updatedAt: string;
@@ -102,6 +105,7 @@ export function toHeadItem(head: RobotHead, telemetryChanged: boolean): HeadItem
     revision: head.revision,
     state: head.state,
     ...(head.telemetry ? { telemetry: head.telemetry } : {}),
+    ...(head.outbox ? { outbox: head.outbox } : {}),
     telemetryChanged,
     updatedAt: head.updatedAt,
   };
@@ -113,6 +117,7 @@ const HeadShape = z.object({
   revision: z.number().int().nonnegative(),
   state: z.record(z.string(), z.unknown()),
   telemetry: TelemetrySample.optional(),
+  outbox: z.object({ id: z.string(), through: z.number().int().nonnegative() }).optional(),
   telemetryChanged: z.boolean().default(false),
   updatedAt: z.string(),
 });
@@ -125,6 +130,7 @@ export function fromHeadItem(item: Record<string, unknown>): RobotHead & { telem
     lastSeq: head.lastSeq,
     revision: head.revision,
     telemetry: head.telemetry ?? null,
+    outbox: head.outbox ?? null,
     updatedAt: head.updatedAt,
     telemetryChanged: head.telemetryChanged,
   };

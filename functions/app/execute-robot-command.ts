@@ -62,6 +62,7 @@ export async function executeRobotCommand(
       state: fold(state, events),
       telemetry: sample,
       previousTelemetry: head?.telemetry ?? null,
+      outbox: head?.outbox ?? null,
       recordedAt: options.now().toISOString(),
     });
     if (outcome.status === 'appended') return outcome;

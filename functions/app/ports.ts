@@ -1,4 +1,5 @@
 import type { DomainEvent, RecordedEvent, TelemetrySample } from '../../schemas/index.js';
+import type { OutboxMark } from '../domain/outbox-order.js';
 import type { RobotState } from '../domain/robot-state.js';
 
 /** The head item of a robot in the event log: its folded state and latest telemetry sample. */
@@ -10,6 +11,8 @@ export interface RobotHead {
   /** Grows with every write of the head, telemetry included; appends are conditioned on it. */
   readonly revision: number;
   readonly telemetry: TelemetrySample | null;
+  /** How far the robot's agent outbox is handled (outbox-order.ts); null before its first sequenced message. */
+  readonly outbox: OutboxMark | null;
   readonly updatedAt: string;
 }
 
@@ -26,6 +29,11 @@ export interface AppendRequest {
   readonly telemetry?: TelemetrySample | undefined;
   /** The sample of the head the decision was made on: a Put replaces the whole head, so it is carried over. */
   readonly previousTelemetry: TelemetrySample | null;
+  /**
+   * The outbox mark the new head keeps. A Put replaces the whole head, so a writer that does not move the mark passes
+   * the one of the head it read (absent: none).
+   */
+  readonly outbox?: OutboxMark | null | undefined;
   readonly recordedAt: string;
 }
 
@@ -50,6 +58,8 @@ export interface EventLog {
   readEvents(robotId: string, options?: { afterSeq?: number; limit?: number }): Promise<EventPage>;
   /** Whether an event with this id is in the robot's log (its marker exists). */
   hasEvent(robotId: string, eventId: string): Promise<boolean>;
+  /** Which of these eventIds are in the robot's log (strongly consistent, any number of ids). */
+  knownEventIds(robotId: string, eventIds: readonly string[]): Promise<Set<string>>;
 }
 
 /** Reading the whole log back, for rebuilding the read models from it. */

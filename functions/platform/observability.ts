@@ -19,6 +19,6 @@ export const tracer = new Tracer({ serviceName: process.env.POWERTOOLS_SERVICE_N
 export { MetricUnit };
 
 /** The metric every rejected input increments, with the kind of input as a dimension-free name suffix. */
-export function countInvalid(kind: 'Lifecycle' | 'Telemetry' | 'RobotEvent' | 'StreamRecord' | 'HttpRequest' | 'WebSocketMessage'): void {
+export function countInvalid(kind: 'Lifecycle' | 'Telemetry' | 'RobotEvent' | 'ChannelRecord' | 'StreamRecord' | 'HttpRequest' | 'WebSocketMessage'): void {
   metrics.addMetric(`Invalid${kind}`, MetricUnit.Count, 1);
 }

@@ -41,6 +41,7 @@ export class InMemoryEventLog implements EventLog, EventLogReplay {
       lastSeq: recorded.at(-1)?.seq ?? request.expectedLastSeq,
       revision: (request.expectedRevision ?? 0) + 1,
       telemetry: telemetry ? structuredClone(telemetry) : null,
+      outbox: request.outbox ? { ...request.outbox } : null,
       updatedAt: request.recordedAt,
     };
     this.heads.set(request.robotId, head);
@@ -51,6 +52,10 @@ export class InMemoryEventLog implements EventLog, EventLogReplay {
 
   async hasEvent(robotId: string, eventId: string): Promise<boolean> {
     return this.markers.has(`${robotId}#${eventId}`);
+  }
+
+  async knownEventIds(robotId: string, eventIds: readonly string[]): Promise<Set<string>> {
+    return new Set(eventIds.filter((eventId) => this.markers.has(`${robotId}#${eventId}`)));
   }
 
   async readEvents(robotId: string, options: { afterSeq?: number; limit?: number } = {}): Promise<EventPage> {

@@ -1,59 +1,52 @@
-import { assertNever } from '../../domain/robot-state.js';
 import { countInvalid, logger, metrics, MetricUnit } from '../../platform/observability.js';
-import type { CommandOutcome } from '../execute-robot-command.js';
-import type { IngestResult } from './ingest-result.js';
+import type { ChannelMessage } from './channel-message.js';
+import type { ChannelBatchResult } from './ingest-channel.js';
 
-export type IngestKind = 'Lifecycle' | 'Telemetry' | 'RobotEvent';
-
-const LABEL: Readonly<Record<IngestKind, string>> = {
-  Lifecycle: 'lifecycle event',
-  Telemetry: 'telemetry sample',
-  RobotEvent: 'robot event',
-};
-
-const OUTCOME_METRIC: Readonly<Record<CommandOutcome['status'], string>> = {
-  appended: 'Appended',
-  unchanged: 'Unchanged',
-  duplicate: 'Duplicate',
-  'stale-sample': 'StaleSample',
-};
+const INVALID_METRIC = { presence: 'Lifecycle', telemetry: 'Telemetry', events: 'RobotEvent' } as const;
 
 /** A rejected payload is the sender's, not ours: log lines stay short however large or odd it was. */
 const MAX_LOGGED_PROBLEMS = 20;
 const MAX_FIELD_LENGTH = 128;
 
-/** One log line and one metric per message, whatever became of it. */
-export function reportIngest(kind: IngestKind, result: IngestResult): void {
-  switch (result.status) {
-    case 'invalid': {
-      const problems = result.problems
-        .slice(0, MAX_LOGGED_PROBLEMS)
-        .map((problem) => ({ field: problem.field.slice(0, MAX_FIELD_LENGTH), message: problem.message }));
-      logger.warn(`Rejected an invalid ${LABEL[kind]}`, {
-        robotId: result.robotId,
-        fields: [...new Set(problems.map((problem) => problem.field))],
-        problems,
-      });
-      countInvalid(kind);
-      return;
-    }
-    case 'ignored':
-      logger.info('Ignored the lifecycle event of a client that is not a robot', { clientId: result.clientId });
-      metrics.addMetric('IgnoredClient', MetricUnit.Count, 1);
-      return;
-    case 'recorded': {
-      const { outcome } = result;
-      logger.debug(`${LABEL[kind]} ${outcome.status}`, {
-        robotId: result.robotId,
-        outcome: outcome.status,
-        ...(outcome.status === 'appended'
-          ? { events: outcome.recorded.map((recorded) => ({ seq: recorded.seq, type: recorded.event.type })) }
-          : {}),
-      });
-      metrics.addMetric(OUTCOME_METRIC[outcome.status], MetricUnit.Count, 1);
-      return;
-    }
-    default:
-      assertNever(result);
+/** One log line and one metric for a message that will not reach the log (refused, or not a robot's). */
+export function reportMessage(message: ChannelMessage, sequenceNumber: string): void {
+  if (message.kind === 'invalid') {
+    const problems = message.problems
+      .slice(0, MAX_LOGGED_PROBLEMS)
+      .map((problem) => ({ field: problem.field.slice(0, MAX_FIELD_LENGTH), message: problem.message }));
+    logger.warn(`Rejected an invalid ${message.ingestKind ?? 'channel'} message`, {
+      robotId: message.robotId,
+      sequenceNumber,
+      fields: [...new Set(problems.map((problem) => problem.field))],
+      problems,
+    });
+    countInvalid(message.ingestKind ? INVALID_METRIC[message.ingestKind] : 'ChannelRecord');
+  } else if (message.kind === 'ignored') {
+    logger.info('Ignored the lifecycle event of a client that is not a robot', { clientId: message.clientId });
+    metrics.addMetric('IgnoredClient', MetricUnit.Count, 1);
   }
+}
+
+/** What a batch did: events appended, transactions, robots whose messages wait for the retry. */
+export function reportBatch(result: ChannelBatchResult, records: number): void {
+  const appended = result.robots.reduce((sum, robot) => sum + robot.appended, 0);
+  const writes = result.robots.reduce((sum, robot) => sum + robot.writes, 0);
+  metrics.addMetric('ChannelRecords', MetricUnit.Count, records);
+  metrics.addMetric('Appended', MetricUnit.Count, appended);
+  metrics.addMetric('LogWrites', MetricUnit.Count, writes);
+  logger.debug('Ingest batch handled', { records, robots: result.robots.length, appended, writes });
+  for (const robot of result.robots) {
+    if (!robot.failure) continue;
+    logger.error('Robot messages not written; the batch is retried from the first of them', {
+      robotId: robot.robotId,
+      sequenceNumber: robot.failure.sequenceNumber,
+      error: robot.failure.error as Error,
+    });
+    metrics.addMetric('RobotBatchFailed', MetricUnit.Count, 1);
+  }
+}
+
+export function reportAckFailed(robotId: string, error: unknown): void {
+  logger.warn('Acknowledgement not published; the robot sends its events again after its timeout', { robotId, error: error as Error });
+  metrics.addMetric('AckFailed', MetricUnit.Count, 1);
 }

@@ -1,11 +1,12 @@
 import { z } from 'zod';
 import { RobotId } from '../../../schemas/index.js';
-import { claimedId, invalid, problemsOf, type IngestResult } from './ingest-result.js';
+import type { FieldProblem } from '../../platform/validation.js';
+import { claimedId, problemsOf } from './problems.js';
 import { unstorableNumbers } from './storable-numbers.js';
 
 export type ThingMessage<T> =
   | { readonly valid: true; readonly robotId: string; readonly body: T }
-  | { readonly valid: false; readonly rejection: IngestResult };
+  | { readonly valid: false; readonly rejection: { readonly robotId: string | null; readonly problems: readonly FieldProblem[] } };
 
 const AnObject = z.object({});
 
@@ -16,7 +17,7 @@ const AnObject = z.object({});
  */
 export function readThingMessage<S extends z.ZodType>(payload: unknown, body: S): ThingMessage<z.infer<S>> {
   const shape = AnObject.safeParse(payload);
-  if (!shape.success) return { valid: false, rejection: invalid(null, problemsOf(shape.error)) };
+  if (!shape.success) return { valid: false, rejection: { robotId: null, problems: problemsOf(shape.error) } };
   const { thingName, ...rest } = payload as Record<string, unknown>;
   const robotId = RobotId.safeParse(thingName);
   const parsed = body.safeParse(rest);
@@ -25,7 +26,7 @@ export function readThingMessage<S extends z.ZodType>(payload: unknown, body: S)
     ...(parsed.success ? unstorableNumbers(parsed.data) : problemsOf(parsed.error)),
   ];
   if (problems.length > 0 || !robotId.success || !parsed.success) {
-    return { valid: false, rejection: invalid(claimedId(payload, 'thingName'), problems) };
+    return { valid: false, rejection: { robotId: claimedId(payload, 'thingName'), problems } };
   }
   return { valid: true, robotId: robotId.data, body: parsed.data };
 }

@@ -1,0 +1,137 @@
+import { z } from 'zod';
+import {
+  AgentEvent,
+  ingestTopicOf,
+  LifecycleEvent,
+  MAX_EVENTS_PER_BATCH,
+  OutboxPosition,
+  RobotId,
+  TelemetrySample,
+  type IngestKind,
+} from '../../../schemas/index.js';
+import type { FieldProblem } from '../../platform/validation.js';
+import { claimedId, problemsOf } from './problems.js';
+import { unstorableNumbers } from './storable-numbers.js';
+import { readThingMessage } from './thing-message.js';
+
+/**
+ * One record of the ingest channel (the Kinesis stream the topic rules feed), read as what it is. The rules add
+ * `topic` (where the message came from: its kind and robot) and, for robots' own topics, `thingName`; both are the
+ * rules' words, trusted over the body. A record that cannot be read is `invalid`, with every problem named, and is
+ * never retried: it could never succeed.
+ */
+export type ChannelMessage =
+  | { readonly kind: 'presence'; readonly robotId: string; readonly presence: LifecycleEvent }
+  | { readonly kind: 'telemetry'; readonly robotId: string; readonly sample: TelemetrySample }
+  | {
+      readonly kind: 'events';
+      readonly robotId: string;
+      readonly outbox: OutboxPosition | null;
+      readonly events: readonly EventEntry[];
+    }
+  | {
+      readonly kind: 'invalid';
+      readonly ingestKind: IngestKind | null;
+      readonly robotId: string | null;
+      readonly problems: readonly FieldProblem[];
+    }
+  /** A lifecycle event of a client that is not a robot (a dashboard, an admin tool): not ours to record. */
+  | { readonly kind: 'ignored'; readonly clientId: string };
+
+/** An event of a batch: read on its own, so one bad event is refused with its reason and the others still count. */
+export type EventEntry =
+  | { readonly valid: true; readonly event: AgentEvent }
+  | { readonly valid: false; readonly eventId?: string | undefined; readonly problems: readonly FieldProblem[] };
+
+/**
+ * How far ahead of the cloud's clock a robot's clock may run. Samples are ordered by the robot's `sampledAt`, so one
+ * sample from far in the future (a Pi without a real-time clock, before NTP has synced) would make every later
+ * sample look stale and freeze the robot's telemetry and alerts until real time caught up.
+ */
+export const MAX_CLOCK_AHEAD_MS = 5 * 60_000;
+
+const Routed = z.object({ topic: z.string().max(256) }).loose();
+
+const EventsEnvelope = z
+  .object({
+    thingName: z.unknown(),
+    outbox: OutboxPosition.optional(),
+    events: z.array(z.unknown()).min(1).max(MAX_EVENTS_PER_BATCH),
+  })
+  .strict();
+
+export function readChannelMessage(data: unknown, now: Date): ChannelMessage {
+  const routed = Routed.safeParse(data);
+  const route = routed.success ? ingestTopicOf(routed.data.topic) : undefined;
+  if (!routed.success || !route) {
+    return { kind: 'invalid', ingestKind: null, robotId: null, problems: [{ field: 'topic', message: 'is not a topic any rule reads' }] };
+  }
+  const { topic: _topic, ...payload } = routed.data;
+  switch (route.kind) {
+    case 'presence':
+      return readPresence(payload);
+    case 'telemetry':
+      return readTelemetry(payload, now);
+    case 'events':
+      return readEvents(payload);
+  }
+}
+
+function readPresence(payload: Record<string, unknown>): ChannelMessage {
+  const parsed = LifecycleEvent.safeParse(payload);
+  if (!parsed.success) {
+    return { kind: 'invalid', ingestKind: 'presence', robotId: claimedId(payload, 'clientId'), problems: problemsOf(parsed.error) };
+  }
+  if (!RobotId.safeParse(parsed.data.clientId).success) return { kind: 'ignored', clientId: parsed.data.clientId };
+  return { kind: 'presence', robotId: parsed.data.clientId, presence: parsed.data };
+}
+
+function readTelemetry(payload: Record<string, unknown>, now: Date): ChannelMessage {
+  const message = readThingMessage(payload, TelemetrySample);
+  if (!message.valid) return { kind: 'invalid', ingestKind: 'telemetry', ...message.rejection };
+  if (Date.parse(message.body.sampledAt) > now.getTime() + MAX_CLOCK_AHEAD_MS) {
+    const problem = {
+      field: 'sampledAt',
+      message: `is more than ${MAX_CLOCK_AHEAD_MS / 60_000} minutes ahead of the cloud's clock (${now.toISOString()}); check the robot's time sync`,
+    };
+    return { kind: 'invalid', ingestKind: 'telemetry', robotId: message.robotId, problems: [problem] };
+  }
+  return { kind: 'telemetry', robotId: message.robotId, sample: message.body };
+}
+
+/** One event, or a batch whose events are read one by one. */
+function readEvents(payload: Record<string, unknown>): ChannelMessage {
+  if (!('events' in payload)) {
+    const message = readThingMessage(payload, AgentEvent);
+    if (!message.valid) return { kind: 'invalid', ingestKind: 'events', ...message.rejection };
+    return { kind: 'events', robotId: message.robotId, outbox: null, events: [{ valid: true, event: message.body }] };
+  }
+  const envelope = EventsEnvelope.safeParse(payload);
+  const robotId = RobotId.safeParse(payload.thingName);
+  if (!envelope.success || !robotId.success) {
+    const problems = [
+      ...(robotId.success ? [] : [{ field: 'thingName', message: robotId.error.issues[0]?.message ?? 'is not a robot id' }]),
+      ...problemsOf(envelope.error),
+    ];
+    return { kind: 'invalid', ingestKind: 'events', robotId: claimedId(payload, 'thingName'), problems };
+  }
+  return {
+    kind: 'events',
+    robotId: robotId.data,
+    outbox: envelope.data.outbox ?? null,
+    events: envelope.data.events.map(readEventEntry),
+  };
+}
+
+function readEventEntry(input: unknown): EventEntry {
+  const parsed = AgentEvent.safeParse(input);
+  const problems = parsed.success ? unstorableNumbers(parsed.data) : problemsOf(parsed.error);
+  if (parsed.success && problems.length === 0) return { valid: true, event: parsed.data };
+  return { valid: false, eventId: claimedEventId(input), problems };
+}
+
+function claimedEventId(input: unknown): string | undefined {
+  if (typeof input !== 'object' || input === null) return undefined;
+  const eventId = (input as Record<string, unknown>).eventId;
+  return typeof eventId === 'string' ? eventId.slice(0, 200) : undefined;
+}
