@@ -76,8 +76,9 @@ export function addIotStack(app: App, options: StageOptions, stateful: StatefulS
   const { prefix, common } = resolved(app, options);
   const stack = new IotStack(app, `${prefix}-Iot`, {
     ...common,
-    description: 'Lekiwi Heartbeat: thing types, thing policy, topic rules and ingest Lambdas',
+    description: 'Lekiwi Heartbeat: thing types, thing policy, topic rules and the ingest stream consumer',
     eventLog: stateful.eventLog,
+    ingestStream: stateful.ingestStream,
     ingestDlq: stateful.ingestDlq,
     ruleErrorDlq: stateful.iotRuleErrorDlq,
   });

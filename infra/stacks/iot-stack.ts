@@ -1,13 +1,17 @@
-import { Arn, ArnFormat, CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import { Arn, ArnFormat, CfnOutput, Duration, Stack, Validations, type StackProps } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as iot from 'aws-cdk-lib/aws-iot';
-import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import type * as kinesis from 'aws-cdk-lib/aws-kinesis';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { KinesisEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 import { RESOURCE_TYPE, THING_NAME_VARIABLE, THING_POLICY } from '../../schemas/thing-policy.js';
-import { TOPIC_RULES, type RuleTarget } from '../../schemas/topics.js';
+import { INGEST_ACK_TOPICS, TOPIC_RULES } from '../../schemas/topics.js';
 import { AppFunction } from '../constructs/app-function.js';
+import { IotDataEndpoint } from '../constructs/iot-data-endpoint.js';
 
 /** Thing types are the robot models; the thing name is `<model>-<serial>`. */
 export const THING_TYPES = {
@@ -18,26 +22,35 @@ export const THING_GROUP = 'heartbeat-fleet';
 /** The policy variable IoT Core replaces with the connected certificate's thing name. */
 export const THING_NAME = THING_NAME_VARIABLE;
 
+/** Records per consumer invocation: a robot's backlog of 10,000 events is 100 records of 100 events. */
+export const INGEST_BATCH_SIZE = 500;
+/** Batches in flight per shard; records with the same partition key (one robot) still go one batch at a time. */
+export const INGEST_PARALLELIZATION = 10;
+
 export interface IotStackProps extends StackProps {
   readonly eventLog: dynamodb.ITable;
-  /** Asynchronous invocations of the ingest Lambdas that failed all of Lambda's retries. */
+  /** The ordered channel: every rule puts into it, keyed by robot. */
+  readonly ingestStream: kinesis.IStream;
+  /** Records the consumer could not hand over before they expired (the mapping's on-failure destination). */
   readonly ingestDlq: sqs.IQueue;
-  /** The rules' error action: messages IoT could not hand to the Lambda action. */
+  /** The rules' error action: messages IoT could not put into the stream. */
   readonly ruleErrorDlq: sqs.IQueue;
 }
 
 /**
- * The robot link: thing types and group, the thing policy, and the topic rules with the ingest Lambdas they invoke.
+ * The robot link: thing types and group, the thing policy, the topic rules, the ingest stream's consumer.
  *
- * The ingest Lambdas (iot-presence, iot-telemetry, iot-robot-events) live here, not in the API stack: a rule needs
- * the function's ARN and the function's invoke permission needs the rule's ARN, so keeping both in one stack keeps
- * that pair from becoming a cross-stack cycle. This stack and the API stack each depend only on the stateful
- * stack, never on each other, and the ingest path can be deployed without touching the API.
+ * Every rule puts its messages into the ingest Kinesis stream with the robot as partition key (schemas/topics.ts),
+ * instead of invoking a Lambda per message: IoT Core runs a rule's actions concurrently and in any order, so per-
+ * message invocations raced for the same robot's head and lost a backlog. The stream keeps each robot's messages in
+ * order, and its event source mapping hands them to one consumer (robot-ingest) one batch at a time per robot, with
+ * bisection, partial batch failures and retries until the record expires; an alarm fires long before that.
  */
 export class IotStack extends Stack {
-  readonly ingestFunctions: Record<RuleTarget, lambda.IFunction>;
+  readonly ingestFunction: lambda.IFunction;
   readonly thingPolicy: iot.CfnPolicy;
   readonly topicRules: Record<keyof typeof TOPIC_RULES, iot.CfnTopicRule>;
+  readonly iteratorAgeAlarm: cloudwatch.Alarm;
 
   constructor(scope: Construct, id: string, props: IotStackProps) {
     super(scope, id, props);
@@ -55,36 +68,62 @@ export class IotStack extends Stack {
 
     this.thingPolicy = new iot.CfnPolicy(this, 'ThingPolicy', { policyDocument: thingPolicyDocument(this) });
 
-    // ---- Ingest Lambdas, outside the VPC: they only append to DynamoDB.
-    const ingest = (handler: RuleTarget, description: string): lambda.IFunction => {
-      const fn = new AppFunction(this, constructIdOf(handler), {
-        handler,
-        description,
-        environment: { EVENT_LOG_TABLE: props.eventLog.tableName },
-        deadLetterQueue: props.ingestDlq,
-      }).fn;
-      props.eventLog.grantReadWriteData(fn);
-      return fn;
-    };
-    this.ingestFunctions = {
-      'iot-presence': ingest('iot-presence', 'IoT lifecycle events to RobotConnected/RobotDisconnected'),
-      'iot-telemetry': ingest('iot-telemetry', 'Telemetry samples to the head item; alert thresholds'),
-      'iot-robot-events': ingest('iot-robot-events', 'Facts reported by robot agents to the event log'),
-    };
+    // ---- The consumer, outside the VPC: it appends to DynamoDB and publishes acknowledgements through IoT Core.
+    const endpoint = new IotDataEndpoint(this, 'IotDataEndpoint');
+    const fn = new AppFunction(this, 'RobotIngest', {
+      handler: 'robot-ingest',
+      description: 'Ingest stream (robot presence, telemetry, events) to the event log; acknowledgements to robots',
+      environment: { EVENT_LOG_TABLE: props.eventLog.tableName, IOT_DATA_ENDPOINT: endpoint.host },
+      timeout: Duration.minutes(1),
+    }).fn;
+    props.eventLog.grantReadWriteData(fn);
+    const ackTopicArns = INGEST_ACK_TOPICS.map((topic) =>
+      Arn.format({ service: 'iot', resource: 'topic', resourceName: topic, arnFormat: ArnFormat.SLASH_RESOURCE_NAME }, this),
+    );
+    fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['iot:Publish'], resources: ackTopicArns }));
+    for (const topic of INGEST_ACK_TOPICS) {
+      Validations.of(fn).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/${topic}]`,
+        reason: 'Acknowledgements go to whichever robot sent the events, so the thing name is a wildcard; only the ack topic.',
+      });
+    }
+    fn.addEventSource(
+      new KinesisEventSource(props.ingestStream, {
+        startingPosition: lambda.StartingPosition.TRIM_HORIZON,
+        batchSize: INGEST_BATCH_SIZE,
+        maxBatchingWindow: Duration.seconds(0),
+        parallelizationFactor: INGEST_PARALLELIZATION,
+        bisectBatchOnError: true,
+        reportBatchItemFailures: true,
+        // Retry until the record expires (the stream's 24 h): a DynamoDB outage delays, it does not lose.
+        retryAttempts: -1,
+        onFailure: new SqsDlq(props.ingestDlq),
+      }),
+    );
+    this.ingestFunction = fn;
+    this.iteratorAgeAlarm = fn
+      .metric('IteratorAge', { statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(1) })
+      .createAlarm(this, 'IngestIteratorAge', {
+        alarmDescription: 'Robot messages wait in the ingest stream for more than 5 minutes (records expire after 24 h)',
+        threshold: 5 * 60_000,
+        evaluationPeriods: 3,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
 
-    // ---- Rules: SQL and targets come from schemas/topics.ts, shared with the agent and the local cloud.
-    const errorRole = new iam.Role(this, 'RuleErrorActionRole', {
+    // ---- Rules: SQL and partition keys come from schemas/topics.ts, shared with the agent and the local cloud.
+    const ruleRole = new iam.Role(this, 'RuleActionRole', {
       assumedBy: new iam.ServicePrincipal('iot.amazonaws.com'),
-      description: 'Lets the heartbeat IoT rules put undeliverable messages on the error dead-letter queue',
+      description: 'Lets the heartbeat IoT rules put robot messages into the ingest stream, and failures on the error queue',
     });
-    props.ruleErrorDlq.grantSendMessages(errorRole);
+    props.ingestStream.grantWrite(ruleRole);
+    props.ruleErrorDlq.grantSendMessages(ruleRole);
 
     type RuleKey = keyof typeof TOPIC_RULES;
     const rules = {} as Record<RuleKey, iot.CfnTopicRule>;
     for (const key of Object.keys(TOPIC_RULES) as RuleKey[]) {
       const rule = TOPIC_RULES[key];
-      const fn = this.ingestFunctions[rule.target];
-      const topicRule = new iot.CfnTopicRule(this, `Rule-${key}`, {
+      rules[key] = new iot.CfnTopicRule(this, `Rule-${key}`, {
         // Fixed names: Basic Ingest topics (`$aws/rules/<name>/...`) address the rule by name.
         ruleName: rule.name,
         topicRulePayload: {
@@ -92,17 +131,12 @@ export class IotStack extends Stack {
           awsIotSqlVersion: '2016-03-23',
           description: rule.description,
           ruleDisabled: false,
-          actions: [{ lambda: { functionArn: fn.functionArn } }],
-          errorAction: { sqs: { queueUrl: props.ruleErrorDlq.queueUrl, roleArn: errorRole.roleArn, useBase64: false } },
+          actions: [{ kinesis: { streamName: props.ingestStream.streamName, partitionKey: rule.partitionKey, roleArn: ruleRole.roleArn } }],
+          errorAction: { sqs: { queueUrl: props.ruleErrorDlq.queueUrl, roleArn: ruleRole.roleArn, useBase64: false } },
         },
       });
-      fn.addPermission(`InvokeFromRule-${key}`, {
-        principal: new iam.ServicePrincipal('iot.amazonaws.com'),
-        action: 'lambda:InvokeFunction',
-        sourceArn: topicRule.attrArn,
-        sourceAccount: this.account,
-      });
-      rules[key] = topicRule;
+      // The role must be usable before IoT Core accepts a rule that names it.
+      rules[key].node.addDependency(ruleRole);
     }
     this.topicRules = rules;
 
@@ -110,15 +144,8 @@ export class IotStack extends Stack {
       value: this.thingPolicy.ref,
       description: 'Attach to each robot certificate (the provisioning template does this)',
     });
+    new CfnOutput(this, 'IngestStreamName', { value: props.ingestStream.streamName });
   }
-}
-
-/** `iot-presence` → `IotPresence`: construct ids follow the handler file names. */
-function constructIdOf(handler: string): string {
-  return handler
-    .split('-')
-    .map((part) => part.charAt(0).toUpperCase() + part.slice(1))
-    .join('');
 }
 
 /**

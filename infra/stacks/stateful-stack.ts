@@ -3,6 +3,7 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cognito from 'aws-cdk-lib/aws-cognito';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as rds from 'aws-cdk-lib/aws-rds';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
@@ -38,9 +39,14 @@ export class StatefulStack extends Stack {
   readonly dbClientSecurityGroup: ec2.SecurityGroup;
   readonly projectorDlq: sqs.Queue;
   readonly broadcasterDlq: sqs.Queue;
-  /** Events IoT rules delivered to an ingest Lambda that still failed after Lambda's asynchronous retries. */
+  /**
+   * The ordered channel every robot message travels through (IoT rules → here, partition key = thing name → the
+   * ingest consumer): one robot's presence, telemetry and events in the order IoT Core received them.
+   */
+  readonly ingestStream: kinesis.Stream;
+  /** Where the ingest consumer's mapping sends what it could not hand over before the records expired. */
   readonly ingestDlq: sqs.Queue;
-  /** Messages an IoT rule could not deliver to its Lambda action at all (the rules' error action). */
+  /** Messages an IoT rule could not put into the ingest stream at all (the rules' error action). */
   readonly iotRuleErrorDlq: sqs.Queue;
   readonly userPool: cognito.UserPool;
   readonly dashboardClient: cognito.UserPoolClient;
@@ -166,8 +172,17 @@ export class StatefulStack extends Stack {
     // action), watched by an alarm; 14 days is SQS's maximum retention, time enough to inspect and redrive.
     this.projectorDlq = this.deadLetterQueue('ProjectorDlq', 'stream-projector: stream batches that exhausted their retries');
     this.broadcasterDlq = this.deadLetterQueue('BroadcasterDlq', 'stream-broadcaster: stream batches that exhausted their retries');
-    this.ingestDlq = this.deadLetterQueue('IngestDlq', 'iot-* ingest Lambdas: asynchronous invocations that failed every retry');
-    this.iotRuleErrorDlq = this.deadLetterQueue('IotRuleErrorDlq', 'IoT topic rules: messages the Lambda action could not deliver');
+    this.ingestDlq = this.deadLetterQueue('IngestDlq', 'robot-ingest: ingest stream records that expired before they could be written');
+    this.iotRuleErrorDlq = this.deadLetterQueue('IotRuleErrorDlq', 'IoT topic rules: messages the Kinesis action could not put');
+
+    // ---- The ingest channel. On-demand capacity follows the fleet (a boot storm, a backlog); 24 h retention is how
+    // long the consumer may be stuck (the iterator-age alarm fires after minutes) before a record expires.
+    this.ingestStream = new kinesis.Stream(this, 'IngestStream', {
+      streamMode: kinesis.StreamMode.ON_DEMAND,
+      encryption: kinesis.StreamEncryption.MANAGED,
+      retentionPeriod: Duration.hours(24),
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
 
     // ---- Users of the dashboard and the HTTP API. Administrators create accounts; there is no self sign-up.
     this.userPool = new cognito.UserPool(this, 'UserPool', {

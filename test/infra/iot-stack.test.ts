@@ -5,7 +5,6 @@ import { TOPIC_RULES } from '../../schemas/topics.js';
 import { BUILD_TIMEOUT, STAGE, flatten, functionsByHandler, newApp } from './helpers.js';
 
 const THING = '${iot:Connection.Thing.ThingName}';
-const INGEST_HANDLERS = ['iot-presence', 'iot-telemetry', 'iot-robot-events'];
 
 type Statement = { Sid?: string; Effect: string; Action: string | string[]; Resource: unknown; Condition?: unknown };
 
@@ -84,40 +83,38 @@ describe('IotStack', () => {
   });
 
   describe('topic rules', () => {
-    const functions = () => functionsByHandler(template);
+    const streamRef = () => {
+      const streams = template.findResources('AWS::Kinesis::Stream');
+      expect(Object.keys(streams)).toEqual([]); // the stream lives in the stateful stack
+      const name = new Capture();
+      template.hasResourceProperties('AWS::IoT::TopicRule', {
+        TopicRulePayload: Match.objectLike({ Actions: [{ Kinesis: Match.objectLike({ StreamName: name }) }] }),
+      });
+      return name.asObject();
+    };
 
-    it.each(Object.entries(TOPIC_RULES))('%s: the shared SQL, a Lambda action to its handler and an error action', (_key, rule) => {
-      const target = functions().get(rule.target);
-      expect(target, `no function for ${rule.target}`).toBeDefined();
+    it.each(Object.entries(TOPIC_RULES))('%s: the shared SQL into the ingest stream, keyed by robot, and an error action', (_key, rule) => {
+      const stream = streamRef();
       template.hasResourceProperties('AWS::IoT::TopicRule', {
         RuleName: rule.name,
         TopicRulePayload: Match.objectLike({
           Sql: rule.sql,
           AwsIotSqlVersion: '2016-03-23',
           RuleDisabled: false,
-          Actions: [{ Lambda: { FunctionArn: { 'Fn::GetAtt': [target!.logicalId, 'Arn'] } } }],
+          Actions: [{ Kinesis: { StreamName: stream, PartitionKey: rule.partitionKey, RoleArn: Match.anyValue() } }],
           ErrorAction: { Sqs: Match.objectLike({ QueueUrl: Match.anyValue(), RoleArn: Match.anyValue() }) },
         }),
       });
+      expect(rule.sql).toContain('topic() AS topic');
     });
 
-    it('exist once per TOPIC_RULES entry', () => {
+    it('exist once per TOPIC_RULES entry, and no rule invokes a Lambda per message', () => {
       template.resourceCountIs('AWS::IoT::TopicRule', Object.keys(TOPIC_RULES).length);
+      expect(JSON.stringify(template.findResources('AWS::IoT::TopicRule'))).not.toContain('"Lambda"');
+      template.resourceCountIs('AWS::Lambda::Permission', 0);
     });
 
-    it.each(Object.entries(TOPIC_RULES))('%s: IoT may invoke the handler, from that rule only', (_key, rule) => {
-      const rules = template.findResources('AWS::IoT::TopicRule', { Properties: { RuleName: rule.name } });
-      const ruleLogicalId = Object.keys(rules)[0]!;
-      template.hasResourceProperties('AWS::Lambda::Permission', {
-        Action: 'lambda:InvokeFunction',
-        Principal: 'iot.amazonaws.com',
-        FunctionName: { 'Fn::GetAtt': [functions().get(rule.target)!.logicalId, 'Arn'] },
-        SourceArn: { 'Fn::GetAtt': [ruleLogicalId, 'Arn'] },
-        SourceAccount: { Ref: 'AWS::AccountId' },
-      });
-    });
-
-    it('send undeliverable messages to the rule error queue through a role IoT can assume', () => {
+    it('put into the stream and onto the rule error queue through a role IoT can assume', () => {
       const roleArn = new Capture();
       template.hasResourceProperties('AWS::IoT::TopicRule', {
         TopicRulePayload: Match.objectLike({ ErrorAction: { Sqs: Match.objectLike({ RoleArn: roleArn }) } }),
@@ -132,6 +129,7 @@ describe('IotStack', () => {
         Roles: [{ Ref: roleId }],
         PolicyDocument: Match.objectLike({
           Statement: Match.arrayWith([
+            Match.objectLike({ Action: Match.arrayWith(['kinesis:PutRecord', 'kinesis:PutRecords']), Effect: 'Allow' }),
             Match.objectLike({ Action: Match.arrayWith(['sqs:SendMessage']), Effect: 'Allow' }),
           ]),
         }),
@@ -139,17 +137,46 @@ describe('IotStack', () => {
     });
   });
 
-  describe('ingest functions', () => {
-    it('are arm64, outside the VPC, with the event log table and a dead-letter queue', () => {
+  describe('ingest consumer', () => {
+    it('is one arm64 function outside the VPC, with the event log table and the IoT data endpoint', () => {
       const functions = functionsByHandler(template);
-      expect([...functions.keys()].sort()).toEqual([...INGEST_HANDLERS].sort());
-      for (const [name, fn] of functions) {
-        expect(fn.properties.Architectures, name).toEqual(['arm64']);
-        expect(fn.properties.VpcConfig, name).toBeUndefined();
-        expect(fn.properties.Environment.Variables.EVENT_LOG_TABLE, name).toBeDefined();
-        expect(fn.properties.DeadLetterConfig?.TargetArn, name).toBeDefined();
-        expect(fn.properties.TracingConfig, name).toEqual({ Mode: 'Active' });
-      }
+      expect([...functions.keys()]).toEqual(['robot-ingest']);
+      const fn = functions.get('robot-ingest')!;
+      expect(fn.properties.Architectures).toEqual(['arm64']);
+      expect(fn.properties.VpcConfig).toBeUndefined();
+      expect(fn.properties.Environment.Variables.EVENT_LOG_TABLE).toBeDefined();
+      expect(fn.properties.Environment.Variables.IOT_DATA_ENDPOINT).toBeDefined();
+      expect(fn.properties.TracingConfig).toEqual({ Mode: 'Active' });
+    });
+
+    it('reads the stream one batch per robot at a time, bisecting, reporting item failures, retrying until records expire', () => {
+      template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+        StartingPosition: 'TRIM_HORIZON',
+        BisectBatchOnFunctionError: true,
+        FunctionResponseTypes: ['ReportBatchItemFailures'],
+        MaximumRetryAttempts: -1,
+        ParallelizationFactor: 10,
+        DestinationConfig: { OnFailure: { Destination: Match.anyValue() } },
+      });
+      const mappings = template.findResources('AWS::Lambda::EventSourceMapping');
+      const only = Object.values(mappings)[0] as { Properties: Record<string, unknown> };
+      expect(Object.keys(mappings)).toHaveLength(1);
+      expect(only.Properties.MaximumRecordAgeInSeconds).toBeUndefined();
+    });
+
+    it('alarms when robot messages wait in the stream for minutes', () => {
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        MetricName: 'IteratorAge',
+        Namespace: 'AWS/Lambda',
+        Threshold: 300_000,
+        ComparisonOperator: 'GreaterThanThreshold',
+      });
+    });
+
+    it('may publish only acknowledgements to robots', () => {
+      const policies = JSON.stringify(template.findResources('AWS::IAM::Policy'));
+      expect(policies).toContain('topic/cmd/heartbeat/*/ack');
+      expect(policies).not.toContain('report-now');
     });
   });
 });

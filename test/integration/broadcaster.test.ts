@@ -1,3 +1,4 @@
+import { channelRecord } from '../support/robot-ingest.js';
 import { randomUUID } from 'node:crypto';
 import {
   ApiGatewayManagementApiClient,
@@ -332,14 +333,11 @@ describe('stream-broadcaster', () => {
     expect(response).toEqual({ batchItemFailures: [{ itemIdentifier: records[0]?.dynamodb?.SequenceNumber }] });
   });
 
-  it('broadcasts what the ingest handlers wrote, read from DynamoDB Local’s stream', async () => {
+  it('broadcasts what the ingest handler wrote, read from DynamoDB Local’s stream', async () => {
     // Given a connection watching a robot, and the broadcaster on the event log's stream
     const robot = robotId();
     const watcher = await watching([robot]);
-    const [presenceHandler, telemetryHandler] = await Promise.all([
-      import('../../functions/handlers/iot-presence.js').then((module) => module.handler),
-      import('../../functions/handlers/iot-telemetry.js').then((module) => module.handler),
-    ]);
+    const ingest = await import('../../functions/handlers/robot-ingest.js').then((module) => module.handler);
     const client = streamsClient();
     const poller = startStreamPoller({
       client,
@@ -349,8 +347,10 @@ describe('stream-broadcaster', () => {
     });
     try {
       // When the robot connects and reports a hot CPU through IoT
-      await presenceHandler(connectedEvent(robot, 1, T0), lambdaContext('test-presence'));
-      await telemetryHandler({ ...sample(10, 82), thingName: robot }, lambdaContext('test-telemetry'));
+      await ingest(
+        { Records: [channelRecord('presence', connectedEvent(robot, 1, T0)), channelRecord('telemetry', { ...sample(10, 82), thingName: robot })] },
+        lambdaContext('test-robot-ingest'),
+      );
       await poller.idle();
     } finally {
       await poller.stop();

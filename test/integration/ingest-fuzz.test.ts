@@ -3,7 +3,8 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, inject, it, vi, type MockInstance } from 'vitest';
 import { DISCONNECT_REASONS, ROBOT_ID_PATTERN } from '../../schemas/index.js';
 import { DynamoEventLog } from '../../functions/adapters/dynamo-event-log.js';
-import { lambdaContext } from '../../local/lambda-context.js';
+import type { KinesisStreamBatchResponse } from 'aws-lambda';
+import { startAckSink, viaChannel } from '../support/robot-ingest.js';
 import { createTestEventLog } from '../support/dynamo.js';
 
 /**
@@ -13,7 +14,7 @@ import { createTestEventLog } from '../support/dynamo.js';
  * arbitraries are recorded, so a handler that rejected everything would fail here too.
  */
 
-type Handler = (payload: unknown, context: ReturnType<typeof lambdaContext>) => Promise<void>;
+type Handler = (payload: unknown) => Promise<KinesisStreamBatchResponse>;
 type TestTable = Awaited<ReturnType<typeof createTestEventLog>>;
 
 interface Loaded {
@@ -29,15 +30,19 @@ async function loadHandlers(table: TestTable): Promise<Loaded> {
   vi.resetModules();
   process.env.EVENT_LOG_TABLE = table.tableName;
   process.env.AWS_ENDPOINT_URL_DYNAMODB = inject('dynamoEndpoint');
-  const [presence, telemetry, robotEvents, observability, eventLog] = await Promise.all([
-    import('../../functions/handlers/iot-presence.js'),
-    import('../../functions/handlers/iot-telemetry.js'),
-    import('../../functions/handlers/iot-robot-events.js'),
+  // Acknowledgements of refused events go to the robot; here, to a data plane stand-in that takes them.
+  process.env.AWS_ENDPOINT_URL_IOT_DATA_PLANE = (ackSink ??= await startAckSink()).url;
+  const [ingest, observability, eventLog] = await Promise.all([
+    import('../../functions/handlers/robot-ingest.js'),
     import('../../functions/platform/observability.js'),
     import('../../functions/adapters/dynamo-event-log.js'),
   ]);
   return {
-    handlers: { presence: presence.handler, telemetry: telemetry.handler, robotEvents: robotEvents.handler },
+    handlers: {
+      presence: viaChannel(ingest.handler, 'presence'),
+      telemetry: viaChannel(ingest.handler, 'telemetry'),
+      robotEvents: viaChannel(ingest.handler, 'events'),
+    },
     warn: vi.spyOn(observability.logger, 'warn'),
     info: vi.spyOn(observability.logger, 'info'),
     addMetric: vi.spyOn(observability.metrics, 'addMetric'),
@@ -45,7 +50,10 @@ async function loadHandlers(table: TestTable): Promise<Loaded> {
   };
 }
 
-const context = () => lambdaContext('test-ingest-fuzz');
+let ackSink: Awaited<ReturnType<typeof startAckSink>> | undefined;
+afterAll(async () => {
+  await ackSink?.stop();
+});
 
 async function itemCount(table: TestTable): Promise<number> {
   const scan = await table.client.send(new ScanCommand({ TableName: table.tableName, ConsistentRead: true }));
@@ -366,14 +374,16 @@ describe('malformed IoT payloads', () => {
     loaded.addMetric.mockClear();
     loaded.append.mockClear();
 
-    await expect(handler(broken.payload, context())).resolves.toBeUndefined();
+    // Refused for good: never reported as a failure the mapping would retry.
+    await expect(handler(broken.payload)).resolves.toEqual({ batchItemFailures: [] });
 
     expect(loaded.warn).toHaveBeenCalledTimes(1);
     const [message, details] = loaded.warn.mock.calls[0] as [string, { robotId: string | null; fields: string[] }];
     expect(message).toMatch(/^Rejected an invalid/);
     expect(details.fields).toContain(logged(broken.field));
     expect(details.robotId).toBe(claimed(broken.payload, idField));
-    expect(loaded.addMetric).toHaveBeenCalledWith(`Invalid${kind}`, 'Count', 1);
+    const isObject = typeof broken.payload === 'object' && broken.payload !== null && !Array.isArray(broken.payload);
+    expect(loaded.addMetric).toHaveBeenCalledWith(isObject ? `Invalid${kind}` : 'InvalidChannelRecord', 'Count', 1);
     expect(loaded.append).not.toHaveBeenCalled();
   }
 
@@ -397,12 +407,14 @@ describe('malformed IoT payloads', () => {
         loaded.append.mockClear();
 
         // When it arrives
-        await expect(loaded.handlers.presence({ ...valid, clientId }, context())).resolves.toBeUndefined();
+        await expect(loaded.handlers.presence({ ...valid, clientId })).resolves.toEqual({ batchItemFailures: [] });
 
         // Then it is logged at info and counted as ignored, not as invalid, and nothing is appended
         expect(loaded.warn).not.toHaveBeenCalled();
         expect(loaded.info).toHaveBeenCalledWith(expect.stringMatching(/not a robot/), { clientId });
-        expect(loaded.addMetric.mock.calls).toEqual([['IgnoredClient', 'Count', 1]]);
+        expect(loaded.addMetric.mock.calls.filter((call) => call[0] === 'IgnoredClient' || String(call[0]).startsWith('Invalid'))).toEqual([
+          ['IgnoredClient', 'Count', 1],
+        ]);
         expect(loaded.append).not.toHaveBeenCalled();
       }),
       { numRuns: 300 },
@@ -447,14 +459,18 @@ describe('valid IoT payloads from the same arbitraries', () => {
     loaded.warn.mockClear();
     loaded.addMetric.mockClear();
   }
-  const metricNames = () => loaded.addMetric.mock.calls.map((call) => call[0]);
+  /** Events appended (metrics with a value), refusals and ignored clients. */
+  const metricNames = () =>
+    loaded.addMetric.mock.calls
+      .filter((call) => /^(Appended|Invalid|IgnoredClient)/.test(String(call[0])) && (call[2] as number) > 0)
+      .map((call) => call[0]);
 
   it('records every valid lifecycle event of a new robot', async () => {
     await fc.assert(
       fc.asyncProperty(fc.oneof(connected, disconnected), async (generated) => {
         clearSpies();
         const presence = { ...generated, clientId: fresh(generated.clientId) };
-        await loaded.handlers.presence(presence, context());
+        await loaded.handlers.presence(presence);
         expect(loaded.warn).not.toHaveBeenCalled();
         expect(metricNames()).toEqual(['Appended']);
         const [recorded] = (await log.readEvents(presence.clientId)).events;
@@ -469,9 +485,9 @@ describe('valid IoT payloads from the same arbitraries', () => {
       fc.asyncProperty(telemetrySample, robotId, async (sample, generatedId) => {
         clearSpies();
         const robot = fresh(generatedId);
-        await loaded.handlers.telemetry({ ...sample, thingName: robot }, context());
+        await loaded.handlers.telemetry({ ...sample, thingName: robot });
         expect(loaded.warn).not.toHaveBeenCalled();
-        expect(metricNames()).toEqual(['Appended']);
+        expect(metricNames().every((name) => name === 'Appended')).toBe(true);
         expect((await log.readHead(robot))?.telemetry).toEqual(sample);
       }),
       { numRuns: VALID_RUNS },
@@ -483,7 +499,7 @@ describe('valid IoT payloads from the same arbitraries', () => {
       fc.asyncProperty(teleoperationStarted, robotId, async (started, generatedId) => {
         clearSpies();
         const robot = fresh(generatedId);
-        await loaded.handlers.robotEvents({ ...started, thingName: robot }, context());
+        await loaded.handlers.robotEvents({ ...started, thingName: robot });
         expect(loaded.warn).not.toHaveBeenCalled();
         expect(metricNames()).toEqual(['Appended']);
         const [recorded] = (await log.readEvents(robot)).events;
@@ -496,9 +512,10 @@ describe('valid IoT payloads from the same arbitraries', () => {
       fc.asyncProperty(teleoperationStopped, robotId, async (stopped, generatedId) => {
         clearSpies();
         const robot = fresh(generatedId);
-        await loaded.handlers.robotEvents({ ...stopped, thingName: robot }, context());
+        await loaded.handlers.robotEvents({ ...stopped, thingName: robot });
         expect(loaded.warn).not.toHaveBeenCalled();
-        expect(metricNames()).toEqual(['Unchanged']);
+        expect(metricNames()).toEqual([]);
+        expect((await log.readEvents(robot)).events).toEqual([]);
       }),
       { numRuns: VALID_RUNS / 4 },
     );

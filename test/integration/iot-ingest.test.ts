@@ -2,13 +2,17 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it, vi } from 'vitest';
 import type { AgentEvent, TelemetrySample } from '../../schemas/index.js';
 import { DynamoEventLog } from '../../functions/adapters/dynamo-event-log.js';
-import { lambdaContext } from '../../local/lambda-context.js';
+import type { KinesisStreamBatchResponse } from 'aws-lambda';
+import { startAckSink, viaChannel } from '../support/robot-ingest.js';
 import { createTestEventLog } from '../support/dynamo.js';
 import { connectedEvent, disconnectedEvent } from '../support/lifecycle-events.js';
 
-/** The real ingest handlers, as IoT rules invoke them, against an event log table on DynamoDB Local. */
+/**
+ * The real ingest handler (robot-ingest), fed what each topic rule puts into the ingest stream, one message per batch,
+ * against an event log table on DynamoDB Local.
+ */
 
-type Handler = (payload: unknown, context: ReturnType<typeof lambdaContext>) => Promise<void>;
+type Handler = (payload: unknown) => Promise<KinesisStreamBatchResponse>;
 type TestTable = Awaited<ReturnType<typeof createTestEventLog>>;
 
 let table: TestTable;
@@ -17,24 +21,32 @@ let presence: Handler;
 let telemetry: Handler;
 let robotEvents: Handler;
 let addMetric: ReturnType<typeof vi.fn>;
+let acks: Awaited<ReturnType<typeof startAckSink>>;
 
 /** Loads the handler modules afresh with this environment (they read it once, at load, like a cold start). */
 async function loadHandlers(env: Record<string, string>) {
   vi.resetModules();
   Object.assign(process.env, env);
-  const [p, t, e, observability] = await Promise.all([
-    import('../../functions/handlers/iot-presence.js'),
-    import('../../functions/handlers/iot-telemetry.js'),
-    import('../../functions/handlers/iot-robot-events.js'),
+  const [ingest, observability] = await Promise.all([
+    import('../../functions/handlers/robot-ingest.js'),
     import('../../functions/platform/observability.js'),
   ]);
-  return { presence: p.handler, telemetry: t.handler, robotEvents: e.handler, metrics: observability.metrics };
+  return {
+    presence: viaChannel(ingest.handler, 'presence'),
+    telemetry: viaChannel(ingest.handler, 'telemetry'),
+    robotEvents: viaChannel(ingest.handler, 'events'),
+    metrics: observability.metrics,
+  };
 }
 
 const T0 = Date.parse('2026-11-22T09:00:00.000Z');
 const robotId = () => `lekiwi-IN${randomUUID().slice(0, 8)}`;
-const invoke = (handler: Handler, payload: unknown) => handler(payload, lambdaContext('test-ingest'));
-const countedMetrics = () => addMetric.mock.calls.map((call) => call[0] as string);
+const invoke = (handler: Handler, payload: unknown) => handler(payload);
+/** What the handler counted: events appended, messages refused or ignored (metrics with a value). */
+const countedMetrics = () =>
+  addMetric.mock.calls
+    .filter((call) => /^(Appended|Invalid|IgnoredClient)/.test(call[0] as string) && (call[2] as number) > 0)
+    .map((call) => call[0] as string);
 
 function sample(robot: string, secondsAfterT0: number, cpuTemperatureC: number): TelemetrySample & { thingName: string } {
   return { sampledAt: new Date(T0 + secondsAfterT0 * 1000).toISOString(), cpuTemperatureC, cpuPercent: 30, thingName: robot };
@@ -47,8 +59,13 @@ async function eventTypes(robot: string): Promise<string[]> {
 
 beforeAll(async () => {
   table = await createTestEventLog();
+  acks = await startAckSink();
   log = new DynamoEventLog({ client: table.client, tableName: table.tableName });
-  const loaded = await loadHandlers({ EVENT_LOG_TABLE: table.tableName, AWS_ENDPOINT_URL_DYNAMODB: inject('dynamoEndpoint') });
+  const loaded = await loadHandlers({
+    EVENT_LOG_TABLE: table.tableName,
+    AWS_ENDPOINT_URL_DYNAMODB: inject('dynamoEndpoint'),
+    AWS_ENDPOINT_URL_IOT_DATA_PLANE: acks.url,
+  });
   ({ presence, telemetry, robotEvents } = loaded);
   addMetric = vi.spyOn(loaded.metrics, 'addMetric') as unknown as ReturnType<typeof vi.fn>;
 });
@@ -59,9 +76,10 @@ beforeEach(() => {
 
 afterAll(async () => {
   await table.drop();
+  await acks.stop();
 });
 
-describe('iot-presence', () => {
+describe('robot-ingest: presence', () => {
   it('records a connect as RobotConnected', async () => {
     // Given a robot the log has never seen
     const robot = robotId();
@@ -99,8 +117,7 @@ describe('iot-presence', () => {
     const events = (await log.readEvents(robot)).events;
     expect(events[2]?.event).toMatchObject({ data: { versionNumber: 2, clientInitiated: false, reason: 'MQTT_KEEP_ALIVE_TIMEOUT' } });
     expect((await log.readHead(robot))?.state.presence.status).toBe('offline');
-    expect(countedMetrics().filter((name) => name === 'Appended')).toHaveLength(3);
-    expect(countedMetrics().filter((name) => name === 'Unchanged')).toHaveLength(2);
+    expect(countedMetrics()).toEqual(['Appended', 'Appended', 'Appended']);
   });
 
   it('leaves clients that are not robots alone', async () => {
@@ -117,7 +134,7 @@ describe('iot-presence', () => {
   });
 });
 
-describe('iot-telemetry', () => {
+describe('robot-ingest: telemetry', () => {
   it('raises a critical alert at 80 °C, keeps it at 78 °C (hysteresis) and clears it at 74 °C', async () => {
     // Given a robot running cool
     const robot = robotId();
@@ -162,7 +179,7 @@ describe('iot-telemetry', () => {
     // Then the head keeps the newer sample, no alert is raised from the stale one, and it is counted as stale
     expect((await log.readHead(robot))?.telemetry?.cpuTemperatureC).toBe(55);
     expect(await eventTypes(robot)).toEqual([]);
-    expect(countedMetrics()).toEqual(['Appended', 'StaleSample']);
+    expect(countedMetrics()).toEqual([]);
   });
 
   it('refuses a sample from a clock far ahead, which would otherwise freeze the robot’s telemetry', async () => {
@@ -175,13 +192,13 @@ describe('iot-telemetry', () => {
     await invoke(telemetry, { ...sample(robot, 0, 55), sampledAt: new Date().toISOString() });
 
     // Then the first is rejected as invalid (naming sampledAt) and the second is recorded
-    expect(countedMetrics()).toEqual(['InvalidTelemetry', 'Appended']);
+    expect(countedMetrics()).toEqual(['InvalidTelemetry']);
     expect((await log.readHead(robot))?.telemetry?.cpuTemperatureC).toBe(55);
     expect(await eventTypes(robot)).toEqual([]);
   });
 });
 
-describe('iot-robot-events', () => {
+describe('robot-ingest: events', () => {
   it('appends a redelivered robot event once', async () => {
     // Given an agent event that QoS 1 (or the agent's offline queue) delivers twice
     const robot = robotId();
@@ -196,16 +213,19 @@ describe('iot-robot-events', () => {
     await invoke(robotEvents, { ...started, thingName: robot });
     await invoke(robotEvents, { ...started, thingName: robot });
 
-    // Then the log holds one TeleoperationStarted, and the second delivery was counted as a duplicate
+    // Then the log holds one TeleoperationStarted: the second delivery appended nothing
     const events = (await log.readEvents(robot)).events;
     expect(events.map((recorded) => recorded.event)).toMatchObject([
       { type: 'TeleoperationStarted', eventId: started.eventId, data: { operatorAddress: '10.0.0.7' } },
     ]);
-    expect(countedMetrics()).toEqual(['Appended', 'Duplicate']);
+    expect(countedMetrics()).toEqual(['Appended']);
+    // and the robot heard both times that the log has it
+    const told = acks.published.filter((entry) => entry.topic === `cmd/heartbeat/${robot}/ack`).map((entry) => entry.payload);
+    expect(told).toEqual([{ eventIds: [started.eventId] }, { eventIds: [started.eventId] }]);
   });
 });
 
-describe('iot-robot-events: a backlog in one message', () => {
+describe('robot-ingest: events: a backlog in one message', () => {
   it('appends the events of a batch in their order, and a redelivered batch adds nothing', async () => {
     // Given an agent's backlog after being offline: two sessions, each a start and its stop
     const robot = robotId();
@@ -226,19 +246,22 @@ describe('iot-robot-events: a backlog in one message', () => {
     expect(events.map((event) => [event.type, event.eventId])).toEqual(backlog.map((event) => [event.type, event.eventId]));
     expect((await log.readHead(robot))?.state.teleoperation.active).toBe(false);
     // The second delivery appended nothing (its last event, a stop of a closed session, changes nothing)
-    expect(countedMetrics()).toEqual(['Appended', 'Unchanged']);
+    expect(countedMetrics()).toEqual(['Appended']);
   });
 
-  it('refuses a batch with a bad event whole, naming the field', async () => {
+  it('refuses the bad event of a batch, naming the field to the robot, and appends the good one', async () => {
     const robot = robotId();
-    const good: AgentEvent = { eventId: randomUUID(), occurredAt: new Date(T0).toISOString(), type: 'TeleoperationStopped', data: { reason: 'idle' } };
+    const good: AgentEvent = { eventId: randomUUID(), occurredAt: new Date(T0).toISOString(), type: 'TeleoperationStarted', data: { signals: [] } };
     await invoke(robotEvents, { events: [good, { ...good, eventId: 'x' }], thingName: robot });
-    expect((await log.readEvents(robot)).events).toEqual([]);
-    expect(countedMetrics()).toEqual(['InvalidRobotEvent']);
+    expect(await eventTypes(robot)).toEqual(['TeleoperationStarted']);
+    const told = acks.published.filter((entry) => entry.topic === `cmd/heartbeat/${robot}/ack`).map((entry) => entry.payload);
+    expect(told).toEqual([
+      { eventIds: [good.eventId], rejected: [{ eventId: 'x', problems: [{ field: 'eventId', message: expect.stringContaining('8') }] }] },
+    ]);
   });
 });
 
-describe('iot-robot-events: EventsDropped', () => {
+describe('robot-ingest: events: EventsDropped', () => {
   it('records the count the agent reports once, however often it is delivered, and refuses a bad count', async () => {
     // Given an agent whose offline queue overflowed, reporting it (twice: its acknowledgement was lost)
     const robot = robotId();
@@ -254,12 +277,12 @@ describe('iot-robot-events: EventsDropped', () => {
       { eventId: dropped.eventId, robotId: robot, at: dropped.occurredAt, version: 1, type: 'RobotEventsDropped', data: { count: 212 } },
     ]);
     expect((await log.readHead(robot))?.state.presence.status).toBe('offline');
-    expect(countedMetrics()).toEqual(['Appended', 'Duplicate', 'InvalidRobotEvent']);
+    expect(countedMetrics()).toEqual(['Appended', 'InvalidRobotEvent']);
   });
 });
 
 describe('transient failures', () => {
-  it('throw, so that Lambda retries and the dead-letter queue take over', async () => {
+  it('report the message as a batch item failure, so that the mapping retries from it', async () => {
     // Given handlers whose event log table does not exist (DynamoDB answers with an error)
     const broken = await loadHandlers({
       EVENT_LOG_TABLE: `missing-${randomUUID()}`,
@@ -267,17 +290,20 @@ describe('transient failures', () => {
     });
     const robot = robotId();
 
-    // When valid messages arrive, then each invocation fails with DynamoDB's error
-    await expect(invoke(broken.presence, connectedEvent(robot, 1, T0))).rejects.toThrow(/non-existent table|not found/i);
-    await expect(invoke(broken.telemetry, sample(robot, 0, 50))).rejects.toThrow(/non-existent table|not found/i);
-    await expect(
-      invoke(broken.robotEvents, {
-        eventId: randomUUID(),
-        occurredAt: new Date(T0).toISOString(),
-        type: 'TeleoperationStopped',
-        data: { reason: 'operator-left' },
-        thingName: robot,
-      }),
-    ).rejects.toThrow(/non-existent table|not found/i);
+    // When valid messages arrive, then each batch reports its message as failed (DynamoDB's error)
+    const failed = (response: KinesisStreamBatchResponse) => response.batchItemFailures.length;
+    expect(failed(await invoke(broken.presence, connectedEvent(robot, 1, T0)))).toBe(1);
+    expect(failed(await invoke(broken.telemetry, sample(robot, 0, 50)))).toBe(1);
+    expect(
+      failed(
+        await invoke(broken.robotEvents, {
+          eventId: randomUUID(),
+          occurredAt: new Date(T0).toISOString(),
+          type: 'TeleoperationStopped',
+          data: { reason: 'operator-left' },
+          thingName: robot,
+        }),
+      ),
+    ).toBe(1);
   });
 });

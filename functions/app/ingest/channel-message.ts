@@ -10,7 +10,7 @@ import {
   type IngestKind,
 } from '../../../schemas/index.js';
 import type { FieldProblem } from '../../platform/validation.js';
-import { claimedId, problemsOf } from './problems.js';
+import { claimedId, problemsOf, WHOLE_PAYLOAD } from './problems.js';
 import { unstorableNumbers } from './storable-numbers.js';
 import { readThingMessage } from './thing-message.js';
 
@@ -61,6 +61,9 @@ const EventsEnvelope = z
   .strict();
 
 export function readChannelMessage(data: unknown, now: Date): ChannelMessage {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    return { kind: 'invalid', ingestKind: null, robotId: null, problems: [{ field: WHOLE_PAYLOAD, message: 'is not a JSON object' }] };
+  }
   const routed = Routed.safeParse(data);
   const route = routed.success ? ingestTopicOf(routed.data.topic) : undefined;
   if (!routed.success || !route) {
