@@ -2,8 +2,8 @@ import pg from 'pg';
 import { z } from 'zod';
 import type { RobotState } from '../domain/robot-state.js';
 import { initialRobotState } from '../domain/robot-state.js';
-import type { BatchSummary, ProjectionItem, ReadModelWriter } from '../app/read-model-writer.js';
-import { planBatch, robotIdsOf, robotRow, type BatchChanges, type StoredRobot } from './read-model-changes.js';
+import type { ApplyOptions, BatchSummary, ProjectionItem, ReadModelWriter } from '../app/read-model-writer.js';
+import { fillGaps, findGaps, heldGaps, planBatch, robotIdsOf, robotRow, type BatchChanges, type StoredRobot } from './read-model-changes.js';
 
 /** The writer's setting from the environment (the projector Lambda and the rebuild script). */
 export const TelemetryRetentionEnv = z.object({
@@ -17,7 +17,8 @@ export interface PgReadModelWriterOptions {
 
 /**
  * Writes the read models in PostgreSQL: one transaction per batch, one statement per table whatever the batch size.
- * The robots rows of the batch are locked first, so a batch is folded on exactly what is stored.
+ * The robots rows of the batch are locked first, so a batch is folded on exactly what is stored; the events missing
+ * between what is stored and what came are then read from the event log (`fillGap`) while the rows stay locked.
  */
 export class PgReadModelWriter implements ReadModelWriter {
   constructor(
@@ -29,21 +30,28 @@ export class PgReadModelWriter implements ReadModelWriter {
     }
   }
 
-  async applyBatch(items: readonly ProjectionItem[]): Promise<BatchSummary> {
+  async applyBatch(items: readonly ProjectionItem[], options: ApplyOptions = {}): Promise<BatchSummary> {
     const robotIds = robotIdsOf(items);
-    if (robotIds.length === 0) return { applied: 0, skipped: 0, gaps: [] };
+    if (robotIds.length === 0) return { applied: 0, skipped: 0, filled: [], held: [] };
     const client = await this.pool.connect();
     let broken = false;
+    // The pool listens for errors on idle clients only. A checked-out one whose connection the server closes while
+    // no query runs on it (while the log is read to fill a gap, say) emits 'error', which unheard would crash the
+    // process; the next query on it fails instead, and the batch with it.
+    const closed = () => (broken = true);
+    client.on('error', closed);
     try {
       const stored = await beginAndLock(client, robotIds);
-      const changes = planBatch(stored, items);
+      const fills = await fillGaps(findGaps(stored, items), options.fillGap);
+      const changes = planBatch(stored, [...items, ...fills.items]);
       await client.query([...writeStatements(changes, this.options.telemetryRetentionDays), 'COMMIT'].join(';\n'));
-      return { applied: changes.applied, skipped: changes.skipped, gaps: changes.gaps };
+      return { applied: changes.applied, skipped: changes.skipped, filled: fills.filled, held: heldGaps(changes, fills) };
     } catch (error) {
       // A connection that cannot even roll back is not handed out again.
       await client.query('ROLLBACK').catch(() => (broken = true));
       throw error;
     } finally {
+      client.removeListener('error', closed);
       client.release(broken);
     }
   }

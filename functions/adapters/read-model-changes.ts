@@ -1,12 +1,15 @@
 import type { RecordedEvent, TelemetrySample } from '../../schemas/index.js';
-import type { ProjectionItem, SequenceGap, StreamHead } from '../app/read-model-writer.js';
+import type { FilledGap, GapFill, GapFiller, HeldGap, ProjectionItem, SequenceGap, StreamHead } from '../app/read-model-writer.js';
 import { evolve, type RobotState } from '../domain/robot-state.js';
 import { toRobotView } from '../domain/robot-view.js';
 
 /**
  * What one batch of stream items changes in the read models, worked out in memory from the robots rows the batch
  * touches, so the writer can send one statement per table. Pure: the same rows and items always plan the same rows,
- * whatever the batch boundaries were, which is what lets a rebuild reproduce an incremental run.
+ * whatever the batch boundaries were, which is what lets a rebuild reproduce an incremental run. A robot's events
+ * are folded only while they follow on from its last seq: nothing is ever projected past a missing event. The
+ * missing events are found here (findGaps) and asked for (fillGaps) through the caller's filler, the one step
+ * that is not pure; any writer of the read models goes through the same three.
  */
 
 /** A robots row as loaded (locked) at the start of the batch. */
@@ -110,7 +113,8 @@ export interface BatchChanges {
   /** Events folded in; `skipped` were at or below the robot's last_seq (redeliveries). */
   applied: number;
   skipped: number;
-  readonly gaps: SequenceGap[];
+  /** Per robot, the first missing event its batch did not bring: nothing of the robot from there on is applied. */
+  readonly held: SequenceGap[];
 }
 
 /** The robots a batch changes: those with events or a new telemetry sample. */
@@ -122,6 +126,84 @@ export function robotIdsOf(items: readonly ProjectionItem[]): string[] {
   }
   // Sorted: every writer locks robots rows in the same order, so two of them never deadlock.
   return [...ids].sort();
+}
+
+/**
+ * Every run of missing seqs between the robots' stored last seq and the events of the batch, per robot in seq
+ * order: what has to be read from the event log before the batch can be folded.
+ */
+export function findGaps(stored: ReadonlyMap<string, StoredRobot>, items: readonly ProjectionItem[]): SequenceGap[] {
+  const gaps: SequenceGap[] = [];
+  for (const [robotId, { events }] of groupByRobot(items)) {
+    let lastSeq = stored.get(robotId)?.lastSeq ?? 0;
+    for (const seq of [...new Set(events.map((recorded) => recorded.seq))].sort((a, b) => a - b)) {
+      if (seq <= lastSeq) continue;
+      if (seq > lastSeq + 1) gaps.push({ robotId, afterSeq: lastSeq, nextSeq: seq });
+      lastSeq = seq;
+    }
+  }
+  return gaps;
+}
+
+/** Robots whose gaps are read from the log at the same time; one robot's gaps are read one after another. */
+const FILL_CONCURRENCY = 8;
+
+export interface Fills {
+  readonly items: ProjectionItem[];
+  readonly filled: FilledGap[];
+  /** Why a robot's gap could not be filled; its later gaps are not even asked for. */
+  readonly unavailable: Map<string, string>;
+}
+
+/**
+ * Reads the gaps from the log, a robot's in seq order up to its first the log cannot fill. What it gives is checked:
+ * only the missing events, all of them, of that robot; anything else counts as not given. A filler that throws
+ * fails the batch (the transaction rolls back), as a failed write does.
+ */
+export async function fillGaps(gaps: readonly SequenceGap[], fillGap: GapFiller | undefined): Promise<Fills> {
+  const fills: Fills = { items: [], filled: [], unavailable: new Map() };
+  if (gaps.length === 0) return fills;
+  const byRobot = new Map<string, SequenceGap[]>();
+  for (const gap of gaps) byRobot.set(gap.robotId, [...(byRobot.get(gap.robotId) ?? []), gap]);
+  const queue = [...byRobot.values()];
+  const fillRobot = async (robotGaps: readonly SequenceGap[]) => {
+    for (const gap of robotGaps) {
+      const fill: GapFill = fillGap ? await fillGap(gap) : { unavailable: 'no event log to read the missing events from' };
+      const problem = 'unavailable' in fill ? fill.unavailable : checkFill(gap, fill.events);
+      if (problem !== null) {
+        fills.unavailable.set(gap.robotId, problem);
+        return;
+      }
+      if ('unavailable' in fill) return;
+      fills.items.push(...fill.events.map((recorded) => ({ kind: 'event' as const, recorded })));
+      fills.filled.push({ ...gap, events: fill.events.length });
+    }
+  };
+  const worker = async () => {
+    for (let next = queue.shift(); next; next = queue.shift()) await fillRobot(next);
+  };
+  await Promise.all(Array.from({ length: Math.min(FILL_CONCURRENCY, queue.length) }, worker));
+  return fills;
+}
+
+function checkFill(gap: SequenceGap, events: readonly RecordedEvent[]): string | null {
+  const expected = gap.nextSeq - gap.afterSeq - 1;
+  for (let index = 0; index < expected; index++) {
+    const recorded = events[index];
+    const seq = gap.afterSeq + 1 + index;
+    if (!recorded || recorded.seq !== seq || recorded.event.robotId !== gap.robotId) {
+      return `the event log did not give seq ${seq} of ${gap.robotId}`;
+    }
+  }
+  return events.length === expected ? null : `the event log gave ${events.length} events for a gap of ${expected}`;
+}
+
+/** The gaps a plan stopped at, with why the log did not fill them. */
+export function heldGaps(changes: Pick<BatchChanges, 'held'>, fills: Fills): HeldGap[] {
+  return changes.held.map((gap) => ({
+    ...gap,
+    reason: fills.unavailable.get(gap.robotId) ?? `the event log did not give seq ${gap.afterSeq + 1} of ${gap.robotId}`,
+  }));
 }
 
 /** `stored` must hold a row for every robot of `items` (the writer creates missing ones first). */
@@ -136,7 +218,7 @@ export function planBatch(stored: ReadonlyMap<string, StoredRobot>, items: reado
     samples: [],
     applied: 0,
     skipped: 0,
-    gaps: [],
+    held: [],
   };
   for (const [robotId, { events, samples }] of groupByRobot(items)) {
     const row = stored.get(robotId);
@@ -179,8 +261,9 @@ function groupByRobot(items: readonly ProjectionItem[]) {
 }
 
 /**
- * Folds the robot's new events in seq order, skipping any at or below last_seq, and records the event, session and
- * alert rows they make. Sessions and alerts follow the folded state: a row is open exactly while the state says so.
+ * Folds the robot's new events in seq order, skipping any at or below last_seq and stopping at the first that does
+ * not follow on (recorded in `held`), and records the event, session and alert rows they make. Sessions and alerts
+ * follow the folded state: a row is open exactly while the state says so.
  */
 function foldEvents(robotId: string, row: StoredRobot, events: RecordedEvent[], changes: BatchChanges) {
   let { state, lastSeq } = row;
@@ -215,7 +298,11 @@ function foldEvents(robotId: string, row: StoredRobot, events: RecordedEvent[], 
       changes.skipped++;
       continue;
     }
-    if (seq > lastSeq + 1) changes.gaps.push({ robotId, afterSeq: lastSeq, nextSeq: seq });
+    if (seq > lastSeq + 1) {
+      // Folding past a missing event would make a state the log never had; the rest waits until it is there.
+      changes.held.push({ robotId, afterSeq: lastSeq, nextSeq: seq });
+      break;
+    }
     changes.events.push({
       robot_id: robotId,
       seq,
@@ -228,8 +315,8 @@ function foldEvents(robotId: string, row: StoredRobot, events: RecordedEvent[], 
     });
     switch (event.type) {
       case 'TeleoperationStarted':
-        // The decider always stops a session before starting another; should that stop be missing from the log
-        // (set aside as poison), the start still closes it, so there is never more than one open session.
+        // The decider always stops a session before starting another, and events are folded without gaps; should
+        // a log ever hold a start without that stop, the start still closes it: never more than one open session.
         stopSession({ stopped_seq: seq, stopped_at: event.at, stop_reason: 'superseded', duration_ms: null });
         openSession = {
           robot_id: robotId,

@@ -52,3 +52,13 @@ export const IotDataEnv = z.object({
     .transform((value) => (value.startsWith('https://') ? value : `https://${value}`))
     .optional(),
 });
+
+/**
+ * Where the stream projector sets aside the records it cannot parse: a JSON-lines file (the local cloud, under its
+ * state dir). Unset (AWS), they go to its log, counted in the alarmed `StreamRecordsSetAside` metric.
+ */
+/** Where the projector sets aside what it cannot parse: an SQS queue in AWS, a JSON-lines file locally. */
+export const DeadLettersEnv = z.object({
+  DEAD_LETTER_QUEUE_URL: z.url().optional(),
+  DEAD_LETTER_FILE: z.string().min(1).optional(),
+});

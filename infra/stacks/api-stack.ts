@@ -6,6 +6,7 @@ import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpUserPoolAuthorizer, WebSocketLambdaAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import { HttpLambdaIntegration, WebSocketLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as cognito from 'aws-cdk-lib/aws-cognito';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -19,13 +20,15 @@ import * as route53Targets from 'aws-cdk-lib/aws-route53-targets';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import type { Construct } from 'constructs';
-import { AppFunction, REPO_ROOT, type AppFunctionVpcPlacement } from '../constructs/app-function.js';
+import { AppFunction, POWERTOOLS_METRICS_NAMESPACE, REPO_ROOT, type AppFunctionVpcPlacement } from '../constructs/app-function.js';
 import { PROJECTED_RECORD_PATTERNS } from '../../schemas/stream-filters.js';
 import { CLOUD_COMMAND_TOPICS } from '../../schemas/topics.js';
 import { DB_NAME, DB_PORT, DB_USER } from './stateful-stack.js';
 
 export const MIGRATIONS_DIR = path.join(REPO_ROOT, 'functions', 'migrations');
 export const WEBSOCKET_STAGE = 'live';
+/** How far behind the stream the projector may fall before its alarm rings (the stream keeps records 24 hours). */
+export const PROJECTOR_MAX_ITERATOR_AGE = Duration.minutes(5);
 
 /** The routes of the one `http-api` Lambda; the paths are the legacy v2 API's. */
 export const HTTP_ROUTES: ReadonlyArray<{ method: apigwv2.HttpMethod; path: string }> = [
@@ -172,26 +175,60 @@ export class ApiStack extends Stack {
       new AppFunction(this, 'StreamProjector', {
         handler: 'stream-projector',
         description: 'Projects the event log stream into the PostgreSQL read models',
-        environment: dbEnv,
+        // EVENT_LOG_TABLE: the events the stream lost are read back from the log (through the VPC's DynamoDB
+        // gateway endpoint) before the robot's later events are projected.
+        // DEAD_LETTER_QUEUE_URL: records that cannot be parsed are set aside there, with the reason.
+        environment: { ...dbEnv, EVENT_LOG_TABLE: props.eventLog.tableName, DEAD_LETTER_QUEUE_URL: props.projectorDlq.queueUrl },
         vpcPlacement: inVpc,
         timeout: Duration.seconds(60),
       }),
     );
     withDatabase(projector);
-    projector.addEventSource(
-      new DynamoEventSource(props.eventLog, {
-        startingPosition: lambda.StartingPosition.TRIM_HORIZON,
-        // One transaction per batch: 1,000 records amortise the round trips and the commit (bench:projector).
-        batchSize: 1000,
-        filters: PROJECTED_RECORDS,
-        bisectBatchOnError: true,
-        reportBatchItemFailures: true,
-        retryAttempts: 5,
-        maxRecordAge: Duration.days(1),
-        parallelizationFactor: 1,
-        onFailure: new SqsDlq(props.projectorDlq),
-      }),
-    );
+    props.eventLog.grantReadData(projector);
+    props.projectorDlq.grantSendMessages(projector);
+    const projectorSource = new DynamoEventSource(props.eventLog, {
+      startingPosition: lambda.StartingPosition.TRIM_HORIZON,
+      // One transaction per batch: 1,000 records amortise the round trips and the commit (bench:projector).
+      batchSize: 1000,
+      filters: PROJECTED_RECORDS,
+      bisectBatchOnError: true,
+      reportBatchItemFailures: true,
+      // The read model never skips: a failed batch (the database is down, a robot waits on an event the log cannot
+      // give yet) is retried until it succeeds, bounded only by the stream's 24-hour retention (maximum record age
+      // -1, set below). The projector itself sets aside the records that cannot be parsed; the on-failure queue
+      // only receives what expired from the stream while it waited, and the IteratorAge alarm rings long before.
+      retryAttempts: -1,
+      parallelizationFactor: 1,
+      onFailure: new SqsDlq(props.projectorDlq),
+    });
+    projector.addEventSource(projectorSource);
+    // The L2 only takes a maximum record age from 60 s to 7 days; -1 (DynamoDB's own retention) is set on the L1.
+    const projectorMapping = projector.node.children.find((child) => child instanceof lambda.EventSourceMapping);
+    (projectorMapping?.node.defaultChild as lambda.CfnEventSourceMapping | undefined)?.addPropertyOverride('MaximumRecordAgeInSeconds', -1);
+    projector
+      .metric('IteratorAge', { period: Duration.minutes(1), statistic: cloudwatch.Stats.MAXIMUM })
+      .createAlarm(this, 'StreamProjectorIteratorAge', {
+        alarmDescription:
+          'stream-projector is more than 5 minutes behind the event log stream (the read-model database is down, or a robot waits on an event the log cannot give); records expire from the stream after 24 hours',
+        threshold: PROJECTOR_MAX_ITERATOR_AGE.toMilliseconds(),
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+    new cloudwatch.Metric({
+      namespace: POWERTOOLS_METRICS_NAMESPACE,
+      metricName: 'StreamRecordsSetAside',
+      dimensionsMap: { service: 'stream-projector' },
+      period: Duration.minutes(1),
+      statistic: cloudwatch.Stats.SUM,
+    }).createAlarm(this, 'StreamProjectorRecordsSetAside', {
+      alarmDescription:
+        'stream-projector set aside event log stream records it could not parse (the reasons are in its log, message "Stream record set aside")',
+      threshold: 0,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
 
     const broadcaster = add(
       'StreamBroadcaster',

@@ -148,6 +148,15 @@ export class StatefulStack extends Stack {
       description: 'Lambda functions that query the read models through RDS Proxy',
       allowAllOutbound: true,
     });
+    // The projector sets aside stream records it cannot parse on its dead-letter queue: SQS from the isolated
+    // subnets needs an interface endpoint (private DNS, so the SDK's default endpoint resolves to it).
+    const sqsEndpoint = this.vpc.addInterfaceEndpoint('SqsEndpoint', {
+      service: ec2.InterfaceVpcEndpointAwsService.SQS,
+      subnets: this.dbSubnets,
+      privateDnsEnabled: true,
+      open: false,
+    });
+    sqsEndpoint.connections.allowDefaultPortFrom(this.dbClientSecurityGroup, 'HTTPS to SQS from the VPC Lambda functions');
     const proxySecurityGroup = new ec2.SecurityGroup(this, 'ProxySecurityGroup', {
       vpc: this.vpc,
       description: 'RDS Proxy in front of the read-model cluster',
@@ -170,7 +179,10 @@ export class StatefulStack extends Stack {
 
     // ---- Dead-letter queues. Each is the terminal stop of a failure path (an on-failure destination or an error
     // action), watched by an alarm; 14 days is SQS's maximum retention, time enough to inspect and redrive.
-    this.projectorDlq = this.deadLetterQueue('ProjectorDlq', 'stream-projector: stream batches that exhausted their retries');
+    // The projector retries until a record expires from the stream (24 h): what lands here is what it never got to
+    // project, which its IteratorAge alarm will have announced for hours. The records it cannot parse it sets aside
+    // itself, with the reason (StreamRecordsSetAside); their events are read back from the log.
+    this.projectorDlq = this.deadLetterQueue('ProjectorDlq', 'stream-projector: stream records that expired from the stream before they could be projected');
     this.broadcasterDlq = this.deadLetterQueue('BroadcasterDlq', 'stream-broadcaster: stream batches that exhausted their retries');
     this.ingestDlq = this.deadLetterQueue('IngestDlq', 'robot-ingest: ingest stream records that expired before they could be written');
     this.iotRuleErrorDlq = this.deadLetterQueue('IotRuleErrorDlq', 'IoT topic rules: messages the Kinesis action could not put');

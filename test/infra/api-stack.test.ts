@@ -112,7 +112,7 @@ describe('ApiStack', () => {
       return Object.values(mappings)[0]!.Properties as Record<string, any>;
     };
 
-    it('project the event log stream with bisect, partial batch failures, bounded retries and a DLQ', () => {
+    it('project the event log stream with bisect and partial batch failures, retrying until the stream expires the record', () => {
       const destination = new Capture();
       template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
         FunctionName: { Ref: fn('stream-projector').logicalId },
@@ -121,13 +121,48 @@ describe('ApiStack', () => {
         BatchSize: 1000,
         BisectBatchOnFunctionError: true,
         FunctionResponseTypes: ['ReportBatchItemFailures'],
-        MaximumRetryAttempts: 5,
-        MaximumRecordAgeInSeconds: 86_400,
+        // -1 and -1: retried forever, up to DynamoDB's 24-hour stream retention; only what expires reaches the DLQ.
+        MaximumRetryAttempts: -1,
+        MaximumRecordAgeInSeconds: -1,
         ParallelizationFactor: 1,
         DestinationConfig: { OnFailure: { Destination: destination } },
       });
       expect(flatten(destination.asObject())).toMatch(/ProjectorDlq.*Arn/);
       expect(flatten(mappingOf('stream-projector').EventSourceArn)).toMatch(/EventLog.*StreamArn/);
+    });
+
+    it('let the projector read the event log (for events the stream lost) and write nothing to it', () => {
+      expect(flatten(env('stream-projector').EVENT_LOG_TABLE)).toMatch(/EventLog/);
+      const role = fn('stream-projector').properties.Role['Fn::GetAtt'][0] as string;
+      const statements = Object.values(template.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: role }] } })).flatMap(
+        (p) => p.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[],
+      );
+      const onTable = statements.filter((s) => [s.Resource].flat().some((r) => /EventLog/.test(flatten(r)) && !/Stream/.test(flatten(r))));
+      expect(onTable.flatMap((s) => [s.Action].flat())).toEqual(expect.arrayContaining(['dynamodb:Query', 'dynamodb:GetItem']));
+      const dynamoActions = statements.flatMap((s) => [s.Action].flat()).filter((action) => action.startsWith('dynamodb:'));
+      expect(dynamoActions.filter((action) => /Put|Update|Delete|Write/.test(action))).toEqual([]);
+    });
+
+    it('alarm when the projector falls 5 minutes behind the stream, and when it sets a record aside', () => {
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'AWS/Lambda',
+        MetricName: 'IteratorAge',
+        Dimensions: [{ Name: 'FunctionName', Value: { Ref: fn('stream-projector').logicalId } }],
+        Statistic: 'Maximum',
+        Threshold: 300_000,
+        ComparisonOperator: 'GreaterThanThreshold',
+        EvaluationPeriods: 1,
+        TreatMissingData: 'notBreaching',
+      });
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'LekiwiHeartbeat',
+        MetricName: 'StreamRecordsSetAside',
+        Dimensions: [{ Name: 'service', Value: 'stream-projector' }],
+        Statistic: 'Sum',
+        Threshold: 0,
+        ComparisonOperator: 'GreaterThanThreshold',
+        TreatMissingData: 'notBreaching',
+      });
     });
 
     it('skip eventId markers and heads without a new sample before invoking either consumer', () => {

@@ -1,15 +1,20 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { DynamoDBRecord } from 'aws-lambda';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { DomainEvent, LifecycleEvent, RecordedEvent, TelemetrySample } from '../../schemas/index.js';
 import { toEventItem } from '../../functions/adapters/event-log-items.js';
 import { PgReadModelWriter } from '../../functions/adapters/pg-read-models.js';
+import type { DeadLetter, DeadLetters } from '../../functions/app/dead-letters.js';
 import { executeRobotCommand } from '../../functions/app/execute-robot-command.js';
 import { projectStream } from '../../functions/app/project-stream.js';
 import { rebuildReadModels, type RebuildProgress } from '../../functions/app/rebuild-read-models.js';
 import type { RobotCommand } from '../../functions/domain/robot-decider.js';
 import { toRobotView } from '../../functions/domain/robot-view.js';
 import { logger, metrics } from '../../functions/platform/observability.js';
+import { createFileDeadLetters } from '../../local/file-dead-letters.js';
 import { lambdaContext } from '../../local/lambda-context.js';
 import { FleetSimulation } from '../support/fleet-simulation.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
@@ -292,14 +297,14 @@ describe('idempotence', () => {
   });
 });
 
-describe('poison records and failed writes', () => {
+describe('poison records, gaps and failed writes', () => {
   const poisons: [string, (item: Record<string, unknown>) => Record<string, unknown>, string][] = [
     ['an unknown event type', (item) => ({ ...item, type: 'RobotExploded' }), 'type'],
     ['a missing field', (item) => ({ ...item, data: { durationMs: 5 } }), 'data.reason'],
     ['an unknown item kind', (item) => ({ ...item, kind: 'snapshot' }), 'unknown kind'],
   ];
 
-  it.each(poisons)('reports a record with %s as the batch item failure and applies only what came before it', async (_name, spoil, named) => {
+  it.each(poisons)('sets a record with %s aside with the reason, and applies every record behind it', async (_name, spoil, named) => {
     // Given a batch: two good records of the robot, a malformed one, then more of the robot and another robot
     const robot = fleet();
     await robot.command(ROBOT, presence(ROBOT, 'connected', 1, 0), 0);
@@ -313,49 +318,88 @@ describe('poison records and failed writes', () => {
     const batch = withSequenceNumbers([...good, poison, ...behind]);
     const addMetric = vi.spyOn(metrics, 'addMetric');
     const logError = vi.spyOn(logger, 'error');
+    const deadLetters = new ListDeadLetters();
 
     // When projected
-    const response = await projectStream(streamEvent(batch), writer);
+    const response = await projectStream(streamEvent(batch), writer, { log: robot.log, deadLetters });
 
-    // Then the poison record is the failure, logged with its robot, seq and the field at fault
-    expect(response).toEqual({ batchItemFailures: [{ itemIdentifier: batch[2]!.dynamodb!.SequenceNumber }] });
+    // Then the batch succeeded and the poison record was set aside, with its robot, seq and the field at fault
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect(deadLetters.letters).toEqual([
+      expect.objectContaining({ sequenceNumber: batch[2]!.dynamodb!.SequenceNumber, robotId: ROBOT, seq: 3, reason: expect.stringContaining(named) }),
+    ]);
     expect(addMetric).toHaveBeenCalledWith('InvalidStreamRecord', 'Count', 1);
+    expect(addMetric).toHaveBeenCalledWith('StreamRecordsSetAside', 'Count', 1);
     expect(logError).toHaveBeenCalledWith('Invalid event log stream record', expect.objectContaining({ robotId: ROBOT, seq: 3 }));
-    expect(JSON.stringify(logError.mock.calls[0]![1])).toContain(named);
-    // and only the records before it were applied
+    // and everything the log holds was applied, the robot's records behind the poison one included
+    const seqs = (await robot.log.readEvents(ROBOT)).events.map((recorded) => String(recorded.seq));
     expect((await rows('robot_events')).map((event) => [event.robot_id, event.seq])).toEqual([
-      [ROBOT, '1'],
-      [ROBOT, '2'],
+      ...seqs.map((seq) => [ROBOT, seq]),
+      [OTHER, '1'],
     ]);
     const robots = await rows('robots');
-    expect(robots.map((row) => [row.robot_id, row.last_seq, row.teleoperation_active])).toEqual([[ROBOT, '2', true]]);
+    expect(robots.map((row) => [row.robot_id, row.last_seq, row.status])).toEqual([
+      [ROBOT, seqs.at(-1), 'offline'],
+      [OTHER, '1', 'online'],
+    ]);
   });
 
-  it('projects the records behind a poison record once it is set aside, past the gap', async () => {
-    // Given a robot whose stream lost seq 3 (set aside as poison) and carried on
+  it('reads the events a set-aside record left missing from the log before projecting the records behind it', async () => {
+    // Given a projected robot whose next event (seq 3, a stop) reached the projector spoiled and was set aside
     const robot = fleet();
     await robot.command(ROBOT, presence(ROBOT, 'connected', 1, 0), 0);
     await robot.command(ROBOT, teleoperation('start', 'teleop-0005-start', 1), 1);
-    await projectStream(streamEvent(robot.records()), writer);
+    await projectStream(streamEvent(robot.records()), writer, { log: robot.log });
+    await robot.command(ROBOT, teleoperation('stop', 'teleop-0005-stop', 4), 4);
+    robot.records();
     const logWarn = vi.spyOn(logger, 'warn');
 
-    // When the records behind it come: a start (the stop at seq 3 never arrived), then a disconnect
-    const items = [
-      recordedEvent(ROBOT, 4, 'TeleoperationStarted', { operatorAddress: '10.0.0.9', signals: [] }, 5),
-      recordedEvent(ROBOT, 5, 'RobotDisconnected', { sessionIdentifier: `${ROBOT}-session-1`, versionNumber: 1, clientInitiated: false, timestamp: T0 + 6 * 60_000 }, 6),
-    ];
-    const records = new StreamRecords().records(items.map((item) => ({ eventName: 'INSERT', item: { ...toEventItem(item) } })));
-    const response = await projectStream(streamEvent(records), writer);
+    // When the records behind it come: a start, then a disconnect
+    await robot.command(ROBOT, teleoperation('start', 'teleop-0006-start', 5), 5);
+    await robot.command(ROBOT, presence(ROBOT, 'disconnected', 1, 6), 6);
+    const response = await projectStream(streamEvent(robot.records()), writer, { log: robot.log });
 
-    // Then they are applied, the gap is logged, and the session left open by the lost stop is closed by the start
+    // Then seq 3 came from the log first: the sessions are what the log says, not "superseded"
     expect(response).toEqual({ batchItemFailures: [] });
-    expect(logWarn).toHaveBeenCalledWith(expect.stringContaining('missing'), expect.objectContaining({ robotId: ROBOT, afterSeq: 2, nextSeq: 4 }));
+    expect(logWarn).toHaveBeenCalledWith(expect.stringContaining('event log'), expect.objectContaining({ robotId: ROBOT, afterSeq: 2, nextSeq: 4, events: 1 }));
     expect(await rows('teleoperation_sessions')).toEqual([
-      expect.objectContaining({ started_seq: '2', stopped_seq: '4', stop_reason: 'superseded', duration_ms: String(4 * 60_000) }),
-      expect.objectContaining({ started_seq: '4', operator_address: '10.0.0.9', stopped_seq: null }),
+      expect.objectContaining({ started_seq: '2', stopped_seq: '3', stop_reason: 'operator-idle', duration_ms: String(3 * 60_000) }),
+      expect.objectContaining({ started_seq: '4', stopped_seq: expect.any(String) }),
     ]);
+    const head = (await robot.log.readHead(ROBOT))!;
     const [row] = await rows('robots');
-    expect(row).toMatchObject({ last_seq: '5', status: 'offline', teleoperation_active: true });
+    expect(row).toMatchObject({ last_seq: String(head.lastSeq), state: head.state, status: 'offline' });
+    expect((await rows('robot_events')).map((event) => Number(event.seq))).toEqual(Array.from({ length: head.lastSeq }, (_, i) => i + 1));
+  });
+
+  it('does not project past a gap the log cannot fill: the robot waits, from its first record after the gap', async () => {
+    // Given a projected robot at seq 2 and a log that cannot be read
+    const robot = fleet();
+    await robot.command(ROBOT, presence(ROBOT, 'connected', 1, 0), 0);
+    await robot.command(ROBOT, teleoperation('start', 'teleop-0007-start', 1), 1);
+    await projectStream(streamEvent(robot.records()), writer, { log: robot.log });
+    await robot.command(ROBOT, teleoperation('stop', 'teleop-0007-stop', 4), 4);
+    robot.records();
+    await robot.command(OTHER, presence(OTHER, 'connected', 1, 5), 5);
+    await robot.command(ROBOT, teleoperation('start', 'teleop-0008-start', 5), 5);
+    const records = robot.records();
+    const unreadable = { readEvents: () => Promise.reject(new Error('Requested resource not found')) };
+
+    // When the records behind the missing seq 3 come
+    const response = await projectStream(streamEvent(records), writer, { log: unreadable });
+
+    // Then the robot's first record from the gap on is the failure; nothing of it past seq 2 was applied
+    const first = records.find((record) => record.dynamodb?.Keys?.robotId?.S === ROBOT && record.dynamodb?.NewImage?.kind?.S === 'event');
+    expect(response).toEqual({ batchItemFailures: [{ itemIdentifier: first!.dynamodb!.SequenceNumber }] });
+    expect((await rows('robot_events')).map((event) => [event.robot_id, event.seq])).toEqual([
+      [ROBOT, '1'],
+      [ROBOT, '2'],
+      [OTHER, '1'],
+    ]);
+    expect((await rows('robots')).map((row) => [row.robot_id, row.last_seq, row.teleoperation_active])).toEqual([
+      [ROBOT, '2', true],
+      [OTHER, '1', false],
+    ]);
   });
 
   it('replaces an alert that is raised again without having been cleared', async () => {
@@ -438,6 +482,7 @@ describe('the Lambda entry', () => {
     // Given the handler module loaded with the database's URL
     vi.resetModules();
     vi.stubEnv('DATABASE_URL', db.url);
+    vi.stubEnv('EVENT_LOG_TABLE', 'event-log');
     vi.stubEnv('TELEMETRY_RETENTION_DAYS', '3');
     const { handler } = await import('../../functions/handlers/stream-projector.js');
     const robot = fleet();
@@ -452,11 +497,44 @@ describe('the Lambda entry', () => {
     vi.unstubAllEnvs();
   });
 
-  it('fails its cold start naming a malformed variable', async () => {
+  it('sets poison records aside in the JSON-lines file DEAD_LETTER_FILE names', async () => {
+    // Given the handler loaded as the local cloud loads it, with a dead-letter file
+    const dir = await mkdtemp(path.join(tmpdir(), 'dead-letters-'));
+    const file = path.join(dir, 'dead-letters', 'stream-projector.jsonl');
     vi.resetModules();
     vi.stubEnv('DATABASE_URL', db.url);
+    vi.stubEnv('EVENT_LOG_TABLE', 'event-log');
+    vi.stubEnv('DEAD_LETTER_FILE', file);
+    try {
+      const { handler } = await import('../../functions/handlers/stream-projector.js');
+      const poison = new StreamRecords().record({ eventName: 'INSERT', item: { robotId: ROBOT, seq: 1, kind: 'event', type: 'RobotExploded' } });
+
+      // When invoked with a record that does not parse
+      const response = await handler(streamEvent([poison]), lambdaContext('StreamProjector'));
+
+      // Then it is in the file, counted, and the batch succeeded
+      expect(response).toEqual({ batchItemFailures: [] });
+      const deadLetters = createFileDeadLetters(file);
+      expect(await deadLetters.count()).toBe(1);
+      expect(await deadLetters.read()).toEqual([
+        expect.objectContaining({ sequenceNumber: poison.dynamodb!.SequenceNumber, robotId: ROBOT, seq: 1, reason: expect.any(String) }),
+      ]);
+    } finally {
+      vi.unstubAllEnvs();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('fails its cold start naming a malformed or missing variable', async () => {
+    vi.resetModules();
+    vi.stubEnv('DATABASE_URL', db.url);
+    vi.stubEnv('EVENT_LOG_TABLE', 'event-log');
     vi.stubEnv('TELEMETRY_RETENTION_DAYS', 'a week');
     await expect(import('../../functions/handlers/stream-projector.js')).rejects.toThrow(/TELEMETRY_RETENTION_DAYS/);
+    vi.resetModules();
+    vi.stubEnv('TELEMETRY_RETENTION_DAYS', '7');
+    vi.stubEnv('EVENT_LOG_TABLE', '');
+    await expect(import('../../functions/handlers/stream-projector.js')).rejects.toThrow(/EVENT_LOG_TABLE/);
     vi.unstubAllEnvs();
   });
 });
@@ -491,8 +569,8 @@ describe('rebuild from the log', () => {
           const records = new StreamRecords().records(simulation.log.takeStream());
           for (let start = 0, n = 0; start < records.length; n++) {
             const batch = records.slice(start, start + batchSizes[n % batchSizes.length]!);
-            expect(await projectStream(streamEvent(batch), writer)).toEqual({ batchItemFailures: [] });
-            if (redeliver[n % redeliver.length]) await projectStream(streamEvent(batch), writer);
+            expect(await projectStream(streamEvent(batch), writer, { log: simulation.log })).toEqual({ batchItemFailures: [] });
+            if (redeliver[n % redeliver.length]) await projectStream(streamEvent(batch), writer, { log: simulation.log });
             start += batch.length;
           }
 
@@ -530,6 +608,13 @@ describe('rebuild from the log', () => {
 });
 
 // ---- helpers
+
+class ListDeadLetters implements DeadLetters {
+  readonly letters: DeadLetter[] = [];
+  async setAside(letters: readonly DeadLetter[]): Promise<void> {
+    this.letters.push(...letters);
+  }
+}
 
 function recordedEvent<T extends DomainEvent['type']>(
   robotId: string,

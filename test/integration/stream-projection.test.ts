@@ -1,12 +1,16 @@
 import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
 import type { DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DynamoEventLog } from '../../functions/adapters/dynamo-event-log.js';
+import { toHeadItem } from '../../functions/adapters/event-log-items.js';
 import { PgReadModelWriter } from '../../functions/adapters/pg-read-models.js';
+import type { DeadLetter, DeadLetters } from '../../functions/app/dead-letters.js';
 import { executeRobotCommand } from '../../functions/app/execute-robot-command.js';
 import { projectStream } from '../../functions/app/project-stream.js';
 import { rebuildReadModels } from '../../functions/app/rebuild-read-models.js';
+import type { DomainEvent } from '../../schemas/index.js';
 import type { RobotCommand } from '../../functions/domain/robot-decider.js';
+import { evolve } from '../../functions/domain/robot-state.js';
 import { toRobotView } from '../../functions/domain/robot-view.js';
 import { startStreamPoller, type StreamPollerOptions } from '../../local/stream-poller.js';
 import { createTestEventLog, streamsClient } from '../support/dynamo.js';
@@ -35,16 +39,24 @@ async function setup() {
   const writer = new PgReadModelWriter(db.pool, { telemetryRetentionDays: 7 });
   const command = (robotId: string, robotCommand: RobotCommand, minutes: number) =>
     executeRobotCommand(log, robotId, robotCommand, { now: () => new Date(T0 + minutes * 60_000) });
-  return { table, db, log, writer, command };
+  const deadLetters = new ListDeadLetters();
+  return { table, db, log, writer, command, deadLetters };
+}
+
+class ListDeadLetters implements DeadLetters {
+  readonly letters: DeadLetter[] = [];
+  async setAside(letters: readonly DeadLetter[]): Promise<void> {
+    this.letters.push(...letters);
+  }
 }
 
 type Setup = Awaited<ReturnType<typeof setup>>;
 
 /** The stream poller in front of the projector, as Lambda's event source mapping is in AWS. */
 function project(
-  { table, writer }: Setup,
+  { table, writer, log, deadLetters }: Setup,
   options: Partial<Omit<StreamPollerOptions, 'client' | 'streamArn'>> = {},
-  handler = (event: DynamoDBStreamEvent) => projectStream(event, writer),
+  handler = (event: DynamoDBStreamEvent) => projectStream(event, writer, { log, deadLetters }),
 ) {
   const client = streamsClient();
   const poller = startStreamPoller({ client, streamArn: table.streamArn, handler, log: () => {}, retryDelayMs: 10, ...options });
@@ -54,6 +66,8 @@ function project(
   });
   return poller;
 }
+
+const documents = ({ table }: Setup) => DynamoDBDocumentClient.from(table.client, { marshallOptions: { removeUndefinedValues: true } });
 
 const connect = (robotId: string, versionNumber: number, minutes: number): RobotCommand => ({
   type: 'RecordPresence',
@@ -137,11 +151,11 @@ describe('event log on DynamoDB Local → stream → projector → PostgreSQL', 
     expect(await readRows(fleet.db.pool, 'telemetry_samples')).toHaveLength(2);
   });
 
-  it('retries a poison item a bounded number of times, sets it aside, and still projects the records behind it', async () => {
+  it('sets a poison item aside itself, with the reason, and projects every record behind it without retrying', async () => {
     // Given a robot's history with a malformed item put straight into the table, and more of both robots behind it
     const fleet = await setup();
     await fleet.command(ROBOT, connect(ROBOT, 1, 0), 0);
-    await DynamoDBDocumentClient.from(fleet.table.client).send(
+    await documents(fleet).send(
       new PutCommand({
         TableName: fleet.table.tableName,
         Item: { robotId: ROBOT, seq: 1000, kind: 'event', eventId: 'poison-1', type: 'RobotExploded', version: 1, at: at(1), recordedAt: at(1), data: {} },
@@ -151,23 +165,21 @@ describe('event log on DynamoDB Local → stream → projector → PostgreSQL', 
     await fleet.command(OTHER, connect(OTHER, 1, 2), 2);
     const isPoison = (record: DynamoDBRecord) => record.dynamodb?.NewImage?.eventId?.S === 'poison-1';
     let deliveries = 0;
-    const setAside: DynamoDBRecord[][] = [];
+    const onFailure = vi.fn();
 
-    // When the stream is projected with bounded retries, bisecting, and an on-failure destination
-    const poller = project(
-      fleet,
-      { maximumRetryAttempts: 2, bisectBatchOnFunctionError: true, onFailure: (records) => void setAside.push([...records]) },
-      (event) => {
-        if (event.Records.some(isPoison)) deliveries++;
-        return projectStream(event, fleet.writer);
-      },
-    );
+    // When the stream is projected with retries until success, as deployed
+    const poller = project(fleet, { maximumRetryAttempts: -1, bisectBatchOnFunctionError: true, onFailure }, (event) => {
+      if (event.Records.some(isPoison)) deliveries++;
+      return projectStream(event, fleet.writer, { log: fleet.log, deadLetters: fleet.deadLetters });
+    });
     await poller.idle({ timeoutMs: 20_000 });
 
-    // Then the poison record alone was set aside, after being retried but not endlessly
-    expect(setAside.map((records) => records.map(isPoison))).toEqual([[true]]);
-    expect(deliveries).toBeGreaterThanOrEqual(3);
-    expect(deliveries).toBeLessThanOrEqual(10);
+    // Then the poison record was delivered once and set aside with its reason; nothing reached the on-failure path
+    expect(deliveries).toBe(1);
+    expect(onFailure).not.toHaveBeenCalled();
+    expect(fleet.deadLetters.letters).toEqual([
+      expect.objectContaining({ robotId: ROBOT, seq: 1000, eventName: 'INSERT', reason: expect.stringContaining('type') }),
+    ]);
     // and everything else reached the read model, for the same robot and the other one
     await expectRobotsAsTheLogHasThem(fleet, [ROBOT, OTHER]);
     const events = await readRows(fleet.db.pool, 'robot_events');
@@ -176,6 +188,55 @@ describe('event log on DynamoDB Local → stream → projector → PostgreSQL', 
       [ROBOT, '2'],
       [OTHER, '1'],
     ]);
+  });
+
+  it("holds a robot whose missing event is unreadable in the log too, projects the others, and heals once it is repaired", async () => {
+    // Given a robot whose seq 2 in the log is malformed (its head moved past it), followed by a sound seq 3
+    const fleet = await setup();
+    await fleet.command(ROBOT, connect(ROBOT, 1, 0), 0);
+    const head = (await fleet.log.readHead(ROBOT))!;
+    const spoiled = { robotId: ROBOT, seq: 2, kind: 'event', eventId: 'fail-2', type: 'RobotMarkedFailed', version: 1, at: at(1), recordedAt: at(1), data: { by: 'ops' } };
+    await documents(fleet).send(new PutCommand({ TableName: fleet.table.tableName, Item: spoiled }));
+    const failed = evolve(head.state, { ...spoiled, data: { reason: 'arm stuck', by: 'ops' } } as unknown as DomainEvent);
+    await documents(fleet).send(
+      new PutCommand({ TableName: fleet.table.tableName, Item: { ...toHeadItem({ ...head, state: failed, lastSeq: 2, revision: head.revision + 1 }, false) } }),
+    );
+    await fleet.command(ROBOT, { type: 'Recover', eventId: 'recover-3', at: at(2), by: 'ops' }, 2);
+    await fleet.command(OTHER, connect(OTHER, 1, 2), 2);
+    const onFailure = vi.fn();
+
+    // When the stream is projected with retries until success
+    let retries = 0;
+    project(fleet, { maximumRetryAttempts: -1, bisectBatchOnFunctionError: true, onFailure, retryDelayMs: 20 }, async (event) => {
+      const response = await projectStream(event, fleet.writer, { log: fleet.log, deadLetters: fleet.deadLetters });
+      if (response.batchItemFailures.length > 0) retries++;
+      return response;
+    });
+
+    // Then the other robot is projected, the robot stays at seq 1 (never past the gap), the record is set aside
+    await vi.waitFor(async () => expect((await readRows(fleet.db.pool, 'robots')).map((row) => [row.robot_id, row.last_seq])).toEqual([
+      [ROBOT, '1'],
+      [OTHER, '1'],
+    ]), { timeout: 20_000, interval: 100 });
+    await vi.waitFor(() => expect(fleet.deadLetters.letters).toEqual([expect.objectContaining({ robotId: ROBOT, seq: 2, reason: expect.stringContaining('reason') })]));
+    // however often it is retried
+    await vi.waitFor(() => expect(retries).toBeGreaterThanOrEqual(5), { timeout: 20_000 });
+    expect((await readRows(fleet.db.pool, 'robot_events')).filter((event) => event.robot_id === ROBOT).map((event) => event.seq)).toEqual(['1']);
+
+    // And once the item in the log is repaired, the waiting records go through and the read model is the log's
+    await documents(fleet).send(new PutCommand({ TableName: fleet.table.tableName, Item: { ...spoiled, data: { reason: 'arm stuck', by: 'ops' } } }));
+    await vi.waitFor(async () => {
+      const rows = await readRows(fleet.db.pool, 'robot_events');
+      expect(rows.map((event) => [event.robot_id, event.seq, event.type])).toEqual([
+        [ROBOT, '1', 'RobotConnected'],
+        [ROBOT, '2', 'RobotMarkedFailed'],
+        [ROBOT, '3', 'RobotRecovered'],
+        [OTHER, '1', 'RobotConnected'],
+      ]);
+    }, { timeout: 20_000, interval: 100 });
+    await expectRobotsAsTheLogHasThem(fleet, [ROBOT, OTHER]);
+    expect(fleet.deadLetters.letters).toHaveLength(1);
+    expect(onFailure).not.toHaveBeenCalled();
   });
 
   it('rebuilds from DynamoEventLog.replayAll the read model the incremental run gave', async () => {
