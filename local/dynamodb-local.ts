@@ -8,6 +8,11 @@ export interface DynamoDbLocal {
   readonly port: number;
   /** The Java process, so a later run can stop one a killed run left behind. */
   readonly pid: number | undefined;
+  /**
+   * Resolves when the Java process has ended, stopped or not, with how ("exited with code 1", "was killed by
+   * SIGKILL") and the end of its output: what local/supervisor.ts watches to restart it.
+   */
+  readonly exited: Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -50,8 +55,19 @@ export async function startDynamoDbLocal(
   });
   child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.on('error', (error) => (exited = `could not start java: ${error.message}`));
-  child.on('exit', (code, signal) => (exited ??= `exited with ${code ?? signal}`));
+  let ended: (how: string) => void = () => {};
+  const endedPromise = new Promise<string>((resolve) => (ended = resolve));
+  child.on('error', (error) => {
+    exited = `could not start java: ${error.message}`;
+    ended(exited);
+  });
+  child.on('exit', (code, signal) => {
+    exited ??= `exited with ${code ?? signal}`;
+    const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+    // Killed by a signal, its output is only the start banner; an exit of its own may have said why.
+    const tail = signal ? '' : output.trim().split('\n').slice(-5).join('\n');
+    ended(`${how} (pid ${child.pid}, port ${port})${tail ? `; its last output:\n${tail}` : ''}`);
+  });
 
   const endpoint = `http://127.0.0.1:${port}`;
   const client = new DynamoDBClient({ ...LOCAL_AWS, endpoint, maxAttempts: 1 });
@@ -81,10 +97,13 @@ export async function startDynamoDbLocal(
   // A detached Java process outlives us unless told: kill it if this process exits without stop() (a crash).
   const killOnExit = () => void child.kill('SIGKILL');
   process.on('exit', killOnExit);
+  // One that died needs no killing (and a restarted one adds its own listener).
+  void endedPromise.then(() => process.off('exit', killOnExit));
   return {
     endpoint,
     port,
     pid: child.pid,
+    exited: endedPromise,
     stop: () =>
       new Promise<void>((resolve) => {
         process.off('exit', killOnExit);

@@ -19,6 +19,7 @@ import { toHttpApiEvent, type HttpApiEventV2 } from './http-api-event.js';
 import { JwtAuthorizer, type JwtAuthorizerOptions } from './jwt-authorizer.js';
 import type { Jwks } from './jwt-issuer.js';
 import { lambdaContext } from './lambda-context.js';
+import type { PartHealth } from './supervisor.js';
 
 /**
  * The local stand-in for the API Gateway HTTP API in front of the `http-api` Lambda: real HTTP in, the JWT
@@ -63,6 +64,12 @@ export interface HttpGatewayOptions {
   readonly maxBodyBytes?: number;
   /** Routes outside the API keyed `METHOD /path` (exact path), e.g. `GET /.well-known/jwks.json`, `GET /`. */
   readonly extraRoutes?: Readonly<Record<string, ExtraRouteHandler>>;
+  /**
+   * The parts behind the gateway (local/supervisor.ts `Supervisor.health`). With it, `GET /health` answers 200
+   * `{ status: 'ok', parts }` when every part is up, else 503 `{ status: 'degraded' | 'down', parts }` ('down' when a
+   * part is down for good, 'degraded' while one restarts). Without it, always 200 `{ status: 'ok' }`.
+   */
+  readonly health?: () => readonly PartHealth[] | Promise<readonly PartHealth[]>;
   readonly log?: GatewayLog;
 }
 
@@ -130,7 +137,10 @@ export async function startHttpGateway(options: HttpGatewayOptions): Promise<Htt
       });
 
     if (method === 'GET' && path === '/health') {
-      sendJson(response, 200, { status: 'ok' });
+      if (!options.health) return sendJson(response, 200, { status: 'ok' });
+      const parts = await options.health();
+      const status = parts.some((part) => part.status === 'down') ? 'down' : parts.some((part) => part.status !== 'up') ? 'degraded' : 'ok';
+      sendJson(response, status === 'ok' ? 200 : 503, { status, parts }, { 'cache-control': 'no-store' });
       return;
     }
     const extra = extraRoutes.get(`${method} ${path}`);

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { RobotPage } from '../../schemas/index.js';
 import { ROUTE_KEYS } from '../../functions/app/http/routes.js';
 import type { GatewayLogEntry } from '../../local/gateway-support.js';
+import type { PartHealth } from '../../local/supervisor.js';
 import { startHttpGateway, type HttpGateway, type HttpIntegration } from '../../local/http-gateway.js';
 import type { HttpApiEventV2 } from '../../local/http-api-event.js';
 import { LocalJwtIssuer } from '../../local/jwt-issuer.js';
@@ -231,6 +232,57 @@ describe('the HTTP gateway', () => {
     await expect(
       startHttpGateway({ authorizer: { issuer: ISSUER, audience: [AUDIENCE] }, integration, extraRoutes: { '/': () => ({ statusCode: 200, body: '' }) } }),
     ).rejects.toThrow(/extra route "\/" is not "METHOD \/path"/);
+  });
+});
+
+describe('the HTTP gateway: /health with the supervised parts', () => {
+  let parts: PartHealth[] = [];
+  let supervised: HttpGateway;
+
+  beforeAll(async () => {
+    supervised = await startHttpGateway({
+      routeKeys: ROUTE_KEYS,
+      authorizer: { issuer: ISSUER, audience: [AUDIENCE] },
+      jwks: () => issuer.jwks(),
+      integration,
+      health: async () => parts,
+      log: (entry) => logs.push(entry),
+    });
+  });
+
+  afterAll(async () => {
+    await supervised?.stop();
+  });
+
+  const health = async () => {
+    const response = await fetch(`${supervised.url}/health`);
+    return { status: response.status, body: (await response.json()) as Record<string, unknown>, cacheControl: response.headers.get('cache-control') };
+  };
+
+  const up = (name: string): PartHealth => ({ name, status: 'up', restarts: 0 });
+
+  it('answers 200 with every part when all are up, without a token', async () => {
+    parts = [up('DynamoDB Local (event log)'), up('PostgreSQL (embedded PGlite)'), up('Kinesis stand-in (ingest stream)')];
+    expect(await health()).toEqual({ status: 200, body: { status: 'ok', parts }, cacheControl: 'no-store' });
+  });
+
+  it('answers 503 "degraded" while a part restarts, and 503 "down" with what died when one is down for good', async () => {
+    const restarting: PartHealth = { name: 'DynamoDB Local (event log)', status: 'restarting', restarts: 1, lastError: 'DynamoDB Local (event log) was killed by SIGKILL' };
+    parts = [restarting, up('PostgreSQL (embedded PGlite)')];
+    expect(await health()).toMatchObject({ status: 503, body: { status: 'degraded', parts } });
+
+    const down: PartHealth = { ...restarting, status: 'down', restarts: 3 };
+    parts = [down, { name: 'PostgreSQL (embedded PGlite)', status: 'restarting', restarts: 0 }];
+    expect(await health()).toMatchObject({ status: 503, body: { status: 'down', parts } });
+
+    parts = [{ ...restarting, status: 'up' }, up('PostgreSQL (embedded PGlite)')];
+    expect((await health()).status).toBe(200);
+  });
+
+  it('keeps the plain answer without the option', async () => {
+    const response = await fetch(`${gateway.url}/health`);
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ status: 'ok' });
   });
 });
 
