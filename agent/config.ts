@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { ROBOT_ID_PATTERN } from '../schemas/robot-id.js';
 import { isLogLevel, LOG_LEVELS, type LogLevel } from './adapters/json-log.js';
+import { DEFAULT_DELIVERY_SETTINGS } from './core/outbox-delivery.js';
 import { TelemetryPolicyConfig, telemetryPolicyConfig } from './core/telemetry-policy.js';
 import { TeleoperationConfig, teleoperationConfig } from './core/teleoperation-config.js';
 
@@ -77,6 +78,22 @@ const AgentConfigFile = z
       .default({ minSeconds: 1, maxSeconds: 120 }),
     logLevel: z.enum(LOG_LEVELS).optional(),
     /**
+     * How events reach the cloud (agent/core/outbox-delivery.ts). Each queued event stays on disk until the cloud's
+     * EventsAck covers it; meanwhile up to `maxInFlightBatches` messages (of up to 100 events each) may await their
+     * acknowledgement. With no acknowledgement progress for `ackTimeoutMs`, everything unacknowledged is sent again in
+     * order; repeated timeouts double that wait (with jitter) up to 60 s.
+     */
+    delivery: z
+      .object({
+        maxInFlightBatches: z.number().int().min(1).max(64).default(DEFAULT_DELIVERY_SETTINGS.maxInFlightBatches),
+        ackTimeoutMs: z.number().int().min(100).max(DEFAULT_DELIVERY_SETTINGS.maxAckTimeoutMs).default(DEFAULT_DELIVERY_SETTINGS.ackTimeoutMs),
+      })
+      .strict()
+      .default({
+        maxInFlightBatches: DEFAULT_DELIVERY_SETTINGS.maxInFlightBatches,
+        ackTimeoutMs: DEFAULT_DELIVERY_SETTINGS.ackTimeoutMs,
+      }),
+    /**
      * Teleoperation detection (agent/teleoperation-monitor.ts). Any TeleoperationConfig field (ports, process
      * names, windows) may be overridden here; the rest keep the LeRobot defaults.
      */
@@ -133,6 +150,8 @@ export interface AgentConfig {
   readonly basicIngest: boolean;
   readonly telemetry: { readonly sampleIntervalMs: number; readonly policy: TelemetryPolicyConfig };
   readonly reconnect: { readonly minSeconds: number; readonly maxSeconds: number };
+  /** Event delivery: batches awaiting the cloud's acknowledgement at most, and how long to wait for it. */
+  readonly delivery: { readonly maxInFlightBatches: number; readonly ackTimeoutMs: number };
   readonly logLevel: LogLevel | undefined;
   readonly teleoperation: TeleoperationSettings;
 }
@@ -233,6 +252,7 @@ export function parseAgentConfig(raw: unknown, configFile: string): AgentConfig 
     basicIngest: file.basicIngest,
     telemetry: { sampleIntervalMs: file.telemetry.sampleIntervalMs, policy },
     reconnect: file.reconnect,
+    delivery: file.delivery,
     logLevel: isLogLevel(file.logLevel) ? file.logLevel : undefined,
     teleoperation,
   };

@@ -3,18 +3,19 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { EventQueue, type EventQueueLimits } from '../../../agent/adapters/event-queue.js';
+import { droppedEventId, EventQueue, type EventQueueLimits } from '../../../agent/adapters/event-queue.js';
 import type { Logger, LogFields } from '../../../agent/adapters/json-log.js';
 import type { Link, LinkEvents, MessageHandler, QoS } from '../../../agent/adapters/mqtt-link.js';
 import { createAgent, type Agent, type AgentRuntimeConfig } from '../../../agent/agent.js';
 import { telemetryPolicyConfig } from '../../../agent/core/telemetry-policy.js';
-import type { AgentEvent, TelemetrySample } from '../../../schemas/device.js';
+import { AgentEventBatch, type AgentEvent, type EventsAck, type TelemetrySample } from '../../../schemas/device.js';
 
 const THING = 'lekiwi-LK0001';
 const TELEMETRY_TOPIC = `$aws/rules/heartbeat_telemetry/dt/heartbeat/${THING}/telemetry`;
 const EVENTS_TOPIC = `dt/heartbeat/${THING}/events`;
 const REPORT_NOW = `cmd/heartbeat/${THING}/report-now`;
 const REPLY_TOPIC = `cmd/heartbeat/${THING}/report-now/reply`;
+const ACK_TOPIC = `cmd/heartbeat/${THING}/ack`;
 
 interface Published {
   topic: string;
@@ -78,11 +79,23 @@ class FakeLink extends EventEmitter<LinkEvents> implements Link {
     return this.published.filter((message) => message.topic === topic);
   }
 
-  /** The events sent on the events topic, in order, whether one per message or in batches. */
-  eventsSent(): Record<string, unknown>[] {
-    return this.on_(EVENTS_TOPIC).flatMap((message) =>
-      Array.isArray(message.payload.events) ? (message.payload.events as Record<string, unknown>[]) : [message.payload],
-    );
+  /** The messages on the events topic, each checked to be an AgentEventBatch with its outbox position. */
+  batches(): AgentEventBatch[] {
+    return this.on_(EVENTS_TOPIC).map((message) => {
+      const batch = AgentEventBatch.parse(message.payload);
+      if (batch.outbox === undefined) throw new Error('an events message without its outbox position');
+      return batch;
+    });
+  }
+
+  /** The events sent on the events topic, in order. */
+  eventsSent(): AgentEvent[] {
+    return this.batches().flatMap((batch) => batch.events);
+  }
+
+  /** Each message as [first position, last position]. */
+  positionsSent(): [number, number][] {
+    return this.batches().map((batch) => [batch.outbox?.first ?? 0, (batch.outbox?.first ?? 0) + batch.events.length - 1]);
   }
 }
 
@@ -161,6 +174,7 @@ afterEach(async () => {
 async function startAgent(overrides: Partial<AgentRuntimeConfig> = {}, limits: EventQueueLimits = {}): Promise<Agent> {
   queue = new EventQueue({ directory: join(stateDir, 'queue'), log: () => {}, ...limits });
   agent = createAgent({
+    random: () => 0.5,
     config: runtimeConfig(stateDir, overrides),
     link,
     telemetry: {
@@ -326,30 +340,147 @@ describe('agent runtime: commands', () => {
   });
 });
 
+/** The cloud's answer on `cmd/heartbeat/<thing>/ack`, for this queue's outbox unless told otherwise. */
+function ack(through: number, extra: Omit<EventsAck, 'outbox'> = {}, outboxId = queue?.outboxId ?? ''): void {
+  link.deliver(ACK_TOPIC, JSON.stringify({ outbox: { id: outboxId, through }, ...extra }));
+}
+
+const eventIds = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => event(from + i).eventId);
+
 describe('agent runtime: events', () => {
-  it('keeps events reported offline on disk and sends them in order once connected, QoS 1', async () => {
+  it('keeps events reported offline on disk and sends them in order once connected, QoS 1, as one batch', async () => {
     const running = await startAgent();
     for (const n of [1, 2, 3]) await running.report(event(n));
     expect(link.on_(EVENTS_TOPIC)).toHaveLength(0);
     expect(queue?.stats().pending).toBe(3);
     link.connect();
-    await until(() => queue?.stats().pending === 0, 'the queue to drain');
+    await until(() => link.on_(EVENTS_TOPIC).length === 1, 'the backlog to go out');
     const sent = link.on_(EVENTS_TOPIC);
-    // The backlog went out as one batch, oldest first: IoT Core may handle separate messages in any order
-    expect(sent).toHaveLength(1);
-    expect(link.eventsSent().map((event) => event.eventId)).toEqual(['event-00000001', 'event-00000002', 'event-00000003']);
+    // The backlog went out as one batch, oldest first, with its place in the outbox
+    expect(link.batches()[0]?.outbox).toEqual({ id: queue?.outboxId, after: 0, first: 1 });
+    expect(link.eventsSent().map((sentEvent) => sentEvent.eventId)).toEqual(eventIds(1, 3));
     expect(sent.every((message) => message.qos === 1)).toBe(true);
   });
 
-  it('sends an event reported while connected straight away', async () => {
+  it('sends a single event reported while connected straight away, still in the batch form', async () => {
     const running = await startAgent();
     link.connect();
     await running.report(event(7));
     await until(() => link.on_(EVENTS_TOPIC).length === 1, 'the event to go out');
-    await until(() => queue?.stats().pending === 0, 'the acknowledgement to reach the disk');
+    expect(link.on_(EVENTS_TOPIC)[0]?.payload).toEqual({
+      outbox: { id: queue?.outboxId, after: 0, first: 1 },
+      events: [event(7)],
+    });
   });
 
-  it('keeps an event whose publish fails, stops until the next connection, then drains in order after a reconnect', async () => {
+  it('keeps events on disk after the PUBACK, until the cloud acknowledges them', async () => {
+    // Given three events the broker acknowledged (the fake link resolves every publish)
+    const running = await startAgent();
+    link.connect();
+    for (const n of [1, 2, 3]) await running.report(event(n));
+    await until(() => link.eventsSent().length === 3, 'the events to go out');
+    await advance(1_000);
+    // Then they are still queued, across a restart too
+    expect(queue?.stats().pending).toBe(3);
+    await running.stop();
+    agent = undefined;
+    link = new FakeLink();
+    await startAgent();
+    expect(queue?.stats().pending).toBe(3);
+  });
+
+  it('removes exactly the events the cloud acknowledged, up to through', async () => {
+    const running = await startAgent();
+    link.connect();
+    for (const n of [1, 2, 3, 4]) await running.report(event(n));
+    await until(() => link.eventsSent().length === 4, 'the events to go out');
+
+    ack(2);
+    await until(() => queue?.stats().pending === 2, 'the ack to reach the disk');
+    expect(queue?.stats().acknowledgedSeq).toBe(2);
+    // A late or duplicated ack, and one for another outbox, change nothing
+    ack(1);
+    ack(2);
+    ack(4, {}, 'an-outbox-from-before');
+    await advance(0);
+    await until(() => log.lines.some((line) => line.message === 'events ack for another outbox ignored'), 'the foreign ack');
+    expect(queue?.stats().pending).toBe(2);
+
+    ack(4);
+    await until(() => queue?.stats().pending === 0, 'the last ack');
+    // The next message says what the cloud has
+    await running.report(event(5));
+    await until(() => link.eventsSent().length === 5, 'the new event');
+    expect(link.batches().at(-1)?.outbox).toEqual({ id: queue?.outboxId, after: 4, first: 5 });
+  });
+
+  it('resends from the first pending event, in order, when the cloud asks', async () => {
+    // Given four events in separate messages of which the cloud acknowledged the first
+    const running = await startAgent();
+    link.connect();
+    for (const n of [1, 2, 3, 4]) {
+      await running.report(event(n));
+      await until(() => link.eventsSent().length === n, `event ${n} to go out`);
+    }
+    ack(1);
+    await until(() => queue?.stats().pending === 3, 'the first ack');
+    const before = link.on_(EVENTS_TOPIC).length;
+
+    // When the cloud says position 2 never arrived
+    ack(1, { resend: true });
+
+    // Then everything from position 2 goes out again, in order, in one batch
+    await until(() => link.on_(EVENTS_TOPIC).length === before + 1, 'the resend');
+    expect(link.positionsSent().at(-1)).toEqual([2, 4]);
+    expect(link.batches().at(-1)?.events.map((sentEvent) => sentEvent.eventId)).toEqual(eventIds(2, 4));
+    expect(log.messages('info')).toContain('the cloud asked for a resend: sending again in order');
+  });
+
+  it('sends everything unacknowledged again when no ack comes within the ack timeout, waiting longer each time', async () => {
+    const running = await startAgent({ delivery: { ackTimeoutMs: 2_000 } });
+    link.connect();
+    await running.report(event(1));
+    await until(() => link.on_(EVENTS_TOPIC).length === 1, 'the event to go out');
+
+    await advance(1_999);
+    expect(link.on_(EVENTS_TOPIC)).toHaveLength(1);
+    await advance(1);
+    await until(() => link.on_(EVENTS_TOPIC).length === 2, 'the first resend');
+    expect(log.messages('warn')).toContain('no events ack from the cloud in time: sending again in order');
+    // The second wait is longer: a 4 s ceiling, jitter in its upper half (random 0.5 → 3 s)
+    await advance(2_999);
+    expect(link.on_(EVENTS_TOPIC)).toHaveLength(2);
+    await advance(1);
+    await until(() => link.on_(EVENTS_TOPIC).length === 3, 'the second resend');
+    expect(link.positionsSent()).toEqual([
+      [1, 1],
+      [1, 1],
+      [1, 1],
+    ]);
+
+    // Once acknowledged, nothing more goes out
+    ack(1);
+    await until(() => queue?.stats().pending === 0, 'the ack');
+    await advance(120_000);
+    expect(link.on_(EVENTS_TOPIC)).toHaveLength(3);
+  });
+
+  it('sends everything unacknowledged again on a reconnection', async () => {
+    const running = await startAgent();
+    link.connect();
+    for (const n of [1, 2, 3]) await running.report(event(n));
+    await until(() => link.eventsSent().length === 3, 'the events to go out');
+    ack(1);
+    await until(() => queue?.stats().pending === 2, 'the first ack');
+
+    link.drop();
+    link.connect();
+    await until(() => link.eventsSent().length === 5, 'the resend after the reconnection');
+    expect(link.batches().at(-1)).toMatchObject({ outbox: { after: 1, first: 2 } });
+    expect(link.eventsSent().slice(3).map((sentEvent) => sentEvent.eventId)).toEqual(eventIds(2, 3));
+  });
+
+  it('keeps an event whose publish fails, stops until the next connection, then sends in order after a reconnect', async () => {
     const running = await startAgent();
     link.connect();
     link.failing = /\/events$/;
@@ -357,32 +488,56 @@ describe('agent runtime: events', () => {
     await until(() => log.messages('warn').includes('event delivery stopped until the next connection; events stay queued'), 'the failure');
     expect(queue?.stats().pending).toBe(1);
     const attemptsAfterFailure = link.attempts;
-    // Still connected, but the drain waits for the next connection: no hammering a broker that just failed us.
+    // Still connected, but sending waits for the next connection: no hammering a broker that just failed us.
     await running.report(event(2));
-    expect(link.attempts).toBe(attemptsAfterFailure);
+    await advance(60_000);
+    expect(link.attempts - attemptsAfterFailure).toBe(link.on_(TELEMETRY_TOPIC).length - 1);
     expect(queue?.stats().pending).toBe(2);
 
     link.failing = undefined;
     link.drop();
     link.connect();
-    await until(() => queue?.stats().pending === 0, 'the queue to drain after the reconnect');
-    expect(link.eventsSent().map((event) => event.eventId)).toEqual(['event-00000001', 'event-00000002']);
+    await until(() => link.eventsSent().length === 2, 'the events after the reconnect');
+    expect(link.eventsSent().map((sentEvent) => sentEvent.eventId)).toEqual(eventIds(1, 2));
   });
 
-  it('keeps unacknowledged events across an agent restart', async () => {
-    const first = await startAgent();
-    await first.report(event(1));
-    await first.report(event(2));
-    await first.stop();
-    agent = undefined;
-    expect(link.stopped).toBe(true);
-
-    link = new FakeLink();
-    await startAgent();
-    expect(queue?.stats().pending).toBe(2);
+  it('keeps a window of at most maxInFlightBatches unacknowledged messages', async () => {
+    // Given 250 queued events (three messages of at most 100) and a window of two
+    const running = await startAgent({ delivery: { maxInFlightBatches: 2 } });
+    for (let n = 1; n <= 250; n += 1) await running.report({ ...event(n), eventId: `event-${String(n).padStart(8, '0')}` });
     link.connect();
-    await until(() => queue?.stats().pending === 0, 'the queue to drain');
-    expect(link.eventsSent().map((event) => event.eventId)).toEqual(['event-00000001', 'event-00000002']);
+    await until(() => link.on_(EVENTS_TOPIC).length === 2, 'the first two messages');
+    await advance(0);
+    expect(link.positionsSent()).toEqual([
+      [1, 100],
+      [101, 200],
+    ]);
+    ack(100);
+    await until(() => link.on_(EVENTS_TOPIC).length === 3, 'the third message');
+    expect(link.positionsSent()[2]).toEqual([201, 250]);
+  });
+
+  it('logs and ignores a malformed ack, and logs what the cloud refused for good (removed with the rest)', async () => {
+    const running = await startAgent();
+    link.connect();
+    for (const n of [1, 2]) await running.report(event(n));
+    await until(() => link.eventsSent().length === 2, 'the events to go out');
+
+    link.deliver(ACK_TOPIC, '{"outbox": ');
+    link.deliver(ACK_TOPIC, JSON.stringify({ outbox: { id: queue?.outboxId, through: -1 } }));
+    await advance(0);
+    expect(log.messages('warn')).toEqual(['malformed command ignored: payload is not JSON', 'malformed events ack ignored']);
+    expect(log.lines.find((line) => line.message === 'malformed events ack ignored')?.fields).toMatchObject({
+      field: 'outbox.through',
+    });
+    expect(queue?.stats().pending).toBe(2);
+
+    ack(2, { rejected: [{ eventId: event(2).eventId, position: 2, problems: [{ field: 'data', message: 'not allowed' }] }] });
+    await until(() => queue?.stats().pending === 0, 'the ack');
+    expect(log.lines.find((line) => line.message === 'the cloud refused an event for good; it leaves the queue')).toMatchObject({
+      level: 'warn',
+      fields: { eventId: event(2).eventId, position: 2, problems: [{ field: 'data', message: 'not allowed' }] },
+    });
   });
 
   it('refuses an invalid event, naming the field, and writes nothing', async () => {
@@ -393,81 +548,69 @@ describe('agent runtime: events', () => {
 });
 
 describe('agent runtime: events dropped while offline', () => {
-  const droppedReports = () => link.on_(EVENTS_TOPIC).filter((message) => message.payload.type === 'EventsDropped');
+  const droppedReports = () => link.eventsSent().filter((sentEvent) => sentEvent.type === 'EventsDropped');
 
-  it('tells the cloud how many once the link is back, once, and clears the count only after the broker acknowledged it', async () => {
+  it('puts an EventsDropped with the count into the queue once the link is up, named after the outbox and the last drop', async () => {
     // Given a queue of two that had to drop the three oldest of five events while offline
     const running = await startAgent({}, { maxEvents: 2 });
     for (const n of [1, 2, 3, 4, 5]) await running.report(event(n));
     expect(queue?.stats()).toMatchObject({ pending: 2, droppedCount: 3 });
-    const attempted: Record<string, unknown>[] = [];
-    const publish = link.publish.bind(link);
-    link.publish = (topic, payload, qos) => {
-      if (topic === EVENTS_TOPIC) attempted.push(JSON.parse(String(payload)) as Record<string, unknown>);
-      return publish(topic, payload, qos);
-    };
 
-    // When the link comes back but the broker does not acknowledge the events topic
-    link.failing = /\/events$/;
+    // When the link comes up
     link.connect();
-    await until(
-      () => log.messages('warn').includes('could not report the dropped events; the count is kept for the next connection'),
-      'the failed report',
-    );
-    // Then the count is kept
-    expect(queue?.stats().droppedCount).toBe(3);
-    const firstTry = attempted.find((message) => message.type === 'EventsDropped');
-    expect(firstTry).toMatchObject({ type: 'EventsDropped', data: { count: 3 }, occurredAt: '2026-11-22T08:00:00.000Z' });
+    link.connect();
+    await until(() => droppedReports().length > 0, 'the report');
 
-    // When the next connection works (announced twice, as a resume can follow a connect)
-    link.failing = undefined;
-    link.drop();
+    // Then the report went through the queue: the fourth event made room for it and is counted in it
+    const outboxId = queue?.outboxId ?? '';
+    expect(droppedReports()).toEqual([
+      { eventId: droppedEventId(outboxId, 4), occurredAt: '2026-11-22T08:00:00.000Z', type: 'EventsDropped', data: { count: 4 } },
+    ]);
+    expect(droppedReports()[0]?.eventId).toBe(`dropped-${outboxId}-4`);
+    expect(queue?.stats()).toMatchObject({ droppedCount: 0, pending: 2, acknowledgedSeq: 4 });
+    expect(link.eventsSent().map((sentEvent) => sentEvent.eventId)).toEqual([event(5).eventId, `dropped-${outboxId}-4`]);
+    expect(link.batches()[0]?.outbox).toEqual({ id: outboxId, after: 4, first: 5 });
+    expect(log.lines.find((line) => line.message.startsWith('the event queue was full'))?.fields).toEqual({
+      droppedCount: 4,
+      eventId: `dropped-${outboxId}-4`,
+    });
+
+    // And it stays queued until the cloud acknowledges it like any other event
     await advance(1_000);
-    link.connect();
-    link.connect();
-    await until(
-      () =>
-        queue?.stats().droppedCount === 0 &&
-        queue.stats().pending === 0 &&
-        log.lines.some((line) => line.message.startsWith('the event queue was full')),
-      'the report, its log line and the drain',
-    );
-
-    // Then exactly one EventsDropped went out, QoS 1, with the first try's eventId (the cloud dedupes on it)
-    expect(droppedReports()).toEqual([{ topic: EVENTS_TOPIC, qos: 1, payload: firstTry }]);
-    expect(link.eventsSent().map((event) => event.eventId)).toEqual(
-      expect.arrayContaining(['event-00000004', 'event-00000005']),
-    );
-    expect(log.lines.find((line) => line.message.startsWith('the event queue was full'))?.fields).toEqual({ droppedCount: 3 });
+    expect(queue?.stats().pending).toBe(2);
+    ack(6);
+    await until(() => queue?.stats().pending === 0, 'the ack');
 
     // And a later connection has nothing more to say
     link.drop();
     link.connect();
     await advance(0);
-    await until(() => link.isConnected, 'the reconnection');
     expect(droppedReports()).toHaveLength(1);
   });
 
   it('keeps an unreported count across an agent restart and reports it on the next run', async () => {
-    const first = await startAgent({}, { maxEvents: 1 });
-    await first.report(event(1));
-    await first.report(event(2));
+    const first = await startAgent({}, { maxEvents: 3 });
+    for (const n of [1, 2, 3, 4]) await first.report(event(n));
     await first.stop();
     agent = undefined;
 
+    // (restarted with room to spare, so the report needs no room made for it)
     link = new FakeLink();
-    await startAgent({}, { maxEvents: 1 });
+    await startAgent({}, { maxEvents: 10 });
     expect(queue?.stats().droppedCount).toBe(1);
     link.connect();
-    await until(() => queue?.stats().droppedCount === 0, 'the report');
-    expect(droppedReports().map((message) => message.payload.data)).toEqual([{ count: 1 }]);
+    await until(() => droppedReports().length === 1, 'the report');
+    expect(droppedReports()[0]).toMatchObject({ eventId: droppedEventId(queue?.outboxId ?? '', 1), data: { count: 1 } });
+    expect(queue?.stats()).toMatchObject({ droppedCount: 0, pending: 4 });
+    expect(link.eventsSent().map((sentEvent) => sentEvent.eventId)).toEqual([...eventIds(2, 4), droppedEventId(queue?.outboxId ?? '', 1)]);
   });
 
   it('says nothing when nothing was dropped', async () => {
     const running = await startAgent();
     await running.report(event(1));
     link.connect();
-    await until(() => queue?.stats().pending === 0, 'the drain');
+    await until(() => link.eventsSent().length === 1, 'the event');
+    await advance(0);
     expect(droppedReports()).toEqual([]);
   });
 });
@@ -483,12 +626,13 @@ describe('agent runtime: stop', () => {
     const count = link.published.length;
     link.isConnected = true;
     link.deliver(REPORT_NOW, '{}');
+    link.deliver(ACK_TOPIC, '{}');
     await advance(120_000);
     expect(link.published).toHaveLength(count);
     await expect(running.report(event(1))).rejects.toThrow(/stopp/);
   });
 
-  it('lets a publish in flight finish before closing the queue', async () => {
+  it('lets a publish in flight finish before closing the queue, and keeps the event until the cloud has it', async () => {
     const running = await startAgent();
     link.connect();
     let release: (() => void) | undefined;
@@ -507,9 +651,24 @@ describe('agent runtime: stop', () => {
     release?.();
     await stopped;
     agent = undefined;
-    // Acknowledged before the queue closed: a restart has nothing left to send.
+    // The PUBACK is not the cloud's acknowledgement: a restart sends it again.
     link = new FakeLink();
     await startAgent();
-    expect(queue?.stats().pending).toBe(0);
+    expect(queue?.stats().pending).toBe(1);
+    link.connect();
+    await until(() => link.eventsSent().length === 1, 'the event to go out again');
+  });
+
+  it('does not wait for a publish stuck on a dead link longer than the stop timeout', async () => {
+    const running = await startAgent();
+    link.connect();
+    link.publish = (topic, payload, qos) =>
+      topic === EVENTS_TOPIC ? new Promise<void>(() => undefined) : FakeLink.prototype.publish.call(link, topic, payload, qos);
+    await running.report(event(1));
+    await advance(0);
+    const stopped = running.stop();
+    await advance(5_000);
+    await stopped;
+    expect(link.stopped).toBe(true);
   });
 });

@@ -56,7 +56,15 @@ describe('agent config', () => {
       basicIngest: true,
       telemetry: { sampleIntervalMs: 1_000, policy: DEFAULT_TELEMETRY_POLICY },
       reconnect: { minSeconds: 1, maxSeconds: 120 },
+      delivery: { maxInFlightBatches: 4, ackTimeoutMs: 5_000 },
     });
+  });
+
+  it('takes the event delivery settings, each with its default', async () => {
+    const both = await loadAgentConfig(await configFile({ ...written, delivery: { maxInFlightBatches: 8, ackTimeoutMs: 2_000 } }));
+    expect(both.delivery).toEqual({ maxInFlightBatches: 8, ackTimeoutMs: 2_000 });
+    const one = await loadAgentConfig(await configFile({ ...written, delivery: { ackTimeoutMs: 10_000 } }));
+    expect(one.delivery).toEqual({ maxInFlightBatches: 4, ackTimeoutMs: 10_000 });
   });
 
   it('resolves relative paths against the config file, not the working directory', async () => {
@@ -133,6 +141,9 @@ describe('agent config', () => {
       /telemetry\.maxIntervalMs: must be at least minIntervalMs/,
     ],
     ['reconnect.maxSeconds', { reconnect: { minSeconds: 10, maxSeconds: 5 } }, /reconnect\.maxSeconds:/],
+    ['delivery.maxInFlightBatches', { delivery: { maxInFlightBatches: 0 } }, /delivery\.maxInFlightBatches:/],
+    ['delivery.ackTimeoutMs', { delivery: { ackTimeoutMs: 120_000 } }, /delivery\.ackTimeoutMs:/],
+    ['delivery (an unknown field)', { delivery: { window: 3 } }, /delivery: unknown field\(s\) window/],
     ['an unknown field', { keepAlive: 60 }, /unknown field\(s\) keepAlive/],
     ['stateDir (missing)', { stateDir: undefined }, /stateDir:/],
   ])('names the bad field: %s', async (_case, change, message) => {
