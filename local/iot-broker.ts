@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import * as tls from 'node:tls';
-import { Aedes, type AedesPublishPacket, type Client, type ConnectPacket, type PublishPacket } from 'aedes';
+import { Aedes, type Client, type ConnectPacket, type PublishPacket } from 'aedes';
 import { isAllowed } from '../schemas/thing-policy.js';
 import type { TopicRule } from '../schemas/topics.js';
 import {
@@ -12,7 +12,17 @@ import {
   disconnectedEvent,
   presenceTopicOf,
 } from './presence-events.js';
-import { type ParsedRuleSql, type RuleMessage, applyRuleSql, parseBasicIngestTopic, parseRuleSql, topicMatches } from './topic-rules.js';
+import {
+  type ParsedRuleSql,
+  type PartitionKeyTemplate,
+  type RuleMessage,
+  applyRuleSql,
+  parseBasicIngestTopic,
+  parsePartitionKey,
+  parseRuleSql,
+  partitionKeyOf,
+  topicMatches,
+} from './topic-rules.js';
 
 /**
  * The local stand-in for AWS IoT Core's message broker, thing policy and rules engine: aedes (MQTT 3.1.1) behind a
@@ -24,13 +34,31 @@ import { type ParsedRuleSql, type RuleMessage, applyRuleSql, parseBasicIngestTop
  *   (a forbidden filter gets SUBACK 0x80) and delivery (`Receive`);
  * - lifecycle events on `$aws/events/presence/...` with IoT's fields, reasons and versionNumber;
  * - keep-alive raised to the minimum IoT allows, a silent client dropped after 1.5 × keep-alive;
- * - topic rules (the SQL subset in local/topic-rules.ts) and Basic Ingest, invoking the handlers asynchronously with
- *   Lambda's two retries of an asynchronous invoke.
+ * - topic rules (the SQL subset and partition key templates in local/topic-rules.ts) and Basic Ingest, each rule's
+ *   action a put into an ordered channel (the ingest Kinesis stream) keyed by the robot.
+ *
+ * The rules run BEFORE a message is acknowledged: a client's message is put into the stream in `authorizePublish`,
+ * the one hook aedes (1.2) waits for before it writes the PUBACK (its `published` hook runs after the PUBACK has
+ * gone out), so a QoS 1 PUBACK means the message is in the stream. A put that fails leaves the client without a
+ * PUBACK: the broker logs it and disconnects the client (SERVER_ERROR), and the client sends the message again
+ * after reconnecting. Puts for one partition key go one after another in the order the broker received the
+ * messages, the broker's own lifecycle events included (they enter the rules the moment the connection changes);
+ * a message's put queued behind one that failed fails too, so nothing the client sent after it overtakes the message
+ * being resent (a lifecycle event, which nobody resends, is put anyway).
+ * Messages the cloud publishes (`publish()`) go through the rules in aedes's `published` hook, and `publish()`
+ * resolves after their puts.
  */
 
-export interface RuleInvocation {
+/** What a rule's Kinesis action puts: the partition key from the rule's template and the SQL's output. */
+export interface RuleRecord {
+  readonly partitionKey: string;
+  readonly data: Record<string, unknown>;
+}
+
+export interface RuleAction {
   readonly rule: TopicRule;
-  readonly invoke: (payload: unknown) => Promise<void>;
+  /** The rule's action: resolves once the record is durably in the stream, rejects if it is not. */
+  readonly put: (record: RuleRecord) => Promise<void>;
 }
 
 export type BrokerLogEntry = { level: 'debug' | 'info' | 'warn' | 'error'; message: string; [k: string]: unknown };
@@ -42,28 +70,28 @@ export interface IotBrokerOptions {
   readonly serverCertificatePem: string;
   readonly serverPrivateKeyPem: string;
   readonly registry: { isAttached(thingName: string, certificateId: string): Promise<boolean> };
-  readonly rules: readonly RuleInvocation[];
+  readonly rules: readonly RuleAction[];
   /** IoT Core raises keep-alives below 30 s to 30 s; tests set this lower (e.g. 1). Default 30. */
   readonly minKeepAliveSeconds?: number;
-  /** Waits before the retries of a failed rule invocation. Default [1000, 2000], as Lambda's asynchronous invoke. */
-  readonly invokeRetryDelaysMs?: readonly number[];
   readonly log?: (entry: BrokerLogEntry) => void;
 }
 
 export interface IotBroker {
   readonly port: number;
   connectedThings(): string[];
-  /** Resolves when every rule invocation started so far has finished (tests/benchmarks wait on it). */
+  /** Resolves when every put under way (and every lifecycle publish) has finished (tests/benchmarks wait on it). */
   idle(): Promise<void>;
-  /** Publishes a message as the cloud would (e.g. a command to `cmd/heartbeat/<thing>/report-now`), QoS 1. */
+  /**
+   * Publishes a message as the cloud would (e.g. a command to `cmd/heartbeat/<thing>/report-now`), QoS 1; it goes
+   * through the rules too, and the promise rejects if one of their puts failed.
+   */
   publish(topic: string, payload: unknown): Promise<void>;
-  /** Disconnects everyone (lifecycle `disconnected` with SERVER_INITIATED_DISCONNECT), waits for rule invocations, closes. */
+  /** Disconnects everyone (lifecycle `disconnected` with SERVER_INITIATED_DISCONNECT), waits for the puts, closes. */
   stop(): Promise<void>;
 }
 
 /** IoT Core's keep-alive range: a request of 0 (none) gets the maximum. */
 const MAX_KEEP_ALIVE_SECONDS = 1200;
-const DEFAULT_RETRY_DELAYS_MS = [1000, 2000] as const;
 /** A TLS client has this long to finish its handshake. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** stop() waits at most this long for the clock to pass the highest versionNumber issued (see LifecycleVersions). */
@@ -82,11 +110,14 @@ interface Connection {
   reason?: DisconnectReason;
   /** A newer connection with the same client id that is taking this one's place. */
   takenOverBy?: Client;
+  /** Set once the connection is over (see `ended`): its `disconnected` went out, and no `connected` may follow. */
+  ended?: boolean;
 }
 
 interface CompiledRule {
-  readonly invocation: RuleInvocation;
+  readonly action: RuleAction;
   readonly sql: ParsedRuleSql;
+  readonly partitionKey: PartitionKeyTemplate;
 }
 
 export async function startIotBroker(options: IotBrokerOptions): Promise<IotBroker> {
@@ -95,14 +126,20 @@ export async function startIotBroker(options: IotBrokerOptions): Promise<IotBrok
   if (!Number.isInteger(minKeepAlive) || minKeepAlive < 1 || minKeepAlive > MAX_KEEP_ALIVE_SECONDS) {
     throw new Error(`minKeepAliveSeconds must be a whole number of seconds from 1 to ${MAX_KEEP_ALIVE_SECONDS}, got ${minKeepAlive}`);
   }
-  const retryDelays = options.invokeRetryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS;
   const rules = compileRules(options.rules);
-  const rulesByName = new Map(rules.map((rule) => [rule.invocation.rule.name, rule]));
+  const rulesByName = new Map(rules.map((rule) => [rule.action.rule.name, rule]));
+  /** The last put per partition key: the next one waits for it (see putInOrder). */
+  const putChains = new Map<string, Promise<void>>();
+  /** The broker's own packets already offered to the rules (lifecycle events): `published` passes them by. */
+  const routedAlready = new WeakSet<object>();
 
   const connections = new WeakMap<Client, Connection>();
+  /** Per client id, the connection holding it: the last one to become ready (see clientReady). */
   const live = new Map<string, Client>();
+  /** Connections whose `connected` went out and whose `disconnected` has not yet. */
+  const announced = new Set<Client>();
   const versions = new LifecycleVersions();
-  /** Rule invocations (with their retries) and lifecycle publishes under way. */
+  /** Puts and lifecycle publishes under way. */
   const pending = new Set<Promise<unknown>>();
   const track = (work: Promise<unknown>): void => {
     pending.add(work);
@@ -147,7 +184,9 @@ export async function startIotBroker(options: IotBrokerOptions): Promise<IotBrok
       );
     },
     authorizePublish(client, packet, callback) {
-      if (!client || isAllowed('Publish', client.id, packet.topic)) return callback(null);
+      if (!client) return callback(null);
+      // Into the stream before aedes writes the PUBACK, which it does once this calls back (see the header).
+      if (isAllowed('Publish', client.id, packet.topic)) return putBeforeAcknowledging(client, packet, callback);
       // A will is checked after the connection closed; only a live publish ends the connection for this reason.
       if (client.connected && !client.closed) {
         connectionOf(client).reason ??= 'FORBIDDEN_ACCESS';
@@ -166,8 +205,13 @@ export async function startIotBroker(options: IotBrokerOptions): Promise<IotBrok
       return isAllowed('Receive', client.id, packet.topic) ? packet : null;
     },
     published(packet, client, callback) {
-      callback(null);
-      route(packet, client);
+      // A client's message (and its will) went to the rules in authorizePublish, before the PUBACK; a lifecycle event
+      // when the broker made it. What is left is what the cloud publishes: acknowledged once its puts are done.
+      if (client || routedAlready.has(packet)) return callback(null);
+      route(packet.topic, packet.payload, undefined).then(
+        () => callback(null),
+        (error: unknown) => callback(error instanceof Error ? error : new Error(String(error))),
+      );
     },
   });
   // An 'error' event without a listener would throw and take the whole local cloud down.
@@ -183,9 +227,40 @@ export async function startIotBroker(options: IotBrokerOptions): Promise<IotBrok
     connectionOf(client).reason ??= 'MQTT_KEEP_ALIVE_TIMEOUT';
     log({ level: 'info', message: 'Keep-alive timeout: disconnecting', clientId: client.id });
   });
+  /*
+   * Presence. The rule the cloud relies on: folding every lifecycle event the broker published, in any order, through
+   * the presence ordering (versionNumber, a disconnect winning over its connect) leaves a client id connected iff the
+   * broker holds a connection for it, with that connection's session. So the broker itself decides who holds a
+   * client id, in one place and one order: a connection that becomes ready (CONNACK sent) takes the client id from
+   * the one holding it (closed as DUPLICATE_CLIENTID) and gets the next, highest versionNumber; every connection that
+   * was announced is announced `disconnected` exactly once, when it ends, whichever way it ends.
+   *
+   * aedes's own duplicate-client-id handling cannot be relied on for this. Its registerClient closes the client it
+   * finds registered under the id and registers the newcomer when that close completes, which is asynchronous for a
+   * client with subscriptions; a client that finishes closing deletes whatever is registered under its id, even a
+   * newer client. With several connections of one id at once, a newcomer's registration is deleted by the client it
+   * replaced, the next newcomer finds nobody to close, and two connections stay up; the one left out of aedes's
+   * registry then ends without aedes emitting `clientDisconnect`, so its `disconnected` never went out and the robot
+   * stayed online with no connection. Hence the takeover here and `ended` on the socket's close as well.
+   */
   aedes.on('clientReady', (client) => {
     const connection = connections.get(client);
-    if (client.closed || !connection?.certificateId) return;
+    if (client.closed || client.conn.destroyed || !connection?.certificateId || connection.ended) return;
+    if (stopping) {
+      // Too late to announce: stop() has already taken its list of connections to close.
+      client.close();
+      return;
+    }
+    const previous = live.get(client.id);
+    if (previous && previous !== client) {
+      const replaced = connectionOf(previous);
+      replaced.takenOverBy = client;
+      if (!previous.closed) {
+        replaced.reason ??= 'DUPLICATE_CLIENTID';
+        log({ level: 'info', message: 'Client id taken over by a newer connection: closing the older one', clientId: client.id });
+        previous.close();
+      }
+    }
     const session: PresenceSession = {
       clientId: client.id,
       sessionIdentifier: randomUUID(),
@@ -195,12 +270,23 @@ export async function startIotBroker(options: IotBrokerOptions): Promise<IotBrok
     };
     connection.session = session;
     live.set(client.id, client);
+    announced.add(client);
     log({ level: 'info', message: 'Robot connected', clientId: client.id, versionNumber: session.versionNumber });
     publishLifecycle(connectedEvent(session, Date.now()));
   });
-  aedes.on('clientDisconnect', (client) => {
+  aedes.on('clientDisconnect', (client) => ended(client));
+  await aedes.listen();
+
+  /**
+   * A connection is over: called when aedes unregisters the client and when its socket closes (aedes does not
+   * always do the former, see above), and by stop(); whichever comes first counts.
+   */
+  function ended(client: Client): void {
     const connection = connections.get(client);
-    if (!connection?.session) return;
+    if (!connection || connection.ended) return;
+    connection.ended = true;
+    announced.delete(client);
+    if (!connection.session) return;
     if (live.get(client.id) === client) live.delete(client.id);
     const reason: DisconnectReason =
       connection.reason ??
@@ -211,8 +297,7 @@ export async function startIotBroker(options: IotBrokerOptions): Promise<IotBrok
           : 'CONNECTION_LOST');
     log({ level: 'info', message: 'Robot disconnected', clientId: client.id, reason, versionNumber: connection.session.versionNumber });
     publishLifecycle(disconnectedEvent(connection.session, reason, Date.now()));
-  });
-  await aedes.listen();
+  }
 
   function connectionOf(client: Client): Connection {
     let connection = connections.get(client);
@@ -234,23 +319,63 @@ export async function startIotBroker(options: IotBrokerOptions): Promise<IotBrok
   }
 
   function publishLifecycle(event: ReturnType<typeof connectedEvent> | ReturnType<typeof disconnectedEvent>): void {
+    const topic = presenceTopicOf(event);
+    const payload = Buffer.from(JSON.stringify(event));
+    // Into the rules now, synchronously, so the event keeps its place among the client's messages (aedes would call
+    // `published` a few ticks later); then to subscribers. A failed put is logged by putInOrder.
+    void route(topic, payload, undefined, { lifecycle: true }).catch(() => undefined);
     track(
-      publishPacket(presenceTopicOf(event), Buffer.from(JSON.stringify(event))).catch((error: unknown) =>
+      publishPacket(topic, payload, { routed: true }).catch((error: unknown) =>
         log({ level: 'error', message: 'Lifecycle event not published', clientId: event.clientId, error: errorMessage(error) }),
       ),
     );
   }
 
-  function publishPacket(topic: string, payload: Buffer): Promise<void> {
+  function publishPacket(topic: string, payload: Buffer, { routed = false } = {}): Promise<void> {
     const packet: PublishPacket = { cmd: 'publish', topic, payload, qos: 1, dup: false, retain: false };
+    if (routed) routedAlready.add(packet);
     return new Promise((resolve, reject) => aedes.publish(packet, (error) => (error ? reject(error) : resolve())));
   }
 
-  /** The rules engine: every published message, from robots and from the cloud, is offered to the rules. */
-  function route(packet: AedesPublishPacket, client: Client | null): void {
-    const topic = packet.topic;
-    if (topic.startsWith('$SYS/')) return; // aedes's own heartbeats
-    const base = { payload: packet.payload, now: Date.now(), ...(client ? { clientId: client.id } : {}) };
+  /**
+   * A client's message (or its will) through the rules; `callback` (aedes's authorizePublish callback) once every put
+   * is in the stream, which lets aedes write the PUBACK and forward the message. A failed put calls back with the
+   * error: aedes then writes no PUBACK and closes the connection (IoT Core would run the rule's error action).
+   */
+  function putBeforeAcknowledging(client: Client, packet: PublishPacket, callback: (error?: Error | null) => void): void {
+    route(packet.topic, packet.payload, client.id).then(
+      () => callback(null),
+      (error: unknown) => {
+        // A will is put after its connection closed; only a live publish ends the connection for this reason.
+        if (client.connected && !client.closed) {
+          connectionOf(client).reason ??= 'SERVER_ERROR';
+          log({
+            level: 'error',
+            message: 'A rule could not put the message into its stream: no PUBACK, disconnecting',
+            clientId: client.id,
+            topic: packet.topic,
+            error: errorMessage(error),
+          });
+        }
+        callback(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  }
+
+  /**
+   * The rules engine: every published message, from robots and from the cloud, is offered to the rules. The puts of
+   * the matching rules are queued now, synchronously, behind the earlier ones of their partition keys; the promise
+   * resolves when all of them are in the stream and rejects when one failed. A message a rule cannot take (not a
+   * JSON object, no partition key) is logged and passed over, as IoT Core's rule would fail it.
+   */
+  function route(
+    topic: string,
+    payload: Buffer | Uint8Array | string,
+    clientId: string | undefined,
+    { lifecycle = false } = {},
+  ): Promise<void> {
+    if (topic.startsWith('$SYS/')) return Promise.resolve(); // aedes's own heartbeats
+    const base = { payload, now: Date.now(), ...(clientId !== undefined ? { clientId } : {}) };
     const ingest = parseBasicIngestTopic(topic);
     if (ingest) {
       const rule = rulesByName.get(ingest.ruleName);
@@ -259,45 +384,64 @@ export async function startIotBroker(options: IotBrokerOptions): Promise<IotBrok
           level: 'warn',
           message: rule ? 'Basic Ingest message without a topic after the rule name: dropped' : `Basic Ingest message for unknown rule "${ingest.ruleName}": dropped`,
           topic,
-          ...(client ? { clientId: client.id } : {}),
+          ...(clientId !== undefined ? { clientId } : {}),
         });
-        return;
+        return Promise.resolve();
       }
-      runRule(rule, { ...base, topic: ingest.topic }, topic);
-      return;
+      return runRule(rule, { ...base, topic: ingest.topic }, topic, lifecycle);
     }
-    for (const rule of rules) {
-      if (topicMatches(rule.sql.topicFilter, topic)) runRule(rule, { ...base, topic }, topic);
-    }
+    const puts = rules
+      .filter((rule) => topicMatches(rule.sql.topicFilter, topic))
+      .map((rule) => runRule(rule, { ...base, topic }, topic, lifecycle));
+    return Promise.all(puts).then(() => undefined);
   }
 
-  function runRule(rule: CompiledRule, message: RuleMessage, publishedTopic: string): void {
-    const name = rule.invocation.rule.name;
+  function runRule(rule: CompiledRule, message: RuleMessage, publishedTopic: string, lifecycle: boolean): Promise<void> {
+    const name = rule.action.rule.name;
     const result = applyRuleSql(rule.sql, message);
-    if (!result.ok) {
-      log({ level: 'warn', message: `Rule ${name} not invoked for ${publishedTopic}: ${result.problem}`, rule: name, topic: publishedTopic });
-      return;
+    const key = partitionKeyOf(rule.partitionKey, message);
+    const problem = !result.ok ? result.problem : !key.ok ? key.problem : undefined;
+    if (!result.ok || !key.ok) {
+      log({ level: 'warn', message: `Rule ${name} not applied to ${publishedTopic}: ${problem}`, rule: name, topic: publishedTopic });
+      return Promise.resolve();
     }
-    track(invokeWithRetries(rule.invocation, result.output, publishedTopic));
+    return putInOrder(rule, { partitionKey: key.partitionKey, data: result.output }, publishedTopic, lifecycle);
   }
 
-  async function invokeWithRetries(invocation: RuleInvocation, output: Record<string, unknown>, topic: string): Promise<void> {
-    const name = invocation.rule.name;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        // A copy per attempt: a handler that changes its event must not change the retry's.
-        await Promise.resolve().then(() => invocation.invoke(structuredClone(output)));
-        return;
-      } catch (error) {
-        const delay = retryDelays[attempt];
-        if (delay === undefined) {
-          log({ level: 'error', message: `Rule ${name} failed after ${attempt + 1} attempts; message dropped`, rule: name, topic, error: errorMessage(error) });
-          return;
-        }
-        log({ level: 'warn', message: `Rule ${name} failed; retrying in ${delay} ms`, rule: name, topic, error: errorMessage(error) });
-        await new Promise((resolve) => setTimeout(resolve, delay));
-      }
-    }
+  /**
+   * Starts the put once the previous put of the same partition key has settled, so one key's records reach the stream
+   * in the order the broker received the messages (Kinesis orders a key's records only when the calls do not
+   * overlap). A message's put whose predecessor failed fails without being tried: the failed message is not
+   * acknowledged and comes again, and nothing of its key may land before it. A lifecycle event is put regardless: no
+   * one sends it again, and it comes after the failure anyway.
+   */
+  function putInOrder(rule: CompiledRule, record: RuleRecord, topic: string, lifecycle: boolean): Promise<void> {
+    const name = rule.action.rule.name;
+    const { partitionKey } = record;
+    const previous = putChains.get(partitionKey) ?? Promise.resolve();
+    const put = previous.then(
+      () => rule.action.put(record),
+      (error: unknown) => {
+        if (lifecycle) return rule.action.put(record);
+        throw error instanceof EarlierPutFailed ? error : new EarlierPutFailed(partitionKey, error);
+      },
+    );
+    const logged = put.catch((error: unknown) => {
+      log({
+        level: 'error',
+        message: `Rule ${name} could not put the message into its stream`,
+        rule: name,
+        topic,
+        partitionKey,
+        error: errorMessage(error),
+      });
+      throw error;
+    });
+    putChains.set(partitionKey, logged);
+    track(logged.catch(() => undefined).finally(() => {
+      if (putChains.get(partitionKey) === logged) putChains.delete(partitionKey);
+    }));
+    return logged;
   }
 
   // ---- TLS: Node refuses certificates that do not chain to the CA or are out of their validity period.
@@ -321,6 +465,7 @@ export async function startIotBroker(options: IotBrokerOptions): Promise<IotBrok
     }
     const client = aedes.handle(socket);
     connections.set(client, { ipAddress: socket.remoteAddress?.replace(/^::ffff:/, '') });
+    socket.once('close', () => ended(client));
   });
   server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
     // Node refuses a bad client certificate by closing the socket after the handshake (no alert under TLS 1.3), so
@@ -346,7 +491,7 @@ export async function startIotBroker(options: IotBrokerOptions): Promise<IotBrok
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : options.port;
-  log({ level: 'info', message: 'IoT broker listening', port, rules: rules.map((rule) => rule.invocation.rule.name) });
+  log({ level: 'info', message: 'IoT broker listening', port, rules: rules.map((rule) => rule.action.rule.name) });
 
   const idle = async (): Promise<void> => {
     while (pending.size > 0) await Promise.allSettled([...pending]);
@@ -356,9 +501,12 @@ export async function startIotBroker(options: IotBrokerOptions): Promise<IotBrok
   const stop = async (): Promise<void> => {
     stopping = true;
     const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
-    const everyone = [...live.values()];
-    for (const client of everyone) connectionOf(client).reason ??= 'SERVER_INITIATED_DISCONNECT';
+    for (const client of live.values()) connectionOf(client).reason ??= 'SERVER_INITIATED_DISCONNECT';
+    // Every announced connection, those still closing after a takeover included, ends here, so that its
+    // `disconnected` goes out before the broker closes.
+    const everyone = [...announced];
     await Promise.all(everyone.map((client) => new Promise<void>((resolve) => client.close(() => resolve()))));
+    for (const client of everyone) ended(client);
     // The `disconnected` events must be through the broker before it closes.
     await idle();
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
@@ -384,15 +532,23 @@ export async function startIotBroker(options: IotBrokerOptions): Promise<IotBrok
   };
 }
 
-function compileRules(invocations: readonly RuleInvocation[]): CompiledRule[] {
+function compileRules(actions: readonly RuleAction[]): CompiledRule[] {
   const seen = new Set<string>();
-  return invocations.map((invocation) => {
-    const name = invocation.rule.name;
+  return actions.map((action) => {
+    const name = action.rule.name;
     if (!/^[A-Za-z0-9_]+$/.test(name)) throw new Error(`Rule "${name}": IoT rule names allow only letters, digits and underscores`);
     if (seen.has(name)) throw new Error(`Rule ${name} is given twice`);
     seen.add(name);
-    return { invocation, sql: parseRuleSql(invocation.rule) };
+    return { action, sql: parseRuleSql(action.rule), partitionKey: parsePartitionKey(action.rule) };
   });
+}
+
+/** A put not tried because an earlier put of its partition key failed. */
+class EarlierPutFailed extends Error {
+  override readonly name = 'EarlierPutFailed';
+  constructor(partitionKey: string, cause: unknown) {
+    super(`an earlier message with partition key "${partitionKey}" was not put (${errorMessage(cause)})`, { cause });
+  }
 }
 
 /** Bytes are sent as they are, a string as its UTF-8 text, anything else as JSON. */

@@ -6,7 +6,9 @@ import type { StreamCheckpoints } from './stream-poller.js';
 /**
  * A stream consumer's shard positions in a JSON file, so the local cloud restarted on the same state dir neither
  * replays the whole stream to the consumers nor skips what was written while it was down (Lambda's event source
- * mapping keeps these for you). Positions of another stream (the table was recreated) are ignored.
+ * mapping keeps these for you). Positions of another stream (the table or stream was recreated) are ignored. Used
+ * for DynamoDB streams (stream-poller.ts) and Kinesis streams (kinesis-poller.ts): both name a shard's position by
+ * a decimal sequence number.
  */
 const CheckpointFile = z.object({ streamArn: z.string(), shards: z.record(z.string(), z.string().regex(/^\d+$/)) });
 

@@ -8,6 +8,7 @@ import {
 } from '@aws-sdk/client-dynamodb-streams';
 import {
   deliverBatch,
+  dynamoDBSequenceNumber,
   type DeliveryPolicy,
   type FailedRecordsHandler,
   type StreamHandler,
@@ -252,7 +253,15 @@ export function startStreamPoller(options: StreamPollerOptions): StreamPoller {
         const records = options.filters ? read.filter((record) => matchesAnyFilter(record, options.filters ?? [])) : read;
         if (read.length > 0) {
           if (records.length > 0) {
-            await deliverBatch(records, policy, { handler: options.handler, onFailure, log, sleep, stopped: () => stopped, shardId });
+            await deliverBatch(records, policy, {
+              handler: options.handler,
+              onFailure,
+              log,
+              sleep,
+              stopped: () => stopped,
+              shardId,
+              sequenceNumberOf: dynamoDBSequenceNumber,
+            });
             if (stopped) break;
           }
           const last = read.at(-1)?.dynamodb?.SequenceNumber;

@@ -6,13 +6,18 @@ import type { TopicRule } from '../schemas/topics.js';
  * behaving differently from IoT Core later. Supported:
  *
  *   SELECT * FROM '<topic filter>'
- *   SELECT *, topic(N) AS <name>[, timestamp() AS <name>][, clientid() AS <name>] FROM '<topic filter>'
+ *   SELECT *, topic(N) AS <name>[, topic() AS <name>][, timestamp() AS <name>][, clientid() AS <name>] FROM '<topic filter>'
  *
- * (keywords in any case; the added fields in any order, each alias once).
+ * (keywords in any case; the added fields in any order, each alias once). `topic()` is the whole topic and `topic(N)`
+ * its N-th level, both as the rule sees it: for Basic Ingest without the `$aws/rules/<rule>/` prefix, as IoT Core does.
+ *
+ * A rule's Kinesis partition key is an IoT substitution template, also parsed at start: literal text around
+ * `${topic(N)}`, `${topic()}` and `${clientid()}`.
  */
 
 export type Projection =
-  | { readonly kind: 'topic'; readonly index: number; readonly alias: string }
+  /** `topic(N)`: level N, counting from 1; `topic()` (no index): the whole topic. */
+  | { readonly kind: 'topic'; readonly index?: number; readonly alias: string }
   | { readonly kind: 'timestamp'; readonly alias: string }
   | { readonly kind: 'clientid'; readonly alias: string };
 
@@ -27,9 +32,9 @@ export class RuleSqlError extends Error {
 }
 
 const SUPPORTED =
-  "the local rules engine supports only SELECT * [, topic(N) AS name | timestamp() AS name | clientid() AS name ...] FROM '<topic filter>'";
+  "the local rules engine supports only SELECT * [, topic(N) AS name | topic() AS name | timestamp() AS name | clientid() AS name ...] FROM '<topic filter>'";
 const STATEMENT = /^\s*SELECT\s+\*\s*((?:,[^,]+?)*)\s+FROM\s+'([^']*)'\s*;?\s*$/is;
-const PROJECTION = /^\s*(?:(topic)\s*\(\s*(\d+)\s*\)|(timestamp)\s*\(\s*\)|(clientid)\s*\(\s*\))\s+AS\s+([A-Za-z_][A-Za-z0-9_]*)\s*$/i;
+const PROJECTION = /^\s*(?:(topic)\s*\(\s*(\d*)\s*\)|(timestamp)\s*\(\s*\)|(clientid)\s*\(\s*\))\s+AS\s+([A-Za-z_][A-Za-z0-9_]*)\s*$/i;
 
 /** Parses a rule's SQL; throws RuleSqlError naming the rule for anything unsupported or inconsistent. */
 export function parseRuleSql(rule: Pick<TopicRule, 'name' | 'sql' | 'topicFilter'>): ParsedRuleSql {
@@ -52,7 +57,9 @@ export function parseRuleSql(rule: Pick<TopicRule, 'name' | 'sql' | 'topicFilter
     const [, topicFn, index, timestampFn, , alias = ''] = match;
     if (aliases.has(alias)) fail(`the alias ${alias} is used twice`);
     aliases.add(alias);
-    if (topicFn) {
+    if (topicFn && index === '') {
+      projections.push({ kind: 'topic', alias });
+    } else if (topicFn) {
       const n = Number(index);
       if (!Number.isSafeInteger(n) || n < 1) fail(`topic(${index}) must count levels from 1`);
       projections.push({ kind: 'topic', index: n, alias });
@@ -133,11 +140,98 @@ export function applyRuleSql(sql: ParsedRuleSql, message: RuleMessage): RuleOutp
   const levels = message.topic.split('/');
   for (const projection of sql.projections) {
     const value =
-      projection.kind === 'topic' ? levels[projection.index - 1] : projection.kind === 'timestamp' ? message.now : message.clientId;
+      projection.kind === 'topic'
+        ? topicPart(message.topic, levels, projection.index)
+        : projection.kind === 'timestamp'
+          ? message.now
+          : message.clientId;
     if (value === undefined) delete output[projection.alias];
     else output[projection.alias] = value;
   }
   return { ok: true, output };
+}
+
+/** `topic()` (index undefined) or `topic(N)`; undefined past the last level. */
+function topicPart(topic: string, levels: readonly string[], index: number | undefined): string | undefined {
+  return index === undefined ? topic : levels[index - 1];
+}
+
+export type PartitionKeyPart =
+  | { readonly kind: 'text'; readonly text: string }
+  | { readonly kind: 'topic'; readonly index?: number }
+  | { readonly kind: 'clientid' };
+
+/** A parsed partition key substitution template: its parts in order. */
+export interface PartitionKeyTemplate {
+  readonly template: string;
+  readonly parts: readonly PartitionKeyPart[];
+}
+
+/** Kinesis takes partition keys of 1 to 256 Unicode characters. */
+const MAX_PARTITION_KEY_LENGTH = 256;
+const SUBSTITUTION = /^\s*(?:(topic)\s*\(\s*(\d*)\s*\)|(clientid)\s*\(\s*\))\s*$/i;
+
+/**
+ * Parses a rule's Kinesis partition key, an IoT substitution template: literal text with `${topic(N)}`, `${topic()}`
+ * and `${clientid()}` in it. Throws RuleSqlError naming the rule for any other expression, an unclosed `${`, or an
+ * empty template (Kinesis needs a key).
+ */
+export function parsePartitionKey(rule: Pick<TopicRule, 'name' | 'partitionKey'>): PartitionKeyTemplate {
+  const template = rule.partitionKey;
+  const fail = (problem: string): never => {
+    throw new RuleSqlError(`Rule ${rule.name}: ${problem} in the partition key "${template}"`);
+  };
+  if (template.length === 0) fail('nothing (Kinesis needs a key)');
+  const parts: PartitionKeyPart[] = [];
+  let rest = template;
+  while (rest.length > 0) {
+    const start = rest.indexOf('${');
+    if (start < 0) {
+      parts.push({ kind: 'text', text: rest });
+      break;
+    }
+    if (start > 0) parts.push({ kind: 'text', text: rest.slice(0, start) });
+    const end = rest.indexOf('}', start + 2);
+    if (end < 0) return fail(`an unclosed "\${"`);
+    const expression = rest.slice(start + 2, end);
+    const match = SUBSTITUTION.exec(expression);
+    if (!match) {
+      return fail(`the unsupported substitution "\${${expression}}" (the local rules engine supports \${topic(N)}, \${topic()} and \${clientid()})`);
+    }
+    const [, topicFn, index, clientidFn] = match;
+    if (topicFn && index !== '') {
+      const n = Number(index);
+      if (!Number.isSafeInteger(n) || n < 1) fail(`topic(${index}) must count levels from 1`);
+      parts.push({ kind: 'topic', index: n });
+    } else if (topicFn) {
+      parts.push({ kind: 'topic' });
+    } else if (clientidFn) {
+      parts.push({ kind: 'clientid' });
+    }
+    rest = rest.slice(end + 1);
+  }
+  return { template, parts };
+}
+
+export type PartitionKeyResult = { readonly ok: true; readonly partitionKey: string } | { readonly ok: false; readonly problem: string };
+
+/**
+ * The partition key for one message. A `topic(N)` past the last level, or `clientid()` of a message the cloud
+ * published, is empty; a key that comes out empty or longer than Kinesis allows (256 characters) is a problem, as
+ * the Kinesis action would fail in IoT Core.
+ */
+export function partitionKeyOf(template: PartitionKeyTemplate, message: Pick<RuleMessage, 'topic' | 'clientId'>): PartitionKeyResult {
+  const levels = message.topic.split('/');
+  const partitionKey = template.parts
+    .map((part) =>
+      part.kind === 'text' ? part.text : part.kind === 'topic' ? (topicPart(message.topic, levels, part.index) ?? '') : (message.clientId ?? ''),
+    )
+    .join('');
+  if (partitionKey.length === 0) return { ok: false, problem: `the partition key "${template.template}" is empty for ${message.topic}` };
+  if ([...partitionKey].length > MAX_PARTITION_KEY_LENGTH) {
+    return { ok: false, problem: `the partition key "${template.template}" is longer than ${MAX_PARTITION_KEY_LENGTH} characters for ${message.topic}` };
+  }
+  return { ok: true, partitionKey };
 }
 
 function describePayload(text: string): string {

@@ -78,6 +78,7 @@ function racingWriters(inner: EventLog, writers: number) {
   const wrapped: EventLog = {
     readEvents: (robotId, options) => inner.readEvents(robotId, options),
     hasEvent: (robotId, eventId) => inner.hasEvent(robotId, eventId),
+    knownEventIds: (robotId, eventIds) => inner.knownEventIds(robotId, eventIds),
     async readHead(robotId) {
       const head = await inner.readHead(robotId);
       if (firstReads < writers) {
@@ -118,7 +119,7 @@ describe('DynamoEventLog append, head and history', () => {
     // Then they got seqs 1..5, the head says so, and pages of two walk the history in order
     expect(outcome.status).toBe('appended');
     const head = await log.readHead(robotId);
-    expect(head).toEqual({ robotId, state, lastSeq: 5, revision: 1, telemetry: null, updatedAt: '2026-11-22T10:00:00.000Z' });
+    expect(head).toEqual({ robotId, state, lastSeq: 5, revision: 1, telemetry: null, outbox: null, updatedAt: '2026-11-22T10:00:00.000Z' });
     const first = await log.readEvents(robotId, { limit: 2 });
     const second = await log.readEvents(robotId, { afterSeq: first.nextAfterSeq ?? -1, limit: 2 });
     const third = await log.readEvents(robotId, { afterSeq: second.nextAfterSeq ?? -1, limit: 2 });
@@ -260,6 +261,42 @@ describe('DynamoEventLog duplicates', () => {
     expect(redelivered.status).toBe('duplicate');
     const events = await allEvents(log, robotId);
     expect(events.map((e) => e.event.eventId)).toEqual([start.eventId]);
+  });
+});
+
+describe('DynamoEventLog known eventIds and the outbox mark', () => {
+  it('tells which of many eventIds are in the log, past the 100 keys of one BatchGetItem', async () => {
+    // Given a robot with 60 events in the log
+    const robotId = nextRobotId();
+    let state = initialRobotState(robotId);
+    let head: Awaited<ReturnType<DynamoEventLog['readHead']>> = null;
+    const written: string[] = [];
+    for (let chunk = 0; chunk < 2; chunk++) {
+      const events = Array.from({ length: 30 }, (_, index) => registered(robotId, `${robotId}:known:${chunk * 30 + index}`));
+      state = fold(state, events);
+      const outcome = await log.append({
+        robotId,
+        expectedRevision: head?.revision ?? null,
+        expectedLastSeq: head?.lastSeq ?? 0,
+        events,
+        state,
+        previousTelemetry: null,
+        outbox: { id: 'outbox-1', through: (chunk + 1) * 30 },
+        recordedAt: '2026-11-22T10:00:00.000Z',
+      });
+      if (outcome.status !== 'appended') throw new Error(`append ${outcome.status}`);
+      head = outcome.head;
+      written.push(...events.map((event) => event.eventId));
+    }
+
+    // When 250 ids are asked about, 60 of them known, some asked twice
+    const unknown = Array.from({ length: 190 }, (_, index) => `${robotId}:unknown:${index}`);
+    const known = await log.knownEventIds(robotId, [...unknown.slice(0, 100), ...written, ...unknown.slice(100), written[0]!]);
+
+    // Then exactly the 60 are known, and the head keeps the outbox mark of the last append
+    expect([...known].sort()).toEqual([...written].sort());
+    expect((await log.readHead(robotId))?.outbox).toEqual({ id: 'outbox-1', through: 60 });
+    expect(await log.knownEventIds(robotId, [])).toEqual(new Set());
   });
 });
 

@@ -6,21 +6,26 @@ import * as tls from 'node:tls';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CertificateAuthority, type IssuedCertificate } from '../../local/certificate-authority.js';
-import { type BrokerLogEntry, type IotBroker, type RuleInvocation, startIotBroker } from '../../local/iot-broker.js';
+import type { KinesisStreamRecord } from 'aws-lambda';
+import { type BrokerLogEntry, type IotBroker, type RuleAction, type RuleRecord, startIotBroker } from '../../local/iot-broker.js';
+import { startKinesisPoller } from '../../local/kinesis-poller.js';
+import { kinesisRecordJson } from '../../local/kinesis-records.js';
+import { startKinesisStandIn } from '../../local/kinesis-stand-in.js';
 import { LifecycleVersions } from '../../local/presence-events.js';
 import { ThingRegistry } from '../../local/thing-registry.js';
 import { LifecycleEvent } from '../../schemas/lifecycle.js';
-import { TOPIC_RULES } from '../../schemas/topics.js';
+import { TOPIC_RULES, type TopicRule } from '../../schemas/topics.js';
 
 /**
  * The local IoT Core over real TLS sockets: the `mqtt` package as the robots' client (MQTT 3.1.1, mqtts://), hand-made
- * packets on raw TLS sockets where a client must misbehave, the real CA and thing registry.
+ * packets on raw TLS sockets where a client must misbehave (or where the exact packets matter), the real CA and
+ * thing registry. The rules' action is a put into a stream; here it records what it was given.
  */
 
 interface Invocation {
   readonly rule: string;
   readonly payload: Record<string, unknown>;
-  readonly attempt: number;
+  readonly partitionKey: string;
 }
 
 let stateDir: string;
@@ -30,21 +35,15 @@ let registry: ThingRegistry;
 const certs = new Map<string, IssuedCertificate>();
 const invocations: Invocation[] = [];
 const logs: BrokerLogEntry[] = [];
-const attempts = new Map<string, number>();
 let broker: IotBroker;
 const clients: MqttClient[] = [];
 const rawSockets: net.Socket[] = [];
 
-/** Records every invocation; a payload with `fail: n` makes the first n attempts for its `id` reject. */
-const recordingRules: RuleInvocation[] = Object.values(TOPIC_RULES).map((rule) => ({
+/** Records every put. */
+const recordingRules: RuleAction[] = Object.values(TOPIC_RULES).map((rule) => ({
   rule,
-  invoke: async (payload: unknown) => {
-    const body = payload as Record<string, unknown>;
-    const key = `${rule.name}:${String(body.id)}`;
-    const attempt = (attempts.get(key) ?? 0) + 1;
-    attempts.set(key, attempt);
-    invocations.push({ rule: rule.name, payload: body, attempt });
-    if (typeof body.fail === 'number' && attempt <= body.fail) throw new Error(`planned failure ${attempt}`);
+  put: async (record: RuleRecord) => {
+    invocations.push({ rule: rule.name, payload: record.data, partitionKey: record.partitionKey });
   },
 }));
 
@@ -137,10 +136,36 @@ function connectPacket(clientId: string, keepAliveSeconds: number): Buffer {
   return Buffer.concat([Buffer.from([0x10, variableHeader.length + payload.length]), variableHeader, payload]);
 }
 
+/** MQTT 3.1.1 PUBLISH at QoS 1 with the given packet id and a JSON payload. */
+function publishPacketQos1(topic: string, packetId: number, payload: unknown): Buffer {
+  const name = Buffer.from(topic, 'utf8');
+  const body = Buffer.concat([
+    Buffer.from([name.length >> 8, name.length & 0xff]),
+    name,
+    Buffer.from([packetId >> 8, packetId & 0xff]),
+    Buffer.from(JSON.stringify(payload), 'utf8'),
+  ]);
+  if (body.length > 127) throw new Error('keep test packets under 128 bytes (one-byte remaining length)');
+  return Buffer.concat([Buffer.from([0x32, body.length]), body]);
+}
+
+/** The MQTT packets in what a broker sent, as [type, packet id or return code] pairs (fixed two-byte bodies only). */
+function packetsIn(bytes: Buffer): [string, number][] {
+  const names: Record<number, string> = { 0x20: 'CONNACK', 0x40: 'PUBACK', 0x90: 'SUBACK', 0xd0: 'PINGRESP' };
+  const packets: [string, number][] = [];
+  for (let i = 0; i < bytes.length; ) {
+    const type = bytes[i]!;
+    const length = bytes[i + 1]!;
+    packets.push([names[type] ?? `0x${type.toString(16)}`, length >= 2 ? bytes.readUInt16BE(i + 2) : -1]);
+    i += 2 + length;
+  }
+  return packets;
+}
+
 /** A raw TLS connection with a robot's certificate; `data` collects what the broker sends. */
-async function rawTls(thing: string): Promise<{ socket: tls.TLSSocket; data: Buffer[]; closed: Promise<void> }> {
+async function rawTls(thing: string, port = broker.port): Promise<{ socket: tls.TLSSocket; data: Buffer[]; closed: Promise<void> }> {
   const cert = certs.get(thing)!;
-  const socket = tls.connect({ host: '127.0.0.1', port: broker.port, ca: ca.certificatePem, key: cert.privateKeyPem, cert: cert.certificatePem });
+  const socket = tls.connect({ host: '127.0.0.1', port, ca: ca.certificatePem, key: cert.privateKeyPem, cert: cert.certificatePem });
   rawSockets.push(socket);
   const data: Buffer[] = [];
   socket.on('data', (chunk: Buffer) => data.push(chunk));
@@ -182,7 +207,10 @@ describe('local IoT broker: connecting', () => {
     const before = Date.now();
     const client = await connect(thing);
     const connected = await waitForPresence(thing, 'connected');
-    expect(LifecycleEvent.parse(connected)).toEqual(connected);
+    const { topic: connectedTopic, ...connectedEvent } = connected;
+    expect(connectedTopic).toBe(`$aws/events/presence/connected/${thing}`);
+    expect(LifecycleEvent.parse(connectedEvent)).toEqual(connectedEvent);
+    expect(presence(thing, 'connected')[0]?.partitionKey).toBe(thing);
     expect(connected).toMatchObject({
       clientId: thing,
       eventType: 'connected',
@@ -196,7 +224,9 @@ describe('local IoT broker: connecting', () => {
 
     await client.endAsync();
     const disconnected = await waitForPresence(thing, 'disconnected');
-    expect(LifecycleEvent.parse(disconnected)).toEqual(disconnected);
+    const { topic: disconnectedTopic, ...disconnectedEvent } = disconnected;
+    expect(disconnectedTopic).toBe(`$aws/events/presence/disconnected/${thing}`);
+    expect(LifecycleEvent.parse(disconnectedEvent)).toEqual(disconnectedEvent);
     expect(disconnected).toMatchObject({
       clientId: thing,
       eventType: 'disconnected',
@@ -322,7 +352,7 @@ describe('local IoT broker: policy and rules', () => {
     expect(invoked(TOPIC_RULES.telemetry.name, (p) => p.thingName === other || p.id === 'forged')).toEqual([]);
   });
 
-  it('invokes the telemetry rule with thingName for own telemetry, at QoS 0 and 1', async () => {
+  it('puts own telemetry with thingName and topic, keyed by the thing, at QoS 0 and 1', async () => {
     const thing = robot(11);
     const client = await connect(thing);
     await client.publishAsync(`dt/heartbeat/${thing}/telemetry`, JSON.stringify({ id: 'q0', cpuPercent: 12, thingName: 'forged' }), { qos: 0 });
@@ -330,8 +360,9 @@ describe('local IoT broker: policy and rules', () => {
     await client.publishAsync(`dt/heartbeat/${thing}/events`, JSON.stringify({ id: 'ev' }), { qos: 1 });
     const q0 = await waitFor(() => invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'q0')[0], 'QoS 0 telemetry');
     const q1 = await waitFor(() => invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'q1')[0], 'QoS 1 telemetry');
-    expect(q0.payload).toEqual({ id: 'q0', cpuPercent: 12, thingName: thing });
-    expect(q1.payload).toEqual({ id: 'q1', cpuPercent: 13, thingName: thing });
+    const topic = `dt/heartbeat/${thing}/telemetry`;
+    expect(q0).toEqual({ rule: TOPIC_RULES.telemetry.name, payload: { id: 'q0', cpuPercent: 12, thingName: thing, topic }, partitionKey: thing });
+    expect(q1.payload).toEqual({ id: 'q1', cpuPercent: 13, thingName: thing, topic });
     await waitFor(() => invoked(TOPIC_RULES.events.name, (p) => p.id === 'ev' && p.thingName === thing)[0], 'events rule');
     expect(invoked(TOPIC_RULES.events.name, (p) => p.id === 'q0' || p.id === 'q1')).toEqual([]);
   });
@@ -349,7 +380,9 @@ describe('local IoT broker: policy and rules', () => {
       { qos: 1 },
     );
     const invocation = await waitFor(() => invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'ingest')[0], 'Basic Ingest invocation');
-    expect(invocation.payload).toEqual({ id: 'ingest', cpuPercent: 5, thingName: thing });
+    // topic() is the topic after `$aws/rules/<rule>/`, as IoT Core gives it.
+    expect(invocation.payload).toEqual({ id: 'ingest', cpuPercent: 5, thingName: thing, topic: `dt/heartbeat/${thing}/telemetry` });
+    expect(invocation.partitionKey).toBe(thing);
     // A marker through the same connection proves everything before it was delivered (or not).
     await broker.publish(`cmd/heartbeat/${thing}/marker`, { id: 'marker' });
     await waitFor(() => received.includes(`cmd/heartbeat/${thing}/marker`), 'marker');
@@ -384,7 +417,7 @@ describe('local IoT broker: policy and rules', () => {
     expect(presence(thing, 'disconnected')).toEqual([]);
   });
 
-  it('does not invoke a rule for a payload that is not a JSON object, warns, and stays up', async () => {
+  it('does not apply a rule to a payload that is not a JSON object, warns, acknowledges, and stays up', async () => {
     const thing = robot(11);
     const client = await connect(thing);
     await client.publishAsync(`dt/heartbeat/${thing}/telemetry`, 'not json at all', { qos: 1 });
@@ -396,21 +429,6 @@ describe('local IoT broker: policy and rules', () => {
     await client.publishAsync(`dt/heartbeat/${thing}/telemetry`, JSON.stringify({ id: 'after-garbage' }), { qos: 1 });
     await waitFor(() => invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'after-garbage')[0], 'a later valid message');
     expect(invocations.filter((i) => i.rule === TOPIC_RULES.telemetry.name && i.payload.thingName === thing && !i.payload.id)).toEqual([]);
-  });
-
-  it('retries a failed invocation twice (about 1 s, then 2 s) and then logs an error', async () => {
-    const thing = robot(11);
-    const client = await connect(thing);
-    await client.publishAsync(`dt/heartbeat/${thing}/telemetry`, JSON.stringify({ id: 'fails-once', fail: 1 }), { qos: 1 });
-    await client.publishAsync(`dt/heartbeat/${thing}/telemetry`, JSON.stringify({ id: 'fails-always', fail: 99 }), { qos: 1 });
-    await waitFor(() => invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'fails-always').length === 3, 'three attempts', 20_000);
-    await broker.idle();
-    expect(invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'fails-once').map((i) => i.attempt)).toEqual([1, 2]);
-    expect(invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'fails-always').map((i) => i.attempt)).toEqual([1, 2, 3]);
-    expect(logs.some((l) => l.level === 'error' && l.rule === TOPIC_RULES.telemetry.name && /after 3 attempts/.test(l.message))).toBe(true);
-    // Still serving.
-    await client.publishAsync(`dt/heartbeat/${thing}/telemetry`, JSON.stringify({ id: 'after-failures' }), { qos: 1 });
-    await waitFor(() => invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'after-failures')[0], 'a later message');
   });
 });
 
@@ -473,7 +491,7 @@ describe('local IoT broker: versionNumber and stop', () => {
     } finally {
       if (!firstStopped) await first.stop();
     }
-    // stop() waited for the rule invocations: the last disconnect is recorded already.
+    // stop() waited for the puts: the last disconnect is recorded already.
     expect(presence(thing, 'disconnected')[2]?.payload).toMatchObject({
       disconnectReason: 'SERVER_INITIATED_DISCONNECT',
       clientInitiatedDisconnect: false,
@@ -501,10 +519,251 @@ describe('local IoT broker: versionNumber and stop', () => {
         serverCertificatePem: server.certificatePem,
         serverPrivateKeyPem: server.privateKeyPem,
         registry,
-        rules: [{ rule, invoke: async () => undefined }],
+        rules: [{ rule, put: async () => undefined }],
         log: () => undefined,
       }),
     ).rejects.toThrow(/^Rule bad_rule: unsupported SQL/);
+  });
+
+  it('refuses to start with a partition key template it does not support, naming the rule', async () => {
+    const rule = { ...TOPIC_RULES.telemetry, name: 'bad_key', partitionKey: '${newuuid()}' };
+    await expect(
+      startIotBroker({
+        port: 0,
+        caCertificatePem: ca.certificatePem,
+        serverCertificatePem: server.certificatePem,
+        serverPrivateKeyPem: server.privateKeyPem,
+        registry,
+        rules: [{ rule, put: async () => undefined }],
+        log: () => undefined,
+      }),
+    ).rejects.toThrow(/^Rule bad_key: the unsupported substitution/);
+  });
+});
+
+describe('local IoT broker: the ordered channel (puts before PUBACK)', () => {
+  interface Put {
+    readonly rule: string;
+    readonly record: RuleRecord;
+    readonly started: number;
+    ended?: number;
+  }
+  const puts: Put[] = [];
+  const channelLogs: BrokerLogEntry[] = [];
+  /** What the put of a record with this `id` does; by default it resolves at once. */
+  const behaviour = new Map<string, () => Promise<void>>();
+  const commandRule: TopicRule = {
+    name: 'test_commands',
+    topicFilter: 'cmd/heartbeat/+/report-now',
+    sql: "SELECT *, topic() AS topic FROM 'cmd/heartbeat/+/report-now'",
+    kind: 'telemetry',
+    partitionKey: 'cmd-${topic(3)}',
+    description: 'a rule on what the cloud publishes, for the test',
+  };
+  const actions: RuleAction[] = [...Object.values(TOPIC_RULES), commandRule].map((rule) => ({
+    rule,
+    put: async (record) => {
+      const entry: Put = { rule: rule.name, record, started: performance.now() };
+      puts.push(entry);
+      try {
+        await (behaviour.get(String(record.data.id))?.() ?? Promise.resolve());
+      } finally {
+        entry.ended = performance.now();
+      }
+    },
+  }));
+  let channel: IotBroker;
+
+  const deferred = () => {
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => (resolve = r));
+    return { promise, resolve };
+  };
+  const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+  /** A put's label: the payload id, or the lifecycle event type. */
+  const label = (put: Put) => String(put.record.data.id ?? put.record.data.eventType);
+  const putsOf = (partitionKey: string) => puts.filter((put) => put.record.partitionKey === partitionKey);
+
+  beforeAll(async () => {
+    channel = await startIotBroker({
+      port: 0,
+      caCertificatePem: ca.certificatePem,
+      serverCertificatePem: server.certificatePem,
+      serverPrivateKeyPem: server.privateKeyPem,
+      registry,
+      rules: actions,
+      minKeepAliveSeconds: 1,
+      log: (entry) => channelLogs.push(entry),
+    });
+  });
+
+  afterAll(async () => {
+    await channel?.stop();
+  });
+
+  it('sends the PUBACK of a QoS 1 publish only after its put resolved; other robots are not held up', async () => {
+    const thing = robot(1);
+    const other = robot(5);
+    const release = deferred();
+    behaviour.set('held', () => release.promise);
+    const client = await connect(thing, { port: channel.port });
+    const otherClient = await connect(other, { port: channel.port });
+
+    let acknowledgedAt: number | undefined;
+    const publishing = client
+      .publishAsync(`dt/heartbeat/${thing}/telemetry`, JSON.stringify({ id: 'held' }), { qos: 1 })
+      .then(() => void (acknowledgedAt = performance.now()));
+    const held = await waitFor(() => puts.find((put) => put.record.data.id === 'held'), 'the put to start');
+    // Another robot's message is its own partition key: put and acknowledged while the first put hangs.
+    await otherClient.publishAsync(`dt/heartbeat/${other}/telemetry`, JSON.stringify({ id: 'meanwhile' }), { qos: 1 });
+    await sleep(300);
+    expect(acknowledgedAt).toBeUndefined();
+    expect(held.ended).toBeUndefined();
+
+    release.resolve();
+    await publishing;
+    expect(acknowledgedAt).toBeGreaterThanOrEqual(held.ended!);
+    expect(held.record).toEqual({
+      partitionKey: thing,
+      data: { id: 'held', thingName: thing, topic: `dt/heartbeat/${thing}/telemetry` },
+    });
+  });
+
+  it('gives no PUBACK when the put fails, disconnects with SERVER_ERROR, and does not put what came behind it', async () => {
+    const thing = robot(2);
+    behaviour.set('fails', () => Promise.reject(new Error('stream down')));
+    const { socket, data, closed } = await rawTls(thing, channel.port);
+    socket.write(connectPacket(thing, 30));
+    await waitFor(() => Buffer.concat(data).length >= 4, 'CONNACK');
+    const topic = `dt/heartbeat/${thing}/events`;
+    // Two publishes in one write: aedes handles them concurrently, the broker puts them one after the other.
+    socket.write(Buffer.concat([publishPacketQos1(topic, 1, { id: 'fails' }), publishPacketQos1(topic, 2, { id: 'behind' })]));
+    await closed;
+
+    expect(packetsIn(Buffer.concat(data))).toEqual([['CONNACK', 0]]);
+    await waitFor(() => putsOf(thing).find((put) => put.record.data.eventType === 'disconnected'), 'the disconnected event');
+    await channel.idle();
+    expect(putsOf(thing).map(label)).toEqual(['connected', 'fails', 'disconnected']);
+    expect(putsOf(thing).at(-1)?.record.data).toMatchObject({ disconnectReason: 'SERVER_ERROR', clientInitiatedDisconnect: false });
+    expect(channelLogs).toContainEqual(
+      expect.objectContaining({ level: 'error', clientId: thing, topic, message: expect.stringMatching(/no PUBACK, disconnecting/) }),
+    );
+    expect(channelLogs).toContainEqual(
+      expect.objectContaining({ level: 'error', partitionKey: thing, error: expect.stringMatching(/earlier message .* was not put \(stream down\)/) }),
+    );
+
+    // The robot comes back and sends again: both go in, in order.
+    const again = await rawTls(thing, channel.port);
+    again.socket.write(
+      Buffer.concat([connectPacket(thing, 30), publishPacketQos1(topic, 1, { id: 'fails-resent' }), publishPacketQos1(topic, 2, { id: 'behind' })]),
+    );
+    await waitFor(() => packetsIn(Buffer.concat(again.data)).length === 3, 'CONNACK and two PUBACKs');
+    expect(packetsIn(Buffer.concat(again.data))).toEqual([
+      ['CONNACK', 0],
+      ['PUBACK', 1],
+      ['PUBACK', 2],
+    ]);
+    expect(putsOf(thing).map(label)).toEqual(['connected', 'fails', 'disconnected', 'connected', 'fails-resent', 'behind']);
+  });
+
+  it('puts one key at a time, in the order received, with the connect and disconnect in their places', async () => {
+    const thing = robot(3);
+    behaviour.set('o1', () => sleep(150));
+    behaviour.set('o3', () => sleep(50));
+    const { socket, data, closed } = await rawTls(thing, channel.port);
+    const telemetry = `dt/heartbeat/${thing}/telemetry`;
+    const events = `dt/heartbeat/${thing}/events`;
+    // CONNECT and five publishes on two rules in one write: aedes queues them until the session is ready.
+    socket.write(
+      Buffer.concat([
+        connectPacket(thing, 30),
+        publishPacketQos1(telemetry, 1, { id: 'o1' }),
+        publishPacketQos1(events, 2, { id: 'o2' }),
+        publishPacketQos1(telemetry, 3, { id: 'o3' }),
+        publishPacketQos1(events, 4, { id: 'o4' }),
+        publishPacketQos1(telemetry, 5, { id: 'o5' }),
+      ]),
+    );
+    await waitFor(() => packetsIn(Buffer.concat(data)).length === 6, 'CONNACK and five PUBACKs');
+    socket.end();
+    await closed;
+    await waitFor(() => putsOf(thing).find((put) => put.record.data.eventType === 'disconnected'), 'the disconnected event');
+    await channel.idle();
+
+    const mine = putsOf(thing);
+    expect(mine.map(label)).toEqual(['connected', 'o1', 'o2', 'o3', 'o4', 'o5', 'disconnected']);
+    for (let i = 1; i < mine.length; i++) expect(mine[i]!.started).toBeGreaterThanOrEqual(mine[i - 1]!.ended!);
+    expect(packetsIn(Buffer.concat(data)).map(([type]) => type)).toEqual(['CONNACK', 'PUBACK', 'PUBACK', 'PUBACK', 'PUBACK', 'PUBACK']);
+  });
+
+  it('resolves the cloud’s publish after the puts of the rules it matches, and rejects it when one fails', async () => {
+    const thing = robot(4);
+    const release = deferred();
+    behaviour.set('cmd-held', () => release.promise);
+    behaviour.set('cmd-fails', () => Promise.reject(new Error('stream down')));
+    let published = false;
+    const publishing = channel.publish(`cmd/heartbeat/${thing}/report-now`, { id: 'cmd-held' }).then(() => void (published = true));
+    await waitFor(() => puts.find((put) => put.record.data.id === 'cmd-held'), 'the put to start');
+    await sleep(200);
+    expect(published).toBe(false);
+    release.resolve();
+    await publishing;
+    expect(puts.find((put) => put.record.data.id === 'cmd-held')?.record).toEqual({
+      partitionKey: `cmd-${thing}`,
+      data: { id: 'cmd-held', topic: `cmd/heartbeat/${thing}/report-now` },
+    });
+
+    await expect(channel.publish(`cmd/heartbeat/${thing}/report-now`, { id: 'cmd-fails' })).rejects.toThrow(/stream down/);
+    await channel.publish(`cmd/heartbeat/${thing}/report-now`, { id: 'cmd-after' });
+    expect(putsOf(`cmd-${thing}`).map(label)).toEqual(['cmd-held', 'cmd-fails', 'cmd-after']);
+  });
+});
+
+describe('local IoT broker: into a real Kinesis stream', () => {
+  it('puts a robot’s connect, messages and disconnect into kinesalite, where the poller reads them in order', async () => {
+    const stream = await startKinesisStandIn({ directory: join(stateDir, 'kinesis'), streamName: 'ingest', shardCount: 2 });
+    const received: KinesisStreamRecord[] = [];
+    const poller = startKinesisPoller({
+      client: stream.client,
+      streamArn: stream.streamArn,
+      handler: async (event) => void received.push(...event.Records),
+      log: () => undefined,
+    });
+    const toStream = await startIotBroker({
+      port: 0,
+      caCertificatePem: ca.certificatePem,
+      serverCertificatePem: server.certificatePem,
+      serverPrivateKeyPem: server.privateKeyPem,
+      registry,
+      rules: Object.values(TOPIC_RULES).map((rule) => ({
+        rule,
+        put: async ({ partitionKey, data }) => void (await stream.put(partitionKey, data)),
+      })),
+      log: () => undefined,
+    });
+    try {
+      const thing = robot(6);
+      const client = await connect(thing, { port: toStream.port });
+      // Pipelined: none waits for the previous PUBACK.
+      await Promise.all(
+        Array.from({ length: 6 }, (_, n) =>
+          client.publishAsync(`dt/heartbeat/${thing}/${n % 2 === 0 ? 'telemetry' : 'events'}`, JSON.stringify({ id: `m${n}` }), { qos: 1 }),
+        ),
+      );
+      await client.endAsync();
+      await waitFor(() => toStream.connectedThings().length === 0, 'the disconnect');
+      await toStream.idle();
+      await poller.idle();
+
+      const mine = received.filter((record) => record.kinesis.partitionKey === thing).map((record) => kinesisRecordJson(record) as Record<string, unknown>);
+      expect(mine.map((data) => data.id ?? data.eventType)).toEqual(['connected', 'm0', 'm1', 'm2', 'm3', 'm4', 'm5', 'disconnected']);
+      expect(mine[1]).toEqual({ id: 'm0', thingName: thing, topic: `dt/heartbeat/${thing}/telemetry` });
+      expect(mine[0]).toMatchObject({ clientId: thing, topic: `$aws/events/presence/connected/${thing}` });
+    } finally {
+      await toStream.stop();
+      await poller.stop();
+      await stream.stop();
+    }
   });
 });
 

@@ -1,6 +1,6 @@
 import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
 import { describe, expect, it } from 'vitest';
-import { deliverBatch, type DeliveryPolicy, type StreamHandler } from '../../local/stream-delivery.js';
+import { deliverBatch, dynamoDBSequenceNumber, type DeliveryPolicy, type StreamHandler } from '../../local/stream-delivery.js';
 
 const record = (sequenceNumber: number): DynamoDBRecord => ({
   eventID: `event-${sequenceNumber}`,
@@ -43,6 +43,7 @@ async function deliver(
     sleep: async (ms) => void sleeps.push(ms),
     stopped: () => options.stopAfterCalls !== undefined && calls.length >= options.stopAfterCalls,
     shardId: 'shard-1',
+    sequenceNumberOf: dynamoDBSequenceNumber,
   });
   return { calls, setAside, sleeps, logs };
 }
@@ -183,5 +184,66 @@ describe('deliverBatch', () => {
 
     // Then the retry saw the record as it came from the stream
     expect(seenImages).toEqual([{ n: { N: '1' } }, { n: { N: '1' } }]);
+  });
+});
+
+describe('deliverBatch over other record types', () => {
+  interface Item {
+    readonly sequenceNumber: string;
+    readonly arrivedAt: number;
+  }
+  // Kinesis-like: 56-digit decimals, past Number's precision.
+  const base = 49_590_338_271_490_256_608_559_692_538_361_571_095_921_575_989_136_588_898n;
+  const items = (count: number, arrivedAt = 0): Item[] =>
+    Array.from({ length: count }, (_, i) => ({ sequenceNumber: String(base + BigInt(i)), arrivedAt }));
+  const context = (calls: string[][], setAside: string[][], handler: (seen: readonly Item[]) => unknown) => ({
+    handler: async (event: { Records: Item[] }) => {
+      calls.push(event.Records.map((item) => item.sequenceNumber.slice(-2)));
+      return handler(event.Records) as undefined;
+    },
+    onFailure: (failed: readonly Item[]) => void setAside.push(failed.map((item) => item.sequenceNumber.slice(-2))),
+    log: () => undefined,
+    sleep: async () => undefined,
+    stopped: () => false,
+    shardId: 'shardId-000000000000',
+    sequenceNumberOf: (item: Item) => item.sequenceNumber,
+  });
+
+  it('names failed records by the sequence number the context gives', async () => {
+    const calls: string[][] = [];
+    const setAside: string[][] = [];
+    let first = true;
+    const input = items(4);
+    await deliverBatch(
+      input,
+      policy() as DeliveryPolicy<Item>,
+      context(calls, setAside, () => {
+        if (!first) return undefined;
+        first = false;
+        return { batchItemFailures: [{ itemIdentifier: input[2]!.sequenceNumber }] };
+      }),
+    );
+    expect(calls).toEqual([
+      ['98', '99', '00', '01'],
+      ['00', '01'],
+    ]);
+    expect(setAside).toEqual([]);
+  });
+
+  it('with -1 stops retrying and sets a batch aside once its oldest record has expired', async () => {
+    const calls: string[][] = [];
+    const setAside: string[][] = [];
+    let now = 0;
+    await deliverBatch(
+      items(2),
+      { ...(policy({ maximumRetryAttempts: -1 }) as DeliveryPolicy<Item>), expired: (item) => now - item.arrivedAt > 5_000 },
+      context(calls, setAside, () => {
+        now += 1_000;
+        throw new Error('down');
+      }),
+    );
+    // Attempts at 1 s … 6 s after arrival; after the one at 6 s the oldest is past 5 s.
+    expect(calls).toHaveLength(6);
+    expect(setAside).toEqual([['98', '99']]);
   });
 });

@@ -4,7 +4,9 @@ import {
   RuleSqlError,
   applyRuleSql,
   parseBasicIngestTopic,
+  parsePartitionKey,
   parseRuleSql,
+  partitionKeyOf,
   topicFilterProblem,
   topicMatches,
 } from '../../local/topic-rules.js';
@@ -13,12 +15,27 @@ const rule = (sql: string, topicFilter = 'dt/heartbeat/+/telemetry') => ({ name:
 
 describe('parseRuleSql', () => {
   it('parses every rule the system deploys', () => {
-    expect(parseRuleSql(TOPIC_RULES.presence)).toEqual({ topicFilter: '$aws/events/presence/+/+', projections: [] });
+    expect(parseRuleSql(TOPIC_RULES.presence)).toEqual({
+      topicFilter: '$aws/events/presence/+/+',
+      projections: [{ kind: 'topic', alias: 'topic' }],
+    });
     expect(parseRuleSql(TOPIC_RULES.telemetry)).toEqual({
       topicFilter: 'dt/heartbeat/+/telemetry',
-      projections: [{ kind: 'topic', index: 3, alias: 'thingName' }],
+      projections: [
+        { kind: 'topic', index: 3, alias: 'thingName' },
+        { kind: 'topic', alias: 'topic' },
+      ],
     });
-    expect(parseRuleSql(TOPIC_RULES.events).projections).toEqual([{ kind: 'topic', index: 3, alias: 'thingName' }]);
+    expect(parseRuleSql(TOPIC_RULES.events).projections).toEqual([
+      { kind: 'topic', index: 3, alias: 'thingName' },
+      { kind: 'topic', alias: 'topic' },
+    ]);
+  });
+
+  it('reads topic() without an argument as the whole topic', () => {
+    const parsed = parseRuleSql(rule("SELECT *, Topic( ) as t FROM 'dt/heartbeat/+/telemetry'"));
+    expect(parsed.projections).toEqual([{ kind: 'topic', alias: 't' }]);
+    expect(parsed.projections[0]).not.toHaveProperty('index');
   });
 
   it('accepts timestamp() and clientid(), any keyword case and spacing', () => {
@@ -40,6 +57,8 @@ describe('parseRuleSql', () => {
     ["SELECT *, topic(3) FROM 'dt/heartbeat/+/telemetry'", /unsupported select item "topic\(3\)"/],
     ["SELECT *, upper(topic(3)) AS x FROM 'dt/heartbeat/+/telemetry'", /unsupported select item/],
     ["SELECT *, topic(0) AS x FROM 'dt/heartbeat/+/telemetry'", /topic\(0\) must count levels from 1/],
+    ["SELECT *, topic(-1) AS x FROM 'dt/heartbeat/+/telemetry'", /unsupported select item/],
+    ["SELECT *, topic() AS x, topic(3) AS x FROM 'dt/heartbeat/+/telemetry'", /alias x is used twice/],
     ["SELECT *, topic(3) AS x, timestamp() AS x FROM 'dt/heartbeat/+/telemetry'", /alias x is used twice/],
     ["SELECT * FROM 'dt/heartbeat/#/telemetry'", /uses # other than/],
     ["SELECT * FROM 'dt/heartbeat/a+/telemetry'", /uses \+ other than/],
@@ -100,6 +119,22 @@ describe('applyRuleSql', () => {
     });
   });
 
+  it('adds the whole topic for topic(), next to topic(N), over a same-named payload field', () => {
+    const whole = parseRuleSql(TOPIC_RULES.telemetry);
+    const result = applyRuleSql(whole, { ...message, payload: '{"topic":"forged","cpuPercent":1}' });
+    expect(result).toEqual({
+      ok: true,
+      output: { cpuPercent: 1, thingName: 'lekiwi-1', topic: 'dt/heartbeat/lekiwi-1/telemetry' },
+    });
+  });
+
+  it('gives a Basic Ingest message the topic after $aws/rules/<rule>/, as the broker hands it over', () => {
+    const published = `$aws/rules/${TOPIC_RULES.telemetry.name}/dt/heartbeat/lekiwi-2/telemetry`;
+    const ingest = parseBasicIngestTopic(published)!;
+    const result = applyRuleSql(parseRuleSql(TOPIC_RULES.telemetry), { topic: ingest.topic, now: 0, payload: '{}' });
+    expect(result).toEqual({ ok: true, output: { thingName: 'lekiwi-2', topic: 'dt/heartbeat/lekiwi-2/telemetry' } });
+  });
+
   it('leaves out a topic level past the end and the client id of a cloud-published message', () => {
     const short = parseRuleSql(rule("SELECT *, topic(9) AS deep, clientid() AS client FROM 'dt/#'", 'dt/#'));
     const result = applyRuleSql(short, { topic: 'dt/a', now: 0, payload: '{"deep":1,"client":2,"keep":3}' });
@@ -117,5 +152,62 @@ describe('applyRuleSql', () => {
     const result = applyRuleSql(sql, { ...message, payload });
     expect(result.ok).toBe(false);
     if (!result.ok) expect(result.problem).toMatch(problem);
+  });
+});
+
+describe('partition keys', () => {
+  const key = (partitionKey: string) => ({ name: 'test_rule', partitionKey });
+
+  it('parses and evaluates every rule the system deploys: the robot is the key', () => {
+    expect(partitionKeyOf(parsePartitionKey(TOPIC_RULES.presence), { topic: '$aws/events/presence/connected/lekiwi-1' })).toEqual({
+      ok: true,
+      partitionKey: 'lekiwi-1',
+    });
+    for (const rule of [TOPIC_RULES.telemetry, TOPIC_RULES.events]) {
+      const topic = `dt/heartbeat/lekiwi-2/${rule === TOPIC_RULES.telemetry ? 'telemetry' : 'events'}`;
+      expect(partitionKeyOf(parsePartitionKey(rule), { topic, clientId: 'someone' })).toEqual({ ok: true, partitionKey: 'lekiwi-2' });
+    }
+  });
+
+  it('substitutes topic(N), topic() and clientid() between literal text, in any case and spacing', () => {
+    const template = parsePartitionKey(key('robot-${ topic(3) }/${TOPIC()}#${clientId()}$x{y}'));
+    expect(template.parts).toEqual([
+      { kind: 'text', text: 'robot-' },
+      { kind: 'topic', index: 3 },
+      { kind: 'text', text: '/' },
+      { kind: 'topic' },
+      { kind: 'text', text: '#' },
+      { kind: 'clientid' },
+      { kind: 'text', text: '$x{y}' },
+    ]);
+    expect(partitionKeyOf(template, { topic: 'dt/heartbeat/a/telemetry', clientId: 'c' })).toEqual({
+      ok: true,
+      partitionKey: 'robot-a/dt/heartbeat/a/telemetry#c$x{y}',
+    });
+    expect(parsePartitionKey(key('fixed')).parts).toEqual([{ kind: 'text', text: 'fixed' }]);
+  });
+
+  it('leaves a missing level or client id empty, and refuses a key that comes out empty or too long', () => {
+    expect(partitionKeyOf(parsePartitionKey(key('k-${topic(9)}${clientid()}')), { topic: 'a/b' })).toEqual({ ok: true, partitionKey: 'k-' });
+    const empty = partitionKeyOf(parsePartitionKey(key('${topic(3)}')), { topic: 'dt/heartbeat//telemetry' });
+    expect(empty).toEqual({ ok: false, problem: expect.stringMatching(/is empty for dt\/heartbeat\/\/telemetry/) });
+    const long = partitionKeyOf(parsePartitionKey(key('${topic()}')), { topic: 'x'.repeat(257) });
+    expect(long).toEqual({ ok: false, problem: expect.stringMatching(/longer than 256/) });
+    expect(partitionKeyOf(parsePartitionKey(key('${topic()}')), { topic: 'é'.repeat(256) }).ok).toBe(true);
+  });
+
+  it.each([
+    ['', /nothing/],
+    ['${topic(3)', /unclosed/],
+    ['${newuuid()}', /unsupported substitution "\$\{newuuid\(\)\}"/],
+    ['${thingName}', /unsupported substitution/],
+    ['${topic(0)}', /topic\(0\) must count levels from 1/],
+    ['${topic(3) AS x}', /unsupported substitution/],
+    ['${}', /unsupported substitution/],
+  ])('refuses the template %j, naming the rule', (template, problem) => {
+    const parse = () => parsePartitionKey(key(template));
+    expect(parse).toThrow(RuleSqlError);
+    expect(parse).toThrow(/^Rule test_rule: /);
+    expect(parse).toThrow(problem);
   });
 });
