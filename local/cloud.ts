@@ -3,18 +3,25 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DescribeTableCommand, DynamoDBClient, ResourceNotFoundException } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
+import { DescribeStreamSummaryCommand } from '@aws-sdk/client-kinesis';
 import type {
   APIGatewayProxyResultV2,
   DynamoDBBatchResponse,
   DynamoDBStreamEvent,
+  KinesisStreamBatchResponse,
+  KinesisStreamEvent,
 } from 'aws-lambda';
-import { CLOUD_COMMAND_TOPICS, TOPIC_RULES, type TopicRule } from '../schemas/topics.js';
+import pg from 'pg';
+import { CLOUD_COMMAND_TOPICS, INGEST_ACK_TOPICS, TOPIC_RULES } from '../schemas/topics.js';
 import { PROJECTED_RECORD_PATTERNS } from '../schemas/stream-filters.js';
 import { CertificateAuthority } from './certificate-authority.js';
-import { LOCAL_AWS, startDynamoDbLocal, type DynamoDbLocal } from './dynamodb-local.js';
+import { LOCAL_AWS, startDynamoDbLocal } from './dynamodb-local.js';
+import { createFileDeadLetters, DEAD_LETTER_FILE_ENV, projectorDeadLetterFile } from './file-dead-letters.js';
 import { startHttpGateway, type HttpGateway } from './http-gateway.js';
 import { startIotBroker, type IotBroker } from './iot-broker.js';
 import { startIotDataPlane, type IotDataPlane } from './iot-data-plane.js';
+import { startKinesisPoller, type KinesisPoller } from './kinesis-poller.js';
+import { startKinesisStandIn, type KinesisStandIn } from './kinesis-stand-in.js';
 import { LocalJwtIssuer } from './jwt-issuer.js';
 import { loadFunction, type FunctionName } from './lambda-runtime.js';
 import { renderLivePage } from './live-page.js';
@@ -28,6 +35,7 @@ import {
   type StatePaths,
 } from './local-state.js';
 import { startStreamPoller, type StreamPoller } from './stream-poller.js';
+import { Supervisor } from './supervisor.js';
 import { FileStreamCheckpoints } from './stream-checkpoints.js';
 import { createConnectionsTable, createEventLogTable } from './tables.js';
 import { ThingRegistry } from './thing-registry.js';
@@ -51,6 +59,11 @@ export interface LocalCloudOptions {
   /** IoT Core raises keep-alives below 30 s to 30 s; tests lower it to see a dead robot sooner. */
   readonly minKeepAliveSeconds?: number;
   readonly onProgress?: (event: ProgressEvent) => void;
+  /**
+   * A part died and could not be brought back (DynamoDB Local past its restarts, PGlite or the Kinesis stand-in no
+   * longer answering): the local cloud has stopped itself; the message says what died and what to do.
+   */
+  readonly onFatal?: (message: string) => void;
   /** Where the stand-ins' own warnings go (the handlers log through Powertools to stdout). */
   readonly log?: (entry: { level: string; message: string; [detail: string]: unknown }) => void;
 }
@@ -92,14 +105,12 @@ export interface LocalCloud {
 }
 
 export const EVENT_LOG_TABLE = 'heartbeat-event-log';
+/** The ordered ingest channel (a Kinesis stream in AWS): every robot message, keyed by robot. */
+export const INGEST_STREAM = 'heartbeat-ingest';
+/** Shards of the local ingest stream: robots spread over them, each robot's messages on one. */
+const INGEST_SHARDS = 2;
 export const CONNECTIONS_TABLE = 'heartbeat-connections';
 export const JWT_AUDIENCE = 'lekiwi-heartbeat-local';
-
-const RULE_TARGETS: Readonly<Record<TopicRule['target'], FunctionName>> = {
-  'iot-presence': 'iot-presence',
-  'iot-telemetry': 'iot-telemetry',
-  'iot-robot-events': 'iot-robot-events',
-};
 
 export async function startLocalCloud(options: LocalCloudOptions): Promise<LocalCloud> {
   const host = options.host ?? '127.0.0.1';
@@ -124,7 +135,18 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
 
   // Everything started so far, stopped in reverse order on failure or at stop().
   const stops: (() => Promise<void>)[] = [releaseStateDir];
-  const stopAll = async () => {
+  // A part that dies is restarted on its state, or the whole local cloud stops, loudly: never silently.
+  const supervisor = new Supervisor({
+    log,
+    onFatal: (message) => {
+      log({ level: 'error', message: `The local cloud is stopping: ${message}` });
+      void stopAll().finally(() => options.onFatal?.(message));
+    },
+  });
+  let stopping: Promise<void> | undefined;
+  const stopAll = () => (stopping ??= stopEverything());
+  const stopEverything = async () => {
+    supervisor.stop();
     for (const stop of stops.splice(0).reverse()) {
       await stop().catch((error: unknown) => log({ level: 'warn', message: 'stopping a part of the local cloud failed', error: String(error) }));
     }
@@ -152,7 +174,8 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       startIotDataPlane({
         port: 0,
         host: '127.0.0.1',
-        allowedTopics: CLOUD_COMMAND_TOPICS,
+        // Commands from the HTTP API, and the ingest consumer's acknowledgements.
+        allowedTopics: [...CLOUD_COMMAND_TOPICS, ...INGEST_ACK_TOPICS],
         publish: async (topic, payload) => {
           if (!brokerForCommands) throw new Error('the MQTT broker is not up yet');
           await brokerForCommands.publish(topic, payload);
@@ -163,17 +186,29 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     stops.push(() => dataPlane.stop());
 
     const dynamo = await step('DynamoDB Local (event log)', async () => {
-      const started: DynamoDbLocal = await startDynamoDbLocal({ dbPath: paths.dynamodb, detached: true }).catch((error: unknown) => {
-        throw new LocalCloudError(
-          `${(error as Error).message}\nIf Java 17 is installed, the database in ${paths.dynamodb} may be damaged: delete that folder to start with an empty event log.`,
-        );
-      });
-      await rememberDynamoDbPid(paths, started.pid);
+      // The port is fixed by the first start, so a restart keeps every client's endpoint valid.
+      let port: number | undefined;
+      const part = await supervisor
+        .supervise({
+          name: 'DynamoDB Local (event log)',
+          start: async () => {
+            const started = await startDynamoDbLocal({ ...(port ? { port } : {}), dbPath: paths.dynamodb, detached: true });
+            port = started.port;
+            return started;
+          },
+          onStarted: (started) => rememberDynamoDbPid(paths, started.pid),
+          advice: `Check that Java 17 runs (java -version) and that the disk holding ${paths.dynamodb} is not full, then start the local cloud again (npm start). If it keeps dying, the database in ${paths.dynamodb} may be damaged: delete that folder to start with an empty event log.`,
+        })
+        .catch((error: unknown) => {
+          throw new LocalCloudError(
+            `${(error as Error).message}\nIf Java 17 is installed, the database in ${paths.dynamodb} may be damaged: delete that folder to start with an empty event log.`,
+          );
+        });
       stops.push(async () => {
-        await started.stop();
+        await part.stop();
         await rememberDynamoDbPid(paths, undefined);
       });
-      return started;
+      return part.current();
     });
     const dynamoClient = new DynamoDBClient({ ...LOCAL_AWS, endpoint: dynamo.endpoint });
     stops.push(async () => dynamoClient.destroy());
@@ -185,6 +220,31 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       (db) => (db.applied.length > 0 ? `migrations applied: ${db.applied.join(', ')}` : 'schema current'),
     );
     stops.push(() => postgres.stop());
+    const probePool = new pg.Pool({ connectionString: postgres.url, max: 1 });
+    probePool.on('error', () => {}); // a probe connection cut is the probe's failure, reported by the supervisor
+    stops.push(() => probePool.end());
+    supervisor.watch({
+      name: postgres.kind === 'pglite' ? 'PostgreSQL (embedded PGlite)' : 'PostgreSQL (DATABASE_URL)',
+      probe: () => probePool.query('SELECT 1'),
+      // PGlite answers one query at a time: the probe may wait behind a projector batch.
+      intervalMs: 10_000,
+      timeoutMs: 10_000,
+      advice:
+        postgres.kind === 'pglite'
+          ? `Stop the local cloud and start it again; if it fails again, delete ${paths.postgres} and run npm run rebuild-read-models.`
+          : 'Check the PostgreSQL server at DATABASE_URL, then start the local cloud again.',
+    });
+
+    const ingestStream: KinesisStandIn = await step('ingest stream (Kinesis stand-in, kinesalite)', () =>
+      startKinesisStandIn({ directory: paths.kinesis, streamName: INGEST_STREAM, shardCount: INGEST_SHARDS, region: LOCAL_AWS.region }),
+    );
+    stops.push(() => ingestStream.stop());
+    supervisor.watch({
+      name: 'Kinesis stand-in (ingest stream)',
+      probe: () => ingestStream.client.send(new DescribeStreamSummaryCommand({ StreamName: INGEST_STREAM })),
+      advice: `Stop the local cloud and start it again; if it fails again, delete ${paths.kinesis} (robot messages not yet consumed are lost; agents send theirs again).`,
+    });
+    const projectorDeadLetters = createFileDeadLetters(projectorDeadLetterFile(paths.root));
 
     // The handlers read their configuration at import (cold start), as in Lambda: set it before the first load.
     Object.assign(process.env, {
@@ -201,6 +261,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       JWT_AUDIENCE,
       JWKS_URI: `${jwtIssuer}/.well-known/jwks.json`,
       WS_ENDPOINT: `http://127.0.0.1:${wsPort}`,
+      [DEAD_LETTER_FILE_ENV]: projectorDeadLetters.path,
     });
     process.env.POWERTOOLS_SERVICE_NAME ??= 'heartbeat-local';
     process.env.POWERTOOLS_METRICS_NAMESPACE ??= 'LekiwiHeartbeatLocal';
@@ -218,8 +279,11 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       unsubscribe: await loadFunction('ws-unsubscribe'),
       projector: await loadFunction<DynamoDBStreamEvent, DynamoDBBatchResponse>('stream-projector'),
       broadcaster: await loadFunction<DynamoDBStreamEvent, DynamoDBBatchResponse>('stream-broadcaster'),
+      ingest: await loadFunction<KinesisStreamEvent, KinesisStreamBatchResponse>('robot-ingest'),
     }));
 
+    /** The ingest consumer's work so far, for `/health` and bench:ingest (events per invocation). */
+    const ingestWork = { invocations: 0, records: 0 };
     const webSocketUrl = `ws://${publicHost}:${wsPort}`;
     const http: HttpGateway = await step('HTTP gateway (page, /api/v2, JWKS)', () =>
       startHttpGateway({
@@ -228,6 +292,11 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
         integration: functions.httpApi,
         authorizer: { issuer: jwtIssuer, audience: [JWT_AUDIENCE] },
         jwks: () => issuer.jwks(),
+        health: () => supervisor.health(),
+        healthDetails: async () => ({
+          ingest: { ...ingestWork },
+          setAside: { streamProjector: await projectorDeadLetters.count() },
+        }),
         extraRoutes: {
           'GET /': () => ({
             statusCode: 200,
@@ -256,14 +325,19 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     const pollers = await step('stream consumers (projector, broadcaster)', async () => {
       const streams = new DynamoDBStreamsClient({ ...LOCAL_AWS, endpoint: dynamo.endpoint });
       stops.push(async () => streams.destroy());
-      const consumer = async (name: string, handler: (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse>, batchSize: number) =>
+      const consumer = async (
+        name: string,
+        handler: (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse>,
+        batchSize: number,
+        maximumRetryAttempts: number,
+      ) =>
         startStreamPoller({
           client: streams,
           streamArn: eventLogStreamArn,
           handler,
           batchSize,
           bisectBatchOnFunctionError: true,
-          maximumRetryAttempts: 5,
+          maximumRetryAttempts,
           filters: PROJECTED_RECORD_PATTERNS,
           checkpoints: await FileStreamCheckpoints.open(join(paths.streams, `${name}.json`), eventLogStreamArn),
           onFailure: (records, error) =>
@@ -271,8 +345,10 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
           log: (entry) => (entry.level === 'warn' || entry.level === 'error' ? log({ ...entry, source: name }) : undefined),
         });
       const started: StreamPoller[] = [
-        await consumer('stream-projector', functions.projector, 1000),
-        await consumer('stream-broadcaster', functions.broadcaster, 100),
+        // The read models never skip: a database that is down is retried until it is back (the projector itself
+        // sets aside what it cannot parse). Live pushes may give up sooner: the dashboard reloads on reconnect.
+        await consumer('stream-projector', functions.projector, 1000, -1),
+        await consumer('stream-broadcaster', functions.broadcaster, 100, 5),
       ];
       stops.push(async () => {
         await Promise.all(started.map((poller) => poller.stop()));
@@ -280,13 +356,33 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       return started;
     });
 
+    const ingestPoller: KinesisPoller = await step('ingest consumer (robot-ingest on the ingest stream)', async () => {
+      const poller = startKinesisPoller({
+        client: ingestStream.client,
+        streamArn: ingestStream.streamArn,
+        handler: async (event) => {
+          ingestWork.invocations += 1;
+          ingestWork.records += event.Records.length;
+          return functions.ingest(event);
+        },
+        batchSize: 500,
+        bisectBatchOnFunctionError: true,
+        maximumRetryAttempts: -1,
+        checkpoints: await FileStreamCheckpoints.open(join(paths.streams, 'robot-ingest.json'), ingestStream.streamArn),
+        onFailure: (records, error) =>
+          log({ level: 'error', message: 'robot-ingest: records expired before they could be written (the on-failure queue in AWS)', count: records.length, error: String(error) }),
+        log: (entry) => (entry.level === 'warn' || entry.level === 'error' ? log({ ...entry, source: 'robot-ingest' }) : undefined),
+      });
+      stops.push(() => poller.stop());
+      return poller;
+    });
+
     const broker: IotBroker = await step('MQTT broker with mTLS (IoT Core)', async () => {
-      const rules = await Promise.all(
-        Object.values(TOPIC_RULES).map(async (rule) => {
-          const target = await loadFunction<unknown, unknown>(RULE_TARGETS[rule.target]);
-          return { rule, invoke: async (payload: unknown) => void (await target(payload)) };
-        }),
-      );
+      // Every rule puts into the ingest stream, keyed by robot; the broker acknowledges a message only once it is there.
+      const rules = Object.values(TOPIC_RULES).map((rule) => ({
+        rule,
+        put: async ({ partitionKey, data }: { partitionKey: string; data: Record<string, unknown> }) => void (await ingestStream.put(partitionKey, data)),
+      }));
       return startIotBroker({
         port: mqttPort,
         host,
@@ -299,7 +395,13 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
         log,
       });
     });
-    stops.push(() => broker.stop());
+    stops.push(async () => {
+      await broker.stop();
+      // The robots' last disconnects are in the stream: write them to the log before the consumers stop.
+      await ingestPoller.idle({ timeoutMs: 10_000 }).catch((error: unknown) =>
+        log({ level: 'warn', message: 'robot messages left in the ingest stream for the next start', error: String(error) }),
+      );
+    });
     brokerForCommands = broker;
 
     const endpoints: LocalEndpoints = {
@@ -331,6 +433,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       ca,
       async settle() {
         await broker.idle();
+        await ingestPoller.idle({ timeoutMs: 30_000 });
         for (const poller of pollers) await poller.idle({ timeoutMs: 30_000 });
       },
       stop: stopAll,

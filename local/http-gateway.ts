@@ -70,6 +70,8 @@ export interface HttpGatewayOptions {
    * part is down for good, 'degraded' while one restarts). Without it, always 200 `{ status: 'ok' }`.
    */
   readonly health?: () => readonly PartHealth[] | Promise<readonly PartHealth[]>;
+  /** More for `GET /health` beside the parts (counts of records set aside, the ingest consumer's work). */
+  readonly healthDetails?: () => Promise<Record<string, unknown>>;
   readonly log?: GatewayLog;
 }
 
@@ -140,7 +142,8 @@ export async function startHttpGateway(options: HttpGatewayOptions): Promise<Htt
       if (!options.health) return sendJson(response, 200, { status: 'ok' });
       const parts = await options.health();
       const status = parts.some((part) => part.status === 'down') ? 'down' : parts.some((part) => part.status !== 'up') ? 'degraded' : 'ok';
-      sendJson(response, status === 'ok' ? 200 : 503, { status, parts }, { 'cache-control': 'no-store' });
+      const details = (await options.healthDetails?.()) ?? {};
+      sendJson(response, status === 'ok' ? 200 : 503, { status, parts, ...details }, { 'cache-control': 'no-store' });
       return;
     }
     const extra = extraRoutes.get(`${method} ${path}`);

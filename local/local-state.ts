@@ -19,6 +19,8 @@ export interface StatePaths {
   readonly jwt: string;
   readonly tokens: string;
   readonly streams: string;
+  /** The ingest stream's LevelDB (kinesalite). */
+  readonly kinesis: string;
   readonly fleet: string;
   readonly endpoints: string;
   readonly lock: string;
@@ -34,6 +36,7 @@ export function statePaths(root: string): StatePaths {
     jwt: join(root, 'jwt'),
     tokens: join(root, 'tokens'),
     streams: join(root, 'streams'),
+    kinesis: join(root, 'kinesis'),
     fleet: join(root, 'fleet'),
     endpoints: join(root, 'endpoints.json'),
     lock: join(root, 'local-cloud.pid'),

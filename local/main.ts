@@ -94,6 +94,10 @@ try {
     ...(process.env.DATABASE_URL ? { databaseUrl: process.env.DATABASE_URL } : {}),
     ...(minKeepAlive !== undefined ? { minKeepAliveSeconds: minKeepAlive } : {}),
     onProgress: showProgress,
+    onFatal: (message) => {
+      process.stderr.write(`\nThe local cloud stopped: ${message}\n`);
+      void stop('fatal').finally(() => process.exit(1));
+    },
   });
   if (robots > 0) {
     say(`… simulated fleet (${robots} robots)`);
