@@ -1,7 +1,7 @@
 import { z } from 'zod';
-import { AgentEvent, AgentEventBatch, TelemetrySample } from './device.js';
+import { AgentEvent, AgentEventBatch, EventsAck, TelemetrySample } from './device.js';
 import { LifecycleEvent } from './lifecycle.js';
-import { APP } from './topics.js';
+import { APP, ROBOT_REQUESTS } from './topics.js';
 
 /** The JSON Schema of each device-facing message, keyed by file name. */
 export function deviceMessageSchemas(): Record<string, unknown> {
@@ -19,7 +19,12 @@ export function deviceMessageSchemas(): Record<string, unknown> {
     'agent-event-batch': {
       schema: AgentEventBatch,
       title: 'Agent event batch',
-      description: `Published by a robot on dt/${APP}/<thing>/events after being offline: its backlog, oldest first.`,
+      description: `Published by a robot on dt/${APP}/<thing>/events, oldest first; with \`outbox\`, the cloud answers with an events acknowledgement.`,
+    },
+    'events-ack': {
+      schema: EventsAck,
+      title: 'Events acknowledgement',
+      description: `Published by the cloud on cmd/${APP}/<thing>/${ROBOT_REQUESTS.eventsAck} once the events are in the log (or refused for good, with the reason).`,
     },
     'lifecycle-event': {
       schema: LifecycleEvent,
