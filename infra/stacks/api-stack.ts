@@ -21,6 +21,7 @@ import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import type { Construct } from 'constructs';
 import { AppFunction, POWERTOOLS_METRICS_NAMESPACE, REPO_ROOT, type AppFunctionVpcPlacement } from '../constructs/app-function.js';
+import { IotDataEndpoint } from '../constructs/iot-data-endpoint.js';
 import { PROJECTED_RECORD_PATTERNS } from '../../schemas/stream-filters.js';
 import { CLOUD_COMMAND_TOPICS } from '../../schemas/topics.js';
 import { DB_NAME, DB_PORT, DB_USER } from './stateful-stack.js';
@@ -392,33 +393,7 @@ export class ApiStack extends Stack {
    * points it at the interface endpoint, for the functions in this VPC only. Returns the endpoint's host name.
    */
   private iotDataPlaneInVpc(props: ApiStackProps): string {
-    const describe = new cr.AwsCustomResource(this, 'IotDataEndpoint', {
-      resourceType: 'Custom::IotDataEndpoint',
-      onUpdate: {
-        service: 'Iot',
-        action: 'describeEndpoint',
-        parameters: { endpointType: 'iot:Data-ATS' },
-        physicalResourceId: cr.PhysicalResourceId.of('iot-data-ats-endpoint'),
-      },
-      // DescribeEndpoint has no resource-level permissions.
-      policy: cr.AwsCustomResourcePolicy.fromSdkCalls({ resources: cr.AwsCustomResourcePolicy.ANY_RESOURCE }),
-      installLatestAwsSdk: false,
-      logGroup: new logs.LogGroup(this, 'IotDataEndpointLogs', {
-        retention: logs.RetentionDays.ONE_MONTH,
-        removalPolicy: RemovalPolicy.DESTROY,
-      }),
-    });
-    Validations.of(describe).acknowledge({
-      id: 'AwsSolutions-IAM5[Resource::*]',
-      reason: 'iot:DescribeEndpoint has no resource-level permissions; it only reads the account endpoint host name.',
-    });
-    const provider = this.node.tryFindChild(`AWS${cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace(/-/g, '')}`);
-    if (!provider) throw new Error('ApiStack: the AwsCustomResource provider function was not where aws-cdk-lib puts it');
-    Validations.of(provider).acknowledge({
-      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
-      reason: 'The AwsCustomResource provider Lambda (owned by aws-cdk-lib) only writes its own logs with this AWS-maintained policy.',
-    });
-    const host = describe.getResponseField('endpointAddress');
+    const host = new IotDataEndpoint(this, 'IotDataEndpoint').host;
 
     const endpoint = new ec2.InterfaceVpcEndpoint(this, 'IotDataVpcEndpoint', {
       vpc: props.vpc,
