@@ -44,17 +44,25 @@ export type AuthEnv = z.infer<typeof AuthEnv>;
 const RANK: Readonly<Record<Role, number>> = { operator: 1, engineer: 2, admin: 3 };
 
 /**
- * The fleet roles among a user's groups, in the order of ROLES. Takes the `cognito:groups` claim as the token has it
- * (an array) or as API Gateway's JWT authorizer flattens it for the integration (`[operator engineer]`), or a
- * comma-separated list. Unknown groups and malformed claims give no role.
+ * The fleet roles among a user's groups, in the order of ROLES: exact group names only. Takes the `cognito:groups`
+ * claim as the token has it (an array: the WebSocket authorizer verifies the token itself) or as API Gateway's JWT
+ * authorizer passes it to the HTTP integration (`[operator engineer]`). Unknown groups and malformed claims give no
+ * role.
  */
 export function rolesFromGroups(groups: unknown): Role[] {
-  const names = Array.isArray(groups)
-    ? groups
-    : typeof groups === 'string'
-      ? groups.replace(/^\[|\]$/g, '').split(/[\s,]+/)
-      : [];
+  const names = Array.isArray(groups) ? groups : typeof groups === 'string' ? flattenedGroups(groups) : [];
   return ROLES.filter((role) => names.includes(role));
+}
+
+/**
+ * API Gateway's JWT authorizer flattens an array claim into one string: the items joined by single spaces inside one
+ * pair of brackets. Cognito group names contain no white space (but may contain commas and brackets), so splitting
+ * on the spaces gives back exactly the names; a group called `fleet-ops,admin` or `[admin]` is not `admin`.
+ */
+function flattenedGroups(claim: string): string[] {
+  if (!claim.startsWith('[') || !claim.endsWith(']')) return [];
+  const inner = claim.slice(1, -1);
+  return inner === '' ? [] : inner.split(' ');
 }
 
 /** Whether the roles allow what `needed` allows (a higher role includes the lower ones). */

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { rolesFromGroups, type Principal } from '../../platform/auth.js';
+import { ROLES } from '../../../schemas/index.js';
+import type { Principal } from '../../platform/auth.js';
 
 /**
  * How the `$connect` authorizer hands the user to the `$connect` route: API Gateway passes the policy's `context`
@@ -17,5 +18,7 @@ const Context = z.object({ userId: z.string().min(1), roles: z.string() });
 export function fromAuthorizerContext(context: unknown): Principal | null {
   const parsed = Context.safeParse(context);
   if (!parsed.success) return null;
-  return { userId: parsed.data.userId, roles: rolesFromGroups(parsed.data.roles) };
+  // Role names the authorizer itself wrote (not the user's groups): each must be one of ROLES exactly.
+  const names = parsed.data.roles.split(',');
+  return { userId: parsed.data.userId, roles: ROLES.filter((role) => names.includes(role)) };
 }
