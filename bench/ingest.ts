@@ -186,6 +186,9 @@ async function burstRun(cloud: CloudProcess, stateDir: string): Promise<void> {
         through.set(name, Math.max(seen, mark));
       });
     }
+    const publishFailures: string[] = [];
+    let disconnected = 0;
+    for (const client of clients) client.on('close', () => (disconnected += 1));
     const storm = performance.now();
     await Promise.all(
       clients.map(async (client) => {
@@ -195,20 +198,21 @@ async function burstRun(cloud: CloudProcess, stateDir: string): Promise<void> {
         const times: number[] = [];
         sentAt.set(name, times);
         occurredAt.set(name, events.map((event) => event.occurredAt));
-        await Promise.all(
-          events.map((event, index) => {
-            times[index] = performance.now();
-            const message = { outbox: { id: outbox, after: 0, first: index + 1 }, events: [event] };
-            return client.publishAsync(topics.events(name), JSON.stringify(message), { qos: 1 });
-          }),
-        );
+        events.forEach((event, index) => {
+          times[index] = performance.now();
+          const message = { outbox: { id: outbox, after: 0, first: index + 1 }, events: [event] };
+          // Not awaited: a PUBACK that never comes (a dropped connection) must not hang the benchmark.
+          client.publishAsync(topics.events(name), JSON.stringify(message), { qos: 1 }).catch((error: Error) => publishFailures.push(`${name}: ${error.message}`));
+        });
       }),
     );
     const total = robots * eventsPerRobot;
     await waitFor(() => [...through.values()].reduce((sum, value) => sum + value, 0) >= total, {
       timeoutMs: 600_000,
       what: 'every event acknowledged',
-      describe: () => `acknowledged ${[...through.values()].reduce((sum, value) => sum + value, 0)} of ${total}`,
+      describe: () =>
+        `acknowledged ${[...through.values()].reduce((sum, value) => sum + value, 0)} of ${total}; ${disconnected} connections closed; ` +
+        `publish failures: ${publishFailures.slice(0, 3).join('; ')}\n${cloud.output().slice(-3000)}`,
     });
     const allAcked = performance.now() - storm;
     await waitFor(() => onFeed.size >= total, { timeoutMs: 120_000, what: 'every event on the live feed', describe: () => `${onFeed.size} of ${total}` });

@@ -109,6 +109,8 @@ export const EVENT_LOG_TABLE = 'heartbeat-event-log';
 export const INGEST_STREAM = 'heartbeat-ingest';
 /** Shards of the local ingest stream: robots spread over them, each robot's messages on one. */
 const INGEST_SHARDS = 2;
+/** How long the ingest stream may answer nothing before the supervisor asks it directly. */
+const INGEST_SILENCE_MS = 20_000;
 export const CONNECTIONS_TABLE = 'heartbeat-connections';
 export const JWT_AUDIENCE = 'lekiwi-heartbeat-local';
 
@@ -226,9 +228,9 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     supervisor.watch({
       name: postgres.kind === 'pglite' ? 'PostgreSQL (embedded PGlite)' : 'PostgreSQL (DATABASE_URL)',
       probe: () => probePool.query('SELECT 1'),
-      // PGlite answers one query at a time: the probe may wait behind a projector batch.
+      // PGlite answers one query at a time: the probe may wait behind a projector batch of 1,000 records.
       intervalMs: 10_000,
-      timeoutMs: 10_000,
+      timeoutMs: 30_000,
       advice:
         postgres.kind === 'pglite'
           ? `Stop the local cloud and start it again; if it fails again, delete ${paths.postgres} and run npm run rebuild-read-models.`
@@ -239,9 +241,21 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       startKinesisStandIn({ directory: paths.kinesis, streamName: INGEST_STREAM, shardCount: INGEST_SHARDS, region: LOCAL_AWS.region }),
     );
     stops.push(() => ingestStream.stop());
+    // kinesalite answers one request at a time: under a burst a probe waits behind thousands of puts. It is alive while
+    // it answers anything (a put, a read); only when it has been silent does the probe ask it, and wait long.
+    let ingestAnsweredAt = Date.now();
+    const ingestAnswered = () => {
+      ingestAnsweredAt = Date.now();
+    };
     supervisor.watch({
       name: 'Kinesis stand-in (ingest stream)',
-      probe: () => ingestStream.client.send(new DescribeStreamSummaryCommand({ StreamName: INGEST_STREAM })),
+      probe: async () => {
+        if (Date.now() - ingestAnsweredAt < INGEST_SILENCE_MS) return;
+        await ingestStream.client.send(new DescribeStreamSummaryCommand({ StreamName: INGEST_STREAM }));
+        ingestAnswered();
+      },
+      intervalMs: 10_000,
+      timeoutMs: 30_000,
       advice: `Stop the local cloud and start it again; if it fails again, delete ${paths.kinesis} (robot messages not yet consumed are lost; agents send theirs again).`,
     });
     const projectorDeadLetters = createFileDeadLetters(projectorDeadLetterFile(paths.root));
@@ -361,6 +375,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
         client: ingestStream.client,
         streamArn: ingestStream.streamArn,
         handler: async (event) => {
+          ingestAnswered();
           ingestWork.invocations += 1;
           ingestWork.records += event.Records.length;
           return functions.ingest(event);
@@ -381,7 +396,10 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       // Every rule puts into the ingest stream, keyed by robot; the broker acknowledges a message only once it is there.
       const rules = Object.values(TOPIC_RULES).map((rule) => ({
         rule,
-        put: async ({ partitionKey, data }: { partitionKey: string; data: Record<string, unknown> }) => void (await ingestStream.put(partitionKey, data)),
+        put: async ({ partitionKey, data }: { partitionKey: string; data: Record<string, unknown> }) => {
+          await ingestStream.put(partitionKey, data);
+          ingestAnswered();
+        },
       }));
       return startIotBroker({
         port: mqttPort,
