@@ -32,7 +32,7 @@ export interface AppFunctionVpcPlacement {
 }
 
 export interface AppFunctionProps {
-  /** File name (without `.ts`) of the entry in functions/handlers/, e.g. `iot-presence`. */
+  /** File name (without `.ts`) of the entry in functions/handlers/, e.g. `robot-ingest`. */
   readonly handler: string;
   readonly description?: string;
   readonly environment?: Record<string, string>;
