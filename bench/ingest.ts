@@ -16,7 +16,6 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import mqtt, { type MqttClient } from 'mqtt';
-import WebSocket from 'ws';
 import { EventQueue } from '../agent/adapters/event-queue.js';
 import { DynamoEventLog } from '../functions/adapters/dynamo-event-log.js';
 import { CertificateAuthority, type IssuedCertificate } from '../local/certificate-authority.js';
@@ -24,6 +23,7 @@ import { LOCAL_AWS } from '../local/dynamodb-local.js';
 import { ThingRegistry } from '../local/thing-registry.js';
 import { EventsAck, topics, type AgentEvent } from '../schemas/index.js';
 import {
+  connectLiveClient,
   freePorts,
   freshStateDir,
   issueCertificate,
@@ -129,24 +129,15 @@ async function burstRun(cloud: CloudProcess, stateDir: string): Promise<void> {
   for (const name of names) certificates.set(name, await ca.issueClientCertificate(name));
   await ThingRegistry.in(stateDir).attachAll(names.map((thingName) => ({ thingName, certificateId: certificates.get(thingName)!.certificateId })));
 
-  const token = (await readFile(endpoints.tokens.operator, 'utf8')).trim();
-  const socket = new WebSocket(`${endpoints.webSocketUrl}?token=${encodeURIComponent(token)}`);
+  // The live feed, as the dashboard has it. Live messages name no eventId; each event of a robot here has its own time.
+  const feed = await connectLiveClient(endpoints);
   const onFeed = new Map<string, number>();
-  socket.on('message', (data) => {
-    const message = JSON.parse(String(data)) as { type?: string; robotId?: string; at?: string };
-    // Live messages name no eventId; each event of a robot here has its own time.
+  feed.onMessage((message) => {
     if (message.type === 'TeleoperationStarted' || message.type === 'TeleoperationStopped') {
-      const key = `${message.robotId}:${message.at}`;
+      const key = `${String(message.robotId)}:${String(message.at)}`;
       if (!onFeed.has(key)) onFeed.set(key, performance.now());
     }
   });
-  await new Promise<void>((resolve, reject) => {
-    socket.once('open', () => resolve());
-    socket.once('error', reject);
-  });
-  const subscribed = new Promise<void>((resolve) => socket.on('message', (data) => JSON.parse(String(data)).type === 'Subscribed' && resolve()));
-  socket.send(JSON.stringify({ action: 'subscribe', robotIds: ['*'] }));
-  await subscribed;
 
   const clients: MqttClient[] = [];
   try {
@@ -238,7 +229,7 @@ async function burstRun(cloud: CloudProcess, stateDir: string): Promise<void> {
     say(`    event → live WebSocket:                      p50 ${ms(percentile(toFeed, 50))}  p99 ${ms(percentile(toFeed, 99))}  max ${ms(toFeed.at(-1) ?? NaN)}`);
     say(`    consumer invocations: ${invocations} for ${records} records: ${(total / invocations).toFixed(1)} events per invocation (aim ≥ 10)`);
   } finally {
-    socket.close();
+    feed.close();
     await Promise.all(clients.map((client) => client.endAsync(true).catch(() => {})));
   }
 }
