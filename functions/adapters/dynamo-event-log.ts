@@ -93,28 +93,31 @@ export class DynamoEventLog implements EventLog, EventLogReplay {
     return Item !== undefined;
   }
 
-  async knownEventIds(robotId: string, eventIds: readonly string[]): Promise<Set<string>> {
-    const known = new Set<string>();
+  /** One BatchGetItem for the head and the first 99 markers, then one per 100 more markers. */
+  async readHeadWithKnown(robotId: string, eventIds: readonly string[]): Promise<{ head: RobotHead | null; known: Set<string> }> {
     const unique = [...new Set(eventIds)];
+    const headKey = { robotId, seq: HEAD_SEQ };
     const byKey = new Map(unique.map((eventId) => [markerKey(robotId, eventId).robotId, eventId]));
-    for (let start = 0; start < unique.length; start += BATCH_GET_LIMIT) {
-      let keys: Record<string, unknown>[] | undefined = unique.slice(start, start + BATCH_GET_LIMIT).map((eventId) => markerKey(robotId, eventId));
-      for (let attempt = 0; keys && keys.length > 0; attempt++) {
+    const known = new Set<string>();
+    let head: RobotHead | null = null;
+    const keys: Record<string, unknown>[] = [headKey, ...unique.map((eventId) => markerKey(robotId, eventId))];
+    for (let start = 0; start < keys.length; start += BATCH_GET_LIMIT) {
+      let pending: Record<string, unknown>[] | undefined = keys.slice(start, start + BATCH_GET_LIMIT);
+      for (let attempt = 0; pending && pending.length > 0; attempt++) {
         if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 20 * 2 ** attempt)));
         const page: BatchGetCommandOutput = await this.documents.send(
-          new BatchGetCommand({
-            RequestItems: { [this.tableName]: { Keys: keys, ConsistentRead: true, ProjectionExpression: 'robotId' } },
-          }),
+          new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: pending, ConsistentRead: true } } }),
         );
         for (const item of page.Responses?.[this.tableName] ?? []) {
+          if (item.robotId === robotId && item.seq === HEAD_SEQ) head = headOf(item);
           const eventId = byKey.get(String(item.robotId));
           if (eventId !== undefined) known.add(eventId);
         }
         // Throttled keys come back unprocessed: ask again for those only.
-        keys = page.UnprocessedKeys?.[this.tableName]?.Keys;
+        pending = page.UnprocessedKeys?.[this.tableName]?.Keys;
       }
     }
-    return known;
+    return { head, known };
   }
 
   async readEvents(robotId: string, options: { afterSeq?: number; limit?: number } = {}): Promise<EventPage> {

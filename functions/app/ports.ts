@@ -58,8 +58,11 @@ export interface EventLog {
   readEvents(robotId: string, options?: { afterSeq?: number; limit?: number }): Promise<EventPage>;
   /** Whether an event with this id is in the robot's log (its marker exists). */
   hasEvent(robotId: string, eventId: string): Promise<boolean>;
-  /** Which of these eventIds are in the robot's log (strongly consistent, any number of ids). */
-  knownEventIds(robotId: string, eventIds: readonly string[]): Promise<Set<string>>;
+  /**
+   * The robot's head and which of these eventIds are in its log, strongly consistent, in as few reads as the store
+   * allows (the ingest consumer's one read per robot and batch; any number of ids).
+   */
+  readHeadWithKnown(robotId: string, eventIds: readonly string[]): Promise<{ head: RobotHead | null; known: Set<string> }>;
 }
 
 /** Reading the whole log back, for rebuilding the read models from it. */

@@ -78,7 +78,7 @@ function racingWriters(inner: EventLog, writers: number) {
   const wrapped: EventLog = {
     readEvents: (robotId, options) => inner.readEvents(robotId, options),
     hasEvent: (robotId, eventId) => inner.hasEvent(robotId, eventId),
-    knownEventIds: (robotId, eventIds) => inner.knownEventIds(robotId, eventIds),
+    readHeadWithKnown: (robotId, eventIds) => inner.readHeadWithKnown(robotId, eventIds),
     async readHead(robotId) {
       const head = await inner.readHead(robotId);
       if (firstReads < writers) {
@@ -291,12 +291,14 @@ describe('DynamoEventLog known eventIds and the outbox mark', () => {
 
     // When 250 ids are asked about, 60 of them known, some asked twice
     const unknown = Array.from({ length: 190 }, (_, index) => `${robotId}:unknown:${index}`);
-    const known = await log.knownEventIds(robotId, [...unknown.slice(0, 100), ...written, ...unknown.slice(100), written[0]!]);
+    const read = await log.readHeadWithKnown(robotId, [...unknown.slice(0, 100), ...written, ...unknown.slice(100), written[0]!]);
 
-    // Then exactly the 60 are known, and the head keeps the outbox mark of the last append
-    expect([...known].sort()).toEqual([...written].sort());
-    expect((await log.readHead(robotId))?.outbox).toEqual({ id: 'outbox-1', through: 60 });
-    expect(await log.knownEventIds(robotId, [])).toEqual(new Set());
+    // Then exactly the 60 are known, and the head (read in the same calls) keeps the outbox mark of the last append
+    expect([...read.known].sort()).toEqual([...written].sort());
+    expect(read.head).toEqual(await log.readHead(robotId));
+    expect(read.head?.outbox).toEqual({ id: 'outbox-1', through: 60 });
+    expect(await log.readHeadWithKnown(robotId, [])).toEqual({ head: read.head, known: new Set() });
+    expect(await log.readHeadWithKnown(`${robotId}-none`, written.slice(0, 3))).toEqual({ head: null, known: new Set() });
   });
 });
 

@@ -54,8 +54,8 @@ export class InMemoryEventLog implements EventLog, EventLogReplay {
     return this.markers.has(`${robotId}#${eventId}`);
   }
 
-  async knownEventIds(robotId: string, eventIds: readonly string[]): Promise<Set<string>> {
-    return new Set(eventIds.filter((eventId) => this.markers.has(`${robotId}#${eventId}`)));
+  async readHeadWithKnown(robotId: string, eventIds: readonly string[]): Promise<{ head: RobotHead | null; known: Set<string> }> {
+    return { head: await this.readHead(robotId), known: new Set(eventIds.filter((eventId) => this.markers.has(`${robotId}#${eventId}`))) };
   }
 
   async readEvents(robotId: string, options: { afterSeq?: number; limit?: number } = {}): Promise<EventPage> {

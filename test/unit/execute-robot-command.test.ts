@@ -46,7 +46,7 @@ function withRival(inner: InMemoryEventLog, rival: (attempt: number) => Promise<
     readHead: (id) => inner.readHead(id),
     readEvents: (id, options) => inner.readEvents(id, options),
     hasEvent: (id, eventId) => inner.hasEvent(id, eventId),
-    knownEventIds: (id, eventIds) => inner.knownEventIds(id, eventIds),
+    readHeadWithKnown: (id, eventIds) => inner.readHeadWithKnown(id, eventIds),
     async append(request) {
       appends.push(request);
       if (appends.length <= times) await rival(appends.length);

@@ -102,10 +102,11 @@ async function ingestRobot(
   try {
     for (let attempt = 1; from < relevant.length; attempt++) {
       if (attempt > MAX_ATTEMPTS) throw new ConcurrencyExhausted(`Robot ${robotId}: the head kept changing during ${MAX_ATTEMPTS} attempts`);
-      head = await deps.log.readHead(robotId);
       const base = from;
       const rest = relevant.slice(base);
-      const known = await deps.log.knownEventIds(robotId, eventIdsOf(rest.map((entry) => entry.message)));
+      const read = await deps.log.readHeadWithKnown(robotId, eventIdsOf(rest.map((entry) => entry.message)));
+      head = read.head;
+      const known = read.known;
       const batch = new RobotBatch(head, robotId, known);
       let moved = false;
       const write = async (chunks: Chunk[]): Promise<boolean> => {
