@@ -37,7 +37,6 @@ export interface IngestChannelDeps {
 
 export interface RobotIngestSummary {
   readonly robotId: string;
-  readonly messages: number;
   /** Events appended to the log. */
   readonly appended: number;
   /** Transactions written. */
@@ -145,7 +144,7 @@ async function ingestRobot(
     failure = { sequenceNumber: entries[first?.index ?? 0]!.record.sequenceNumber, error };
   }
   if (hadEvents && RobotId.safeParse(robotId).success) await publishAcks(deps, robotId, ack.build(head));
-  return { robotId, messages: entries.length, appended, writes, ...(failure ? { failure } : {}) };
+  return { robotId, appended, writes, ...(failure ? { failure } : {}) };
 }
 
 /** A chunk that changes nothing stored (every event known, a stale sample, a resend already handled) is not written. */
