@@ -7,6 +7,7 @@
  */
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
+import { seededRandom } from '../lib/seeded-random.js';
 
 // Powertools reads these when first imported (below): no log lines or metric dumps in the figures.
 process.env.POWERTOOLS_LOG_LEVEL ??= 'ERROR';
@@ -25,7 +26,7 @@ const { values } = parseArgs({
 const robotCount = positiveInteger('robots', values.robots);
 const requests = positiveInteger('requests', values.requests);
 const warmup = positiveInteger('warmup', values.warmup);
-const random = mulberry32(positiveInteger('seed', values.seed));
+const random = seededRandom(positiveInteger('seed', values.seed));
 
 const { createTestDatabase } = await import('../test/support/postgres.js');
 const { robotHistory, sample, seedReadModel } = await import('../test/support/read-model-seed.js');
@@ -138,18 +139,6 @@ function stats(samples: number[]) {
 
 function ms(value: number): string {
   return value.toFixed(2).padStart(7);
-}
-
-/** A small seeded PRNG, so every run measures the same fleet. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function positiveInteger(name: string, value: string): number {

@@ -17,6 +17,7 @@ import {
 } from './stream-delivery.js';
 import type { StreamCheckpoints } from './stream-poller.js';
 import { planShards, type DescribedShard, type ShardProgress, type StartingPosition } from './stream-shards.js';
+import { describeError } from '../lib/describe-error.js';
 
 export type KinesisHandler = StreamHandler<KinesisStreamRecord>;
 export type FailedKinesisRecordsHandler = FailedRecordsHandler<KinesisStreamRecord>;
@@ -160,7 +161,7 @@ export function startKinesisPoller(options: KinesisPollerOptions): KinesisPoller
 
   const run = (loop: Promise<void>) => {
     const tracked: Promise<void> = loop
-      .catch((error: unknown) => log({ level: 'error', message: 'kinesis poller loop crashed', error: describe(error) }))
+      .catch((error: unknown) => log({ level: 'error', message: 'kinesis poller loop crashed', error: describeError(error) }))
       .finally(() => loops.delete(tracked));
     loops.add(tracked);
   };
@@ -237,7 +238,7 @@ export function startKinesisPoller(options: KinesisPollerOptions): KinesisPoller
         if (listedEpoch === epoch) await sleep(settings.shardDiscoveryIntervalMs);
       } catch (error) {
         failures += 1;
-        log({ level: 'warn', message: 'ListShards failed; retrying', streamArn: options.streamArn, error: describe(error) });
+        log({ level: 'warn', message: 'ListShards failed; retrying', streamArn: options.streamArn, error: describeError(error) });
         await sleep(Math.min(5000, settings.shardDiscoveryIntervalMs * failures));
       }
     }
@@ -298,7 +299,7 @@ export function startKinesisPoller(options: KinesisPollerOptions): KinesisPoller
         failures += 1;
         // An iterator lasts 5 minutes: a batch retried for longer outlives it. Pick up after the last record handled.
         if (name === 'ExpiredIteratorException') iterator = undefined;
-        log({ level: 'warn', message: 'reading the stream failed; retrying', shardId, error: describe(error), resumeFrom });
+        log({ level: 'warn', message: 'reading the stream failed; retrying', shardId, error: describeError(error), resumeFrom });
         await sleep(Math.min(5000, 100 * 2 ** (failures - 1)));
       }
     }
@@ -381,6 +382,3 @@ function validate(options: KinesisPollerOptions) {
   };
 }
 
-function describe(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-}

@@ -1,4 +1,5 @@
 import type { TelemetrySample } from '../schemas/device.js';
+import { seededRandom } from '../lib/seeded-random.js';
 
 /**
  * A Pi that is not there: vital signs that drift like a real one's (a bounded random walk per metric, seeded by the
@@ -57,14 +58,3 @@ export function createSimulatedTelemetry(options: SimulatedTelemetryOptions): { 
   };
 }
 
-/** mulberry32 seeded from the name: the same robot drifts the same way on every start. */
-function seededRandom(seed: string): () => number {
-  let state = [...seed].reduce((hash, char) => Math.imul(hash ^ char.charCodeAt(0), 2_654_435_761) >>> 0, 0x9e3779b9);
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}

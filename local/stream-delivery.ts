@@ -1,4 +1,5 @@
 import type { DynamoDBRecord } from 'aws-lambda';
+import { describeError } from '../lib/describe-error.js';
 
 /**
  * How Lambda's event source mapping hands one batch of a shard to a function and what it does when the function
@@ -79,7 +80,7 @@ export async function deliverBatch<R>(records: readonly R[], policy: DeliveryPol
       if (attempt.failedFrom === 0 && policy.bisectBatchOnFunctionError && batch.length > 1) {
         const middle = Math.ceil(batch.length / 2);
         pending.unshift(batch.slice(0, middle), batch.slice(middle));
-        context.log({ level: 'warn', message: 'stream batch failed; bisecting', shardId: context.shardId, size: batch.length, error: describe(attempt.error) });
+        context.log({ level: 'warn', message: 'stream batch failed; bisecting', shardId: context.shardId, size: batch.length, error: describeError(attempt.error) });
         break;
       }
       if (policy.maximumRetryAttempts !== -1 && retries >= policy.maximumRetryAttempts) {
@@ -99,7 +100,7 @@ export async function deliverBatch<R>(records: readonly R[], policy: DeliveryPol
         size: batch.length,
         retry: retries,
         firstSequenceNumber: batch[0] === undefined ? undefined : context.sequenceNumberOf(batch[0]),
-        error: describe(attempt.error),
+        error: describeError(attempt.error),
       });
       await context.sleep(policy.retryDelay(retries));
       if (context.stopped()) return;
@@ -145,16 +146,13 @@ async function setAside<R>(
     message,
     shardId: context.shardId,
     sequenceNumbers: batch.map((record) => context.sequenceNumberOf(record)),
-    error: describe(error),
+    error: describeError(error),
   });
   try {
     await context.onFailure(batch, error);
   } catch (failure) {
     // The on-failure destination is best effort in Lambda too; the shard must not stall on it.
-    context.log({ level: 'error', message: 'onFailure threw; records dropped', shardId: context.shardId, error: describe(failure) });
+    context.log({ level: 'error', message: 'onFailure threw; records dropped', shardId: context.shardId, error: describeError(failure) });
   }
 }
 
-function describe(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-}

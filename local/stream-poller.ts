@@ -17,6 +17,7 @@ import {
 import { matchesAnyFilter, type FilterPattern } from '../schemas/stream-filters.js';
 import { toLambdaRecord } from './stream-records.js';
 import { planShards, type DescribedShard, type ShardProgress, type StartingPosition } from './stream-shards.js';
+import { describeError } from '../lib/describe-error.js';
 
 export type { FailedRecordsHandler, StreamHandler, StreamPollerLog } from './stream-delivery.js';
 
@@ -155,7 +156,7 @@ export function startStreamPoller(options: StreamPollerOptions): StreamPoller {
 
   const run = (loop: Promise<void>) => {
     const tracked: Promise<void> = loop
-      .catch((error: unknown) => log({ level: 'error', message: 'stream poller loop crashed', error: describe(error) }))
+      .catch((error: unknown) => log({ level: 'error', message: 'stream poller loop crashed', error: describeError(error) }))
       .finally(() => loops.delete(tracked));
     loops.add(tracked);
   };
@@ -222,7 +223,7 @@ export function startStreamPoller(options: StreamPollerOptions): StreamPoller {
         if (describedEpoch === epoch) await sleep(settings.shardDiscoveryIntervalMs);
       } catch (error) {
         failures += 1;
-        log({ level: 'warn', message: 'DescribeStream failed; retrying', streamArn: options.streamArn, error: describe(error) });
+        log({ level: 'warn', message: 'DescribeStream failed; retrying', streamArn: options.streamArn, error: describeError(error) });
         await sleep(Math.min(5000, settings.shardDiscoveryIntervalMs * failures));
       }
     }
@@ -291,7 +292,7 @@ export function startStreamPoller(options: StreamPollerOptions): StreamPoller {
           iterator = undefined;
           resumeFrom = { ShardIteratorType: 'TRIM_HORIZON' };
         }
-        log({ level: 'warn', message: 'reading the stream failed; retrying', shardId, error: describe(error), resumeFrom });
+        log({ level: 'warn', message: 'reading the stream failed; retrying', shardId, error: describeError(error), resumeFrom });
         await sleep(Math.min(5000, 100 * 2 ** (failures - 1)));
       }
     }
@@ -369,6 +370,3 @@ function regionOf(streamArn: string): string {
   return streamArn.split(':')[3] || 'local';
 }
 
-function describe(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-}

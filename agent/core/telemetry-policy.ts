@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { TelemetrySample } from '../../schemas/device.js';
+import { assertNever } from '../../lib/assert-never.js';
 
 /**
  * "Send this telemetry reading now?" Vital signs go out when they move past a deadband, never more often than the
@@ -151,6 +152,3 @@ function fieldChanged(
   }
 }
 
-function assertNever(value: never): never {
-  throw new Error(`unexpected trigger: ${JSON.stringify(value)}`);
-}

@@ -1,4 +1,5 @@
 import { DEFAULT_TELEOPERATION_CONFIG, teleoperationConfig, type TeleoperationConfig } from './teleoperation-config.js';
+import { assertNever } from '../../lib/assert-never.js';
 
 /**
  * Decides whether someone is actually driving the robot, from cheap readings the agent takes every few tens of
@@ -27,7 +28,7 @@ export interface TeleoperationObservation {
   readonly observationBytesOut: number;
   /** Established peers on the watched ports (see `watchedPorts`). */
   readonly peers: readonly TcpPeer[];
-  /** The watched command-line fragments found running (see `watchedProcesses`). */
+  /** The watched programs found running (see `watchedProcesses`). */
   readonly processes: readonly string[];
 }
 
@@ -397,6 +398,3 @@ function isPort(value: unknown): boolean {
   return typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= 65_535;
 }
 
-function assertNever(value: never): never {
-  throw new Error(`unexpected value: ${JSON.stringify(value)}`);
-}

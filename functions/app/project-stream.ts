@@ -1,11 +1,11 @@
 import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
-import { ZodError } from 'zod';
 import type { RecordedEvent } from '../../schemas/index.js';
 import { parseStreamRecord } from '../adapters/event-log-items.js';
 import { countInvalid, logger, metrics, MetricUnit } from '../platform/observability.js';
 import type { DeadLetter, DeadLetters } from './dead-letters.js';
 import type { EventLog } from './ports.js';
 import type { BatchSummary, GapFiller, ProjectionItem, ReadModelWriter } from './read-model-writer.js';
+import { describeError } from '../../lib/describe-error.js';
 
 /** Where the projector reads what the stream lost, and puts what it cannot read. */
 export interface ProjectionSources {
@@ -126,7 +126,7 @@ export function fillGapsFrom(log: Pick<EventLog, 'readEvents'>): GapFiller {
         after = last;
       }
     } catch (error) {
-      return { unavailable: `reading seq ${afterSeq + 1}–${nextSeq - 1} from the event log failed: ${describe(error)}` };
+      return { unavailable: `reading seq ${afterSeq + 1}–${nextSeq - 1} from the event log failed: ${describeError(error)}` };
     }
     return { events };
   };
@@ -141,7 +141,7 @@ function deadLetterOf(record: DynamoDBRecord, error: unknown, at: Date): DeadLet
     robotId: keys?.robotId?.S,
     seq: keys?.seq?.N === undefined ? undefined : Number(keys.seq.N),
     eventName: record.eventName,
-    reason: describe(error),
+    reason: describeError(error),
     image: record.dynamodb?.NewImage,
     setAsideAt: at.toISOString(),
   };
@@ -151,14 +151,6 @@ function reportPoison(letter: DeadLetter): void {
   countInvalid('StreamRecord');
   const { image: _image, ...where } = letter;
   logger.error('Invalid event log stream record', where);
-}
-
-/** A ZodError as each field at fault and what is wrong with it; any other error as its message. */
-function describe(error: unknown): string {
-  if (error instanceof ZodError) {
-    return error.issues.map((issue) => `${issue.path.join('.') || '(item)'}: ${issue.message}`).join('; ');
-  }
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** Lambda treats an empty identifier as "the whole batch failed", which is the safe reading of a record without one. */

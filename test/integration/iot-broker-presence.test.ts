@@ -6,6 +6,7 @@ import { CertificateAuthority, type IssuedCertificate } from '../../local/certif
 import { type BrokerLogEntry, type IotBroker, type RuleAction, startIotBroker } from '../../local/iot-broker.js';
 import { LifecycleEvent } from '../../schemas/lifecycle.js';
 import { ROBOT_REQUESTS, TOPIC_RULES, type TopicRule, topics } from '../../schemas/topics.js';
+import { seededRandom } from '../../lib/seeded-random.js';
 
 /**
  * Presence under a storm of connections with ONE client id, through the local broker's real TLS and aedes, folded
@@ -21,18 +22,6 @@ const SHUFFLES_PER_ROUND = 25;
 /** A presence rule whose action records each message: the one place that knows the rule action's shape. */
 function recordingRule(rule: TopicRule, record: (message: Record<string, unknown>) => void): RuleAction {
   return { rule, put: async ({ data }) => record(data) };
-}
-
-/** A small seeded PRNG (mulberry32), so a failing order can be replayed from the seed in the message. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function shuffled<T>(items: readonly T[], next: () => number): T[] {
@@ -63,7 +52,7 @@ const lifecycle: LifecycleEvent[] = [];
 const logs: BrokerLogEntry[] = [];
 /** Delays the registry's answer by up to this many ms (0: at once), to vary the interleavings. */
 let registryJitterMs = 0;
-let registryRandom = random(1);
+let registryRandom = seededRandom(1);
 
 beforeAll(async () => {
   ca = await CertificateAuthority.create();
@@ -191,7 +180,7 @@ function expectPresenceMatches(survivor: Contender | undefined, seed: number): v
   expect(broker.connectedThings().includes(THING), context).toBe(survivor !== undefined);
   const open = openSessions();
   expect(open.map((e) => e.principalIdentifier), context).toEqual(survivor ? [survivor.certificate.certificateId] : []);
-  const next = random(seed);
+  const next = seededRandom(seed);
   for (let i = 0; i < SHUFFLES_PER_ROUND; i++) {
     // IoT Core delivers at least once: some events come twice.
     const delivered = shuffled([...lifecycle, ...lifecycle.filter(() => next() < 0.2)], next);
@@ -217,9 +206,9 @@ describe('local IoT broker: presence under duplicate client ids', () => {
     let empty = 0;
     for (let round = 0; round < ROUNDS; round++) {
       const seed = firstSeed + round;
-      const next = random(seed);
+      const next = seededRandom(seed);
       registryJitterMs = (round + (disconnects ? 1 : 0)) % 2 === 0 ? 0 : 5;
-      registryRandom = random(seed * 7);
+      registryRandom = seededRandom(seed * 7);
       const contenders = await storm(round, next, disconnects, incumbents);
       const live = contenders.filter((c) => !c.closed);
       expect(live.length, `round ${round}: connections left`).toBeLessThanOrEqual(1);

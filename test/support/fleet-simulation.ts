@@ -2,6 +2,7 @@ import type { LifecycleEvent } from '../../schemas/index.js';
 import { executeRobotCommand } from '../../functions/app/execute-robot-command.js';
 import type { EventLog } from '../../functions/app/ports.js';
 import { CommandRejected, type RobotCommand } from '../../functions/domain/robot-decider.js';
+import { seededRandom } from '../../lib/seeded-random.js';
 
 /**
  * A synthetic fleet for the projector's tests and benchmark: robots connect and disconnect (with IoT Core's
@@ -18,7 +19,7 @@ export class FleetSimulation<L extends EventLog> {
     readonly log: L,
     options: { robots: number; seed: number; startAt?: string },
   ) {
-    this.random = mulberry32(options.seed);
+    this.random = seededRandom(options.seed);
     this.clock = Date.parse(options.startAt ?? '2026-11-01T08:00:00.000Z');
     this.robots = Array.from({ length: options.robots }, (_, index) => new SimulatedRobot(robotIdOf(index)));
   }
@@ -142,14 +143,3 @@ class SimulatedRobot {
   }
 }
 
-/** A small seeded generator (mulberry32): reproducible histories without a dependency. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 /**
- * The dependency direction of the design card, checked on every import: schemas ← domain ← app ← adapters/handlers;
+ * The dependency direction of the design card, checked on every import: lib ← schemas ← domain ← app ← adapters/handlers;
  * nothing in the product imports a handler; the agent and the dashboard never reach into the cloud's code.
  */
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -32,12 +32,18 @@ function violations(dir: string, allowed: (target: string) => boolean): string[]
 const isNodeBuiltin = (target: string) => target.startsWith('node:');
 
 describe('architecture', () => {
+  it('lib (small helpers every part shares) imports nothing', () => {
+    expect(violations('lib', () => false)).toEqual([]);
+  });
+
   it('schemas import only zod and each other', () => {
-    expect(violations('schemas', (t) => t === 'zod' || t.startsWith('schemas/'))).toEqual([]);
+    expect(violations('schemas', (t) => t === 'zod' || t.startsWith('schemas/') || t.startsWith('lib/'))).toEqual([]);
   });
 
   it('the domain is pure: it imports only schemas and itself', () => {
-    expect(violations('functions/domain', (t) => t.startsWith('schemas/') || t.startsWith('functions/domain/'))).toEqual([]);
+    expect(
+      violations('functions/domain', (t) => t.startsWith('schemas/') || t.startsWith('functions/domain/') || t.startsWith('lib/')),
+    ).toEqual([]);
   });
 
   it('use cases reach the outside world only through ports (no SDK, no pg)', () => {
@@ -55,7 +61,7 @@ describe('architecture', () => {
 
   it('the agent imports only schemas, its own code, zod, the AWS IoT device SDK and Node', () => {
     const allowed = (t: string) =>
-      t.startsWith('schemas/') || t.startsWith('agent/') || t === 'zod' || t === 'aws-iot-device-sdk-v2' || isNodeBuiltin(t);
+      t.startsWith('schemas/') || t.startsWith('agent/') || t.startsWith('lib/') || t === 'zod' || t === 'aws-iot-device-sdk-v2' || isNodeBuiltin(t);
     expect(violations('agent', allowed)).toEqual([]);
   });
 
