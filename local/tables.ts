@@ -4,21 +4,15 @@ import {
   UpdateTimeToLiveCommand,
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
+import { CONNECTIONS_TABLE, createTableKeys, EVENT_LOG_TABLE } from '../schemas/tables.js';
 
-/** The same key schemas as infra/stacks/stateful-stack.ts, for DynamoDB Local. */
+/** The tables infra/stacks/stateful-stack.ts declares, from the same keys (schemas/tables.ts), for DynamoDB Local. */
 export async function createEventLogTable(client: DynamoDBClient, tableName: string): Promise<string> {
   await client.send(
     new CreateTableCommand({
       TableName: tableName,
       BillingMode: 'PAY_PER_REQUEST',
-      AttributeDefinitions: [
-        { AttributeName: 'robotId', AttributeType: 'S' },
-        { AttributeName: 'seq', AttributeType: 'N' },
-      ],
-      KeySchema: [
-        { AttributeName: 'robotId', KeyType: 'HASH' },
-        { AttributeName: 'seq', KeyType: 'RANGE' },
-      ],
+      ...createTableKeys(EVENT_LOG_TABLE),
       StreamSpecification: { StreamEnabled: true, StreamViewType: 'NEW_IMAGE' },
     }),
   );
@@ -33,20 +27,13 @@ export async function createConnectionsTable(client: DynamoDBClient, tableName: 
     new CreateTableCommand({
       TableName: tableName,
       BillingMode: 'PAY_PER_REQUEST',
-      AttributeDefinitions: [
-        { AttributeName: 'pk', AttributeType: 'S' },
-        { AttributeName: 'sk', AttributeType: 'S' },
-      ],
-      KeySchema: [
-        { AttributeName: 'pk', KeyType: 'HASH' },
-        { AttributeName: 'sk', KeyType: 'RANGE' },
-      ],
+      ...createTableKeys(CONNECTIONS_TABLE),
     }),
   );
   await client.send(
     new UpdateTimeToLiveCommand({
       TableName: tableName,
-      TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },
+      TimeToLiveSpecification: { AttributeName: CONNECTIONS_TABLE.timeToLiveAttribute, Enabled: true },
     }),
   );
 }

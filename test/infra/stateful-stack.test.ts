@@ -1,6 +1,7 @@
 import { Capture, Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { addStatefulStack } from '../../infra/heartbeat.js';
+import { CONNECTIONS_TABLE, createTableKeys, EVENT_LOG_TABLE } from '../../schemas/tables.js';
 import { BUILD_TIMEOUT, STAGE, newApp } from './helpers.js';
 
 describe('StatefulStack', () => {
@@ -12,16 +13,12 @@ describe('StatefulStack', () => {
   }, BUILD_TIMEOUT);
 
   describe('event log table', () => {
-    it('is keyed by robot id and sequence number, on demand, streaming new images', () => {
+    it('is keyed by robot id and sequence number (the keys DynamoDB Local gets), on demand, streaming new images', () => {
+      const keys = createTableKeys(EVENT_LOG_TABLE);
+      expect(keys.KeySchema.map((key) => key.AttributeName)).toEqual(['robotId', 'seq']);
       template.hasResourceProperties('AWS::DynamoDB::Table', {
-        KeySchema: [
-          { AttributeName: 'robotId', KeyType: 'HASH' },
-          { AttributeName: 'seq', KeyType: 'RANGE' },
-        ],
-        AttributeDefinitions: Match.arrayWith([
-          { AttributeName: 'robotId', AttributeType: 'S' },
-          { AttributeName: 'seq', AttributeType: 'N' },
-        ]),
+        KeySchema: keys.KeySchema,
+        AttributeDefinitions: Match.arrayWith(keys.AttributeDefinitions),
         BillingMode: 'PAY_PER_REQUEST',
         StreamSpecification: { StreamViewType: 'NEW_IMAGE' },
       });
@@ -42,12 +39,9 @@ describe('StatefulStack', () => {
 
   it('keeps WebSocket connections in a pk/sk table that expires items by expiresAt', () => {
     template.hasResourceProperties('AWS::DynamoDB::Table', {
-      KeySchema: [
-        { AttributeName: 'pk', KeyType: 'HASH' },
-        { AttributeName: 'sk', KeyType: 'RANGE' },
-      ],
+      KeySchema: createTableKeys(CONNECTIONS_TABLE).KeySchema,
       BillingMode: 'PAY_PER_REQUEST',
-      TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },
+      TimeToLiveSpecification: { AttributeName: CONNECTIONS_TABLE.timeToLiveAttribute, Enabled: true },
     });
   });
 

@@ -1,0 +1,46 @@
+/**
+ * The DynamoDB tables' keys, defined once: infra declares the tables from them, the local cloud and the tests create
+ * DynamoDB Local's tables from them, and the adapters write items under them.
+ */
+export interface KeyAttribute {
+  readonly name: string;
+  /** DynamoDB's scalar types used here: S (string), N (number). */
+  readonly type: 'S' | 'N';
+}
+
+export interface TableKeys {
+  readonly partitionKey: KeyAttribute;
+  readonly sortKey: KeyAttribute;
+  /** The attribute DynamoDB's TTL reads (epoch seconds), when the table's items expire. */
+  readonly timeToLiveAttribute?: string;
+}
+
+/**
+ * The event log: one partition per robot (`robotId`), its events at `seq` ≥ 1 and its head item at `seq` 0; markers
+ * (`<robotId>#event#<eventId>`, `seq` 0) make an eventId unique. Streams NEW_IMAGE to the projector and broadcaster.
+ */
+export const EVENT_LOG_TABLE = {
+  partitionKey: { name: 'robotId', type: 'S' },
+  sortKey: { name: 'seq', type: 'N' },
+} as const satisfies TableKeys;
+
+/** WebSocket connections and their subscriptions (`pk`/`sk`), expiring with API Gateway's 2 h connection limit. */
+export const CONNECTIONS_TABLE = {
+  partitionKey: { name: 'pk', type: 'S' },
+  sortKey: { name: 'sk', type: 'S' },
+  timeToLiveAttribute: 'expiresAt',
+} as const satisfies TableKeys;
+
+/** The keys in the shape of DynamoDB's CreateTable (`KeySchema`, `AttributeDefinitions`). */
+export function createTableKeys(table: TableKeys) {
+  return {
+    KeySchema: [
+      { AttributeName: table.partitionKey.name, KeyType: 'HASH' as const },
+      { AttributeName: table.sortKey.name, KeyType: 'RANGE' as const },
+    ],
+    AttributeDefinitions: [
+      { AttributeName: table.partitionKey.name, AttributeType: table.partitionKey.type },
+      { AttributeName: table.sortKey.name, AttributeType: table.sortKey.type },
+    ],
+  };
+}
