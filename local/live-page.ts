@@ -34,6 +34,7 @@ th { background: #f0f2f4; position: sticky; top: 0; }
 td.online { color: #1a7f37; font-weight: 600; }
 td.offline { color: #6a737d; }
 td.alerting { color: #b31d28; font-weight: 600; }
+td.stale { color: #6a737d; font-style: italic; }
 tr.changed td { background: #fff8c5; }
 `;
 
@@ -83,10 +84,35 @@ const SCRIPT = `
   }
 
   function percent(value) { return typeof value === 'number' ? value.toFixed(0) + ' %' : '–'; }
+  function celsius(value) { return typeof value === 'number' ? value.toFixed(1) + ' °C' : '–'; }
   function time(value) { return value ? new Date(value).toLocaleString() : '–'; }
+  function age(ms) {
+    var seconds = Math.round(ms / 1000);
+    if (seconds < 60) return seconds + ' s';
+    if (seconds < 3600) return Math.round(seconds / 60) + ' min';
+    if (seconds < 172800) return Math.round(seconds / 3600) + ' h';
+    return Math.round(seconds / 86400) + ' d';
+  }
+
+  var METRIC_COLUMNS = { cpuTemperature: 'cpuTemperatureC', cpu: 'cpuPercent', memory: 'memoryPercent', disk: 'diskPercent' };
+
+  /**
+   * Telemetry is merged per metric, so each value has its own age (telemetry.metrics); a value is stale when the API
+   * says so or the robot is offline (its last value, not a current one).
+   */
+  function metricCell(robot, field, format) {
+    var telemetry = robot.telemetry || {};
+    var value = telemetry[field];
+    if (value === undefined || value === null) return { text: '–', stale: false };
+    var info = telemetry.metrics && telemetry.metrics[field];
+    var stale = robot.status !== 'online' || telemetry.stale === true || !!(info && info.stale);
+    var text = format(value);
+    if (info && typeof info.ageMs === 'number') text += ' · ' + age(info.ageMs) + ' ago';
+    if (stale) text += ' (stale)';
+    return { text: text, stale: stale };
+  }
 
   function cellTexts(robot) {
-    var telemetry = robot.telemetry || {};
     var teleoperation = robot.teleoperation || {};
     var alerts = Array.isArray(robot.alerts) ? robot.alerts : [];
     return {
@@ -96,10 +122,10 @@ const SCRIPT = `
       lifecycle: robot.lifecycle,
       lastSeen: time(robot.lastSeenAt),
       teleoperation: teleoperation.active ? 'yes' + (teleoperation.operatorAddress ? ' (' + teleoperation.operatorAddress + ')' : '') : 'no',
-      cpuTemperature: typeof telemetry.cpuTemperatureC === 'number' ? telemetry.cpuTemperatureC.toFixed(1) + ' °C' : '–',
-      cpu: percent(telemetry.cpuPercent),
-      memory: percent(telemetry.memoryPercent),
-      disk: percent(telemetry.diskPercent),
+      cpuTemperature: metricCell(robot, 'cpuTemperatureC', celsius).text,
+      cpu: metricCell(robot, 'cpuPercent', percent).text,
+      memory: metricCell(robot, 'memoryPercent', percent).text,
+      disk: metricCell(robot, 'diskPercent', percent).text,
       alerts: String(alerts.length)
     };
   }
@@ -128,6 +154,9 @@ const SCRIPT = `
     COLUMNS.forEach(function (column) { row.cells[column].textContent = texts[column]; });
     row.cells.status.className = robot.status === 'online' ? 'online' : 'offline';
     row.cells.alerts.className = texts.alerts !== '0' ? 'alerting' : '';
+    Object.keys(METRIC_COLUMNS).forEach(function (column) {
+      row.cells[column].className = metricCell(robot, METRIC_COLUMNS[column], String).stale ? 'stale' : '';
+    });
     row.lastSeq = robot.lastSeq;
     row.sampledAt = robot.telemetry ? Date.parse(robot.telemetry.sampledAt) || 0 : 0;
   }

@@ -9,10 +9,11 @@ import {
   type EventView,
   type FleetMetrics,
   type RobotPage,
+  type LatestTelemetry,
   type RobotView,
-  type TelemetrySample,
 } from '../../schemas/index.js';
 import { InvalidCursor, type EventListQuery, type FleetQueries, type RobotListQuery } from '../app/http/fleet-queries.js';
+import { telemetryView } from '../domain/latest-telemetry.js';
 import { decodeCursor, encodeCursor } from './keyset-cursor.js';
 
 /**
@@ -20,10 +21,17 @@ import { decodeCursor, encodeCursor } from './keyset-cursor.js';
  * primary key (robot_id, or seq within a robot's history) so a page costs the same wherever it starts, and fetch one
  * row more than asked to know whether a next page exists without counting. Only `view` and `telemetry` leave the
  * database: the projector keeps the API's shape ready in `view`, with the latest sample stored apart because it
- * changes far more often than the rest.
+ * changes far more often than the rest. The telemetry is shown with each value's age counted to the query's clock.
  */
 export class PgFleetQueries implements FleetQueries {
-  constructor(private readonly pool: pg.Pool) {}
+  private readonly now: () => Date;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    options: { readonly now?: () => Date } = {},
+  ) {
+    this.now = options.now ?? (() => new Date());
+  }
 
   async listRobots(query: RobotListQuery): Promise<RobotPage> {
     const filters = {
@@ -34,7 +42,8 @@ export class PgFleetQueries implements FleetQueries {
     };
     const after = query.cursor ? decodeRobotCursor(query.cursor, filters) : null;
     const { rows } = await this.pool.query<RobotRow>(robotPageStatement(filters, after, query.limit + 1));
-    const items = rows.slice(0, query.limit).map(toRobotView);
+    const now = this.now();
+    const items = rows.slice(0, query.limit).map((row) => toRobotView(row, now));
     const last = items.at(-1);
     return {
       items,
@@ -45,7 +54,7 @@ export class PgFleetQueries implements FleetQueries {
   async getRobot(robotId: string): Promise<RobotView | null> {
     const { rows } = await this.pool.query<RobotRow>('SELECT view, telemetry FROM robots WHERE robot_id = $1', [robotId]);
     const row = rows[0];
-    return row ? toRobotView(row) : null;
+    return row ? toRobotView(row, this.now()) : null;
   }
 
   async listEvents(robotId: string, query: EventListQuery): Promise<EventPage | null> {
@@ -89,7 +98,9 @@ export class PgFleetQueries implements FleetQueries {
               (count(*) FILTER (WHERE deployable))::int AS deployable,
               (count(*) FILTER (WHERE teleoperation_active))::int AS teleoperations,
               coalesce(sum(warning_alerts), 0)::int AS warning_alerts,
-              coalesce(sum(critical_alerts), 0)::int AS critical_alerts
+              coalesce(sum(critical_alerts), 0)::int AS critical_alerts,
+              coalesce(sum(rejected_messages), 0)::bigint AS rejected_messages,
+              (count(*) FILTER (WHERE rejected_messages > 0))::int AS rejecting_robots
          FROM robots
         GROUP BY GROUPING SETS ((status), (lifecycle), (model), ())`,
     );
@@ -102,6 +113,7 @@ export class PgFleetQueries implements FleetQueries {
       deployable: 0,
       activeTeleoperations: 0,
       activeAlerts: { warning: 0, critical: 0, total: 0 },
+      rejectedMessages: { total: 0, robots: 0 },
     };
     for (const row of rows) {
       // GROUPING(x) is 0 when the row is grouped by x; the total row is the one grouped by none of them.
@@ -118,6 +130,8 @@ export class PgFleetQueries implements FleetQueries {
           critical: row.critical_alerts,
           total: row.warning_alerts + row.critical_alerts,
         };
+        // bigint comes back as text: a fleet's sum may pass 2^31.
+        metrics.rejectedMessages = { total: Number(row.rejected_messages), robots: row.rejecting_robots };
       }
     }
     return metrics;
@@ -126,7 +140,7 @@ export class PgFleetQueries implements FleetQueries {
 
 interface RobotRow {
   readonly view: Omit<RobotView, 'telemetry'>;
-  readonly telemetry: TelemetrySample | null;
+  readonly telemetry: LatestTelemetry | null;
 }
 
 interface EventRow {
@@ -152,11 +166,16 @@ interface MetricsRow {
   readonly teleoperations: number;
   readonly warning_alerts: number;
   readonly critical_alerts: number;
+  readonly rejected_messages: string;
+  readonly rejecting_robots: number;
 }
 
-/** The projector stores the view with `telemetry: null` and the sample in its own column; the API shows them as one. */
-function toRobotView(row: RobotRow): RobotView {
-  return { ...row.view, telemetry: row.telemetry };
+/**
+ * The projector stores the view with `telemetry: null` and the telemetry in its own column; the API shows them as one,
+ * each value with its age at `now` (stale when the robot is offline or the value old: latest-telemetry.ts).
+ */
+function toRobotView(row: RobotRow, now: Date): RobotView {
+  return { ...row.view, telemetry: telemetryView(row.telemetry, row.view.status === 'online', now) };
 }
 
 function toEventView(row: EventRow & { seq: string }): EventView {

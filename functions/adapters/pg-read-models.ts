@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { z } from 'zod';
+import type { LatestTelemetry } from '../../schemas/index.js';
 import type { RobotState } from '../domain/robot-state.js';
 import { initialRobotState } from '../domain/robot-state.js';
 import type { ApplyOptions, BatchSummary, ProjectionItem, ReadModelWriter } from '../app/read-model-writer.js';
@@ -85,14 +86,14 @@ function quote(text: string): string {
 
 const ROBOT_COLUMNS = `robot_id text, model text, status text, lifecycle text, healthy boolean, deployable boolean,
   teleoperation_active boolean, warning_alerts integer, critical_alerts integer, state jsonb, view jsonb,
-  last_seq bigint, telemetry jsonb, telemetry_at timestamptz`;
+  last_seq bigint, telemetry jsonb, telemetry_at timestamptz, rejected_messages integer, last_rejection jsonb`;
 
 const selectForUpdate = (robotIds: readonly string[]) =>
-  `SELECT robot_id, state, last_seq FROM robots
+  `SELECT robot_id, state, last_seq, telemetry FROM robots
    WHERE robot_id IN (SELECT jsonb_array_elements_text(${json(robotIds)}))
    ORDER BY robot_id FOR UPDATE`;
 
-type LockedRow = { robot_id: string; state: RobotState; last_seq: string };
+type LockedRow = { robot_id: string; state: RobotState; last_seq: string; telemetry: LatestTelemetry | null };
 
 async function beginAndLock(client: pg.PoolClient, robotIds: readonly string[]): Promise<Map<string, StoredRobot>> {
   const [, locked] = (await client.query(`BEGIN; ${selectForUpdate(robotIds)}`)) as unknown as pg.QueryResult<LockedRow>[];
@@ -117,7 +118,9 @@ async function beginAndLock(client: pg.PoolClient, robotIds: readonly string[]):
 }
 
 function storedRobots(rows: readonly LockedRow[]): Map<string, StoredRobot> {
-  return new Map(rows.map((row) => [row.robot_id, { state: row.state, lastSeq: Number(row.last_seq) }]));
+  return new Map(
+    rows.map((row) => [row.robot_id, { state: row.state, lastSeq: Number(row.last_seq), telemetry: row.telemetry }]),
+  );
 }
 
 /** A session's length when its stop event does not say: the time between start and stop, if the clocks agree. */
@@ -131,7 +134,8 @@ function writeStatements(changes: BatchChanges, retentionDays: number): string[]
   };
   write(
     changes.robots,
-    // Rows with only a sample (RobotTelemetryRow) leave the state columns as they are.
+    // Rows with only a sample (RobotTelemetryRow) leave the state columns as they are. A row's telemetry is the stored
+    // one (read under the lock) with the batch's merged in per metric, so it replaces the stored one unless older.
     (rows) => `UPDATE robots AS r SET
        model = COALESCE(u.model, r.model), status = COALESCE(u.status, r.status),
        lifecycle = COALESCE(u.lifecycle, r.lifecycle), healthy = COALESCE(u.healthy, r.healthy),
@@ -139,8 +143,10 @@ function writeStatements(changes: BatchChanges, retentionDays: number): string[]
        teleoperation_active = COALESCE(u.teleoperation_active, r.teleoperation_active),
        warning_alerts = COALESCE(u.warning_alerts, r.warning_alerts),
        critical_alerts = COALESCE(u.critical_alerts, r.critical_alerts), state = COALESCE(u.state, r.state),
+       rejected_messages = COALESCE(u.rejected_messages, r.rejected_messages),
+       last_rejection = CASE WHEN u.state IS NULL THEN r.last_rejection ELSE u.last_rejection END,
        view = COALESCE(u.view, r.view), last_seq = COALESCE(u.last_seq, r.last_seq),
-       telemetry = CASE WHEN u.telemetry_at > r.telemetry_at OR r.telemetry_at IS NULL
+       telemetry = CASE WHEN u.telemetry_at >= r.telemetry_at OR r.telemetry_at IS NULL
          THEN COALESCE(u.telemetry, r.telemetry) ELSE r.telemetry END,
        telemetry_at = GREATEST(u.telemetry_at, r.telemetry_at),
        updated_at = now()

@@ -1,5 +1,6 @@
-import type { RecordedEvent, TelemetrySample } from '../../schemas/index.js';
+import type { LatestTelemetry, RecordedEvent, TelemetrySample } from '../../schemas/index.js';
 import type { FilledGap, GapFill, GapFiller, HeldGap, ProjectionItem, SequenceGap, StreamHead } from '../app/read-model-writer.js';
+import { mergeTelemetry, newestSampleOf } from '../domain/latest-telemetry.js';
 import { evolve, type RobotState } from '../domain/robot-state.js';
 import { toRobotView } from '../domain/robot-view.js';
 
@@ -16,6 +17,8 @@ import { toRobotView } from '../domain/robot-view.js';
 export interface StoredRobot {
   readonly state: RobotState;
   readonly lastSeq: number;
+  /** The row's telemetry, which the batch's samples are merged into per metric (absent: none yet). */
+  readonly telemetry?: LatestTelemetry | null;
 }
 
 // Row shapes use the column names: they go to PostgreSQL as JSON and come out of jsonb_to_recordset.
@@ -29,11 +32,14 @@ export interface RobotRow {
   teleoperation_active: boolean;
   warning_alerts: number;
   critical_alerts: number;
+  /** The robot's refused messages (migration 0004). */
+  rejected_messages: number;
+  last_rejection: { reason: string; topic: string | null; at: string } | null;
   state: RobotState;
   view: unknown;
   last_seq: number;
-  /** The newest sample of the batch; the writer keeps the stored one when it is newer. */
-  telemetry: TelemetrySample | null;
+  /** The stored telemetry with the batch's merged into it per metric (domain/latest-telemetry.ts). */
+  telemetry: LatestTelemetry | null;
   telemetry_at: string | null;
 }
 
@@ -224,7 +230,7 @@ export function planBatch(stored: ReadonlyMap<string, StoredRobot>, items: reado
     const row = stored.get(robotId);
     if (!row) throw new Error(`planBatch: no robots row loaded for ${robotId}`);
     const folded = foldEvents(robotId, row, events, changes);
-    const telemetry = newestTelemetry(robotId, samples, changes);
+    const telemetry = mergedTelemetry(robotId, row.telemetry ?? null, samples, changes);
     if (folded.lastSeq !== row.lastSeq) changes.robots.push(robotRow(robotId, folded.state, folded.lastSeq, telemetry));
     // Most batches bring a robot only a sample: its state is not sent back just to be written again.
     else if (telemetry) changes.robots.push({ robot_id: robotId, telemetry, telemetry_at: telemetry.sampledAt });
@@ -233,7 +239,7 @@ export function planBatch(stored: ReadonlyMap<string, StoredRobot>, items: reado
 }
 
 interface HeadSample {
-  readonly sample: TelemetrySample;
+  readonly sample: LatestTelemetry;
   readonly revision: number;
 }
 
@@ -366,18 +372,20 @@ function foldEvents(robotId: string, row: StoredRobot, events: RecordedEvent[], 
   return { state, lastSeq };
 }
 
-/** Records every sample of the batch's heads and returns the newest, the robots row's candidate. */
-function newestTelemetry(robotId: string, samples: readonly HeadSample[], changes: BatchChanges) {
-  let newest: { sample: TelemetrySample; at: number; revision: number } | null = null;
-  for (const { sample, revision } of samples) {
-    changes.samples.push({ robot_id: robotId, sampled_at: sample.sampledAt, sample });
-    const at = Date.parse(sample.sampledAt);
-    if (!newest || at > newest.at || (at === newest.at && revision > newest.revision)) newest = { sample, at, revision };
+/**
+ * Records the newest sample of each of the batch's heads (as the robot sent it) and merges the heads' telemetry into the
+ * stored one per metric, in revision order: the robots row's telemetry, or null when the batch brought none.
+ */
+function mergedTelemetry(robotId: string, stored: LatestTelemetry | null, samples: readonly HeadSample[], changes: BatchChanges) {
+  let merged = stored;
+  for (const { sample } of [...samples].sort((a, b) => a.revision - b.revision)) {
+    changes.samples.push({ robot_id: robotId, sampled_at: sample.sampledAt, sample: newestSampleOf(sample) });
+    merged = mergeTelemetry(merged, sample).latest;
   }
-  return newest?.sample ?? null;
+  return samples.length > 0 ? merged : null;
 }
 
-export function robotRow(robotId: string, state: RobotState, lastSeq: number, telemetry: TelemetrySample | null): RobotRow {
+export function robotRow(robotId: string, state: RobotState, lastSeq: number, telemetry: LatestTelemetry | null): RobotRow {
   // Telemetry stays out of the view: it changes far more often than the state and the API merges it in.
   const view = toRobotView(state, lastSeq, null);
   return {
@@ -390,6 +398,8 @@ export function robotRow(robotId: string, state: RobotState, lastSeq: number, te
     teleoperation_active: view.teleoperation.active,
     warning_alerts: view.alerts.filter((alert) => alert.severity === 'warning').length,
     critical_alerts: view.alerts.filter((alert) => alert.severity === 'critical').length,
+    rejected_messages: view.rejectedMessages.count,
+    last_rejection: view.rejectedMessages.last,
     state,
     view,
     last_seq: lastSeq,

@@ -1,9 +1,12 @@
-import type { ActiveAlertView, RobotView, TelemetryMetric, TelemetrySample } from '../../schemas/index.js';
+import type { ActiveAlertView, RobotView, TelemetryMetric, TelemetryView } from '../../schemas/index.js';
 import { isDeployable, isHealthy, isRegistered, lifecycleOf } from './lifecycle.js';
-import type { RobotState } from './robot-state.js';
+import { rejectionsOf, teleoperationConfirmed, type RobotState } from './robot-state.js';
 
-/** How the API shows a robot: its folded state plus the derived lifecycle, health and deployability. */
-export function toRobotView(state: RobotState, lastSeq: number, telemetry: TelemetrySample | null): RobotView {
+/**
+ * How the API shows a robot: its folded state plus the derived lifecycle, health and deployability, and its telemetry
+ * as latest-telemetry.ts `telemetryView` shows it at the time of the answer.
+ */
+export function toRobotView(state: RobotState, lastSeq: number, telemetry: TelemetryView | null): RobotView {
   // Oldest first, in a fixed order: the state's key order is not stable (PostgreSQL's jsonb reorders object keys),
   // and the same state must always give the same view.
   const alerts: ActiveAlertView[] = Object.entries(state.alerts)
@@ -26,9 +29,15 @@ export function toRobotView(state: RobotState, lastSeq: number, telemetry: Telem
           }
         : null,
     lastSeenAt: state.presence.status === 'online' ? null : state.presence.since,
-    teleoperation: { ...state.teleoperation },
+    teleoperation: {
+      active: state.teleoperation.active,
+      operatorAddress: state.teleoperation.operatorAddress,
+      since: state.teleoperation.since,
+      confirmed: teleoperationConfirmed(state.teleoperation),
+    },
     alerts,
     failure: state.failure ? { ...state.failure } : null,
+    rejectedMessages: { count: rejectionsOf(state).count, last: rejectionsOf(state).last ? { ...rejectionsOf(state).last! } : null },
     telemetry,
     lastSeq,
   };

@@ -176,7 +176,8 @@ describe('stream-broadcaster', () => {
       { type: 'AlertRaised', seq: 2, at: sample(20, 85).sampledAt },
       { type: 'RobotTelemetry', seq: 2, at: sample(20, 85).sampledAt },
     ]);
-    expect(pushedTo(watcher)[3]?.data).toEqual(sample(20, 85));
+    // The robot's whole latest telemetry (each value with its time, age and staleness), the sample's values at the top.
+    expect(pushedTo(watcher)[3]?.data).toMatchObject({ ...sample(20, 85), metrics: { cpuTemperatureC: { value: 85, sampledAt: sample(20, 85).sampledAt } } });
     expect(pushedTo(watcher)[2]?.data).toEqual({ metric: 'cpuTemperatureC', severity: 'critical', value: 85, threshold: 80 });
   });
 

@@ -132,7 +132,15 @@ interface Robot {
   lastSeenAt: string | null;
   teleoperation: { active: boolean; operatorAddress: string | null; since: string | null };
   alerts: { metric: string; severity: string }[];
-  telemetry: { sampledAt: string; cpuTemperatureC?: number; cpuPercent?: number; memoryPercent?: number; diskPercent?: number } | null;
+  telemetry: {
+    sampledAt: string;
+    cpuTemperatureC?: number;
+    cpuPercent?: number;
+    memoryPercent?: number;
+    diskPercent?: number;
+    metrics?: Record<string, { value: number; sampledAt: string; ageMs: number; stale: boolean }>;
+    stale?: boolean;
+  } | null;
   lastSeq: number;
 }
 
@@ -332,5 +340,35 @@ describe('the live page, running', () => {
     await until(() => text('connection').startsWith('disconnected (1000)'), 'the page to notice');
     await until(() => text('connection') === 'live' && subscribers.size === 1 && !subscribers.has(connectionId ?? ''), 'a new subscription');
     await until(() => reads.filter((read) => read === 'list').length > listsBefore, 'the list to be reloaded');
+  });
+
+  it('shows how old each value is, and marks stale values: an old one, then every one once the robot is offline', async () => {
+    const metric = (value: number, sampledAt: string, ageMs: number, stale = false) => ({ value, sampledAt, ageMs, stale });
+    const telemetry = (stale: boolean) => ({
+      sampledAt: '2026-11-22T10:10:00.000Z',
+      cpuTemperatureC: 50,
+      cpuPercent: 20,
+      diskPercent: 70,
+      metrics: {
+        cpuTemperatureC: metric(50, '2026-11-22T10:10:00.000Z', 5_000, stale),
+        cpuPercent: metric(20, '2026-11-22T10:10:00.000Z', 5_000, stale),
+        diskPercent: metric(70, '2026-11-22T09:50:00.000Z', 1_205_000, true),
+      },
+      stale,
+    });
+    fleet.set('lekiwi-LP0001', robot('lekiwi-LP0001', { lastSeq: 5, telemetry: telemetry(false) }));
+    await push({ type: 'RobotTelemetry', robotId: 'lekiwi-LP0001', seq: 5, at: '2026-11-22T10:10:00.000Z', data: {} });
+
+    await until(() => rowOf('lekiwi-LP0001')?.[7] === '20 % · 5 s ago', 'the new values with their ages');
+    expect(rowOf('lekiwi-LP0001')?.slice(6)).toEqual(['50.0 °C · 5 s ago', '20 % · 5 s ago', '–', '70 % · 20 min ago (stale)', '0']);
+    expect(cellOf('lekiwi-LP0001', 7)?.className).toBe('');
+    expect(cellOf('lekiwi-LP0001', 9)?.className).toBe('stale');
+
+    fleet.set('lekiwi-LP0001', robot('lekiwi-LP0001', { status: 'offline', lastSeq: 6, telemetry: telemetry(true) }));
+    await push({ type: 'RobotDisconnected', robotId: 'lekiwi-LP0001', seq: 6, at: '2026-11-22T10:11:00.000Z', data: {} });
+
+    await until(() => rowOf('lekiwi-LP0001')?.[2] === 'offline', 'the robot offline');
+    expect(rowOf('lekiwi-LP0001')?.slice(6, 8)).toEqual(['50.0 °C · 5 s ago (stale)', '20 % · 5 s ago (stale)']);
+    expect([6, 7, 9].map((column) => cellOf('lekiwi-LP0001', column)?.className)).toEqual(['stale', 'stale', 'stale']);
   });
 });

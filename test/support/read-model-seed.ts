@@ -1,6 +1,8 @@
 import type pg from 'pg';
+import { expect } from 'vitest';
 import type { DomainEvent, RobotView, TelemetrySample } from '../../schemas/index.js';
 import { robotRow } from '../../functions/adapters/read-model-changes.js';
+import { telemetryView } from '../../functions/domain/latest-telemetry.js';
 import { fold, initialRobotState } from '../../functions/domain/robot-state.js';
 import { toRobotView } from '../../functions/domain/robot-view.js';
 
@@ -70,6 +72,13 @@ export function sample(sampledAt: string, values: Partial<TelemetrySample> = {})
   return { sampledAt, cpuPercent: 12.5, memoryPercent: 40, diskPercent: 55, cpuTemperatureC: 51, agentVersion: '0.1.0', ...values };
 }
 
+/** A telemetry view whose ages match any number (they depend on when the API answers). */
+function anyAges(view: RobotView['telemetry']): RobotView['telemetry'] {
+  if (!view) return view;
+  const metrics = Object.fromEntries(Object.entries(view.metrics).map(([field, value]) => [field, { ...value, ageMs: expect.any(Number) }]));
+  return { ...view, ageMs: expect.any(Number), metrics };
+}
+
 const ROBOT_COLUMNS = `robot_id text, model text, status text, lifecycle text, healthy boolean, deployable boolean,
   teleoperation_active boolean, warning_alerts integer, critical_alerts integer, state jsonb, view jsonb,
   last_seq bigint, telemetry jsonb, telemetry_at timestamptz`;
@@ -79,7 +88,8 @@ const CHUNK = 1_000;
 /**
  * Writes robots into the read model the way the projector leaves them: the state folded from the events, the row
  * built by the projector's own `robotRow` (view with `telemetry: null`, filter columns, last_seq), the sample in its
- * column, and the history in robot_events with seq 1..n. Returns each robot as the API should show it.
+ * column, and the history in robot_events with seq 1..n. Returns each robot as the API should show it (its telemetry's
+ * ages, counted to the API's clock, as any number).
  */
 export async function seedReadModel(pool: pg.Pool, robots: readonly SeedRobot[]): Promise<RobotView[]> {
   const views: RobotView[] = [];
@@ -111,7 +121,12 @@ export async function seedReadModel(pool: pg.Pool, robots: readonly SeedRobot[])
          version integer, at timestamptz, recorded_at timestamptz, data jsonb)`,
       [JSON.stringify(events)],
     );
-    views.push(...chunk.map((robot, i) => toRobotView(states[i]!, robot.events.length, robot.telemetry ?? null)));
+    views.push(
+      ...chunk.map((robot, i) => {
+        const online = states[i]!.presence.status === 'online';
+        return toRobotView(states[i]!, robot.events.length, anyAges(telemetryView(robot.telemetry ?? null, online, new Date())));
+      }),
+    );
   }
   return views;
 }

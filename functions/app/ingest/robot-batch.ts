@@ -1,4 +1,5 @@
-import type { DomainEvent, RejectedEvent, TelemetrySample } from '../../../schemas/index.js';
+import type { DomainEvent, LatestTelemetry, RejectedEvent } from '../../../schemas/index.js';
+import { mergeTelemetry } from '../../domain/latest-telemetry.js';
 import { markBefore, verdictFor, type OutboxMark } from '../../domain/outbox-order.js';
 import { decide, type RobotCommand } from '../../domain/robot-decider.js';
 import { evolve, initialRobotState, type RobotState } from '../../domain/robot-state.js';
@@ -19,8 +20,10 @@ export interface Chunk {
   readonly events: readonly DomainEvent[];
   /** The robot's state after these events. */
   readonly state: RobotState;
-  /** The newest sample the head should hold, when this chunk brought one. */
-  readonly telemetry: TelemetrySample | undefined;
+  /** The telemetry the head should hold (merged per metric), when this chunk brought a sample that changed it. */
+  readonly telemetry: LatestTelemetry | undefined;
+  /** The POST /api/v2/discover a sample of this chunk answered (the live feed's RobotTelemetry carries it). */
+  readonly telemetryRequestId?: string | undefined;
   readonly outbox: OutboxMark | null;
   /** Every message up to this index has all its effects in this chunk or an earlier one (-1: none yet). */
   readonly completes: number;
@@ -50,16 +53,18 @@ export interface AckParts {
  * - An event with an outbox position is handled only at the outbox mark's next position (outbox-order.ts); the mark
  *   in a chunk covers exactly the events handled up to the end of that chunk, so an acknowledgement built from a
  *   written chunk never claims more than the log holds.
- * - A telemetry sample no newer than the newest one seen is stale and changes nothing.
+ * - Telemetry is merged per metric (domain/latest-telemetry.ts): a sample updates only the metrics it carries newer
+ *   than the head's; one that updates nothing and is no newer than the newest seen is stale and changes nothing.
  */
 export class RobotBatch {
   private state: RobotState;
   private mark: OutboxMark | null;
-  private newestSampleAt: number;
+  private latestTelemetry: LatestTelemetry | null;
   private readonly known: Set<string>;
   private readonly ready: Chunk[] = [];
   private events: DomainEvent[] = [];
-  private telemetry: TelemetrySample | undefined;
+  private telemetry: LatestTelemetry | undefined;
+  private telemetryRequestId: string | undefined;
   private eventIds: string[] = [];
   private rejected: RejectedEvent[] = [];
   private resend = false;
@@ -67,7 +72,7 @@ export class RobotBatch {
   constructor(head: RobotHead | null, robotId: string, known: ReadonlySet<string>) {
     this.state = head?.state ?? initialRobotState(robotId);
     this.mark = head?.outbox ?? null;
-    this.newestSampleAt = head?.telemetry ? Date.parse(head.telemetry.sampledAt) : Number.NEGATIVE_INFINITY;
+    this.latestTelemetry = head?.telemetry ?? null;
     this.known = new Set(known);
   }
 
@@ -78,11 +83,13 @@ export class RobotBatch {
         this.decideAndFold({ type: 'RecordPresence', presence: message.presence });
         break;
       case 'telemetry': {
-        const sampledAt = Date.parse(message.sample.sampledAt);
-        if (sampledAt <= this.newestSampleAt) break;
-        this.newestSampleAt = sampledAt;
-        this.telemetry = message.sample;
-        this.decideAndFold({ type: 'RecordTelemetry', sample: message.sample });
+        const { latest, taken } = mergeTelemetry(this.latestTelemetry, message.sample);
+        if (!taken) break;
+        this.latestTelemetry = latest;
+        this.telemetry = latest;
+        if (message.requestId !== undefined) this.telemetryRequestId = message.requestId;
+        // Alerts look only at the values this sample brought: an older value it lost to is not news.
+        this.decideAndFold({ type: 'RecordTelemetry', sample: taken });
         break;
       }
       case 'events':
@@ -149,12 +156,14 @@ export class RobotBatch {
       events: this.events,
       state: this.state,
       telemetry: this.telemetry,
+      ...(this.telemetryRequestId !== undefined ? { telemetryRequestId: this.telemetryRequestId } : {}),
       outbox: this.mark,
       completes,
       ack: { eventIds: this.eventIds, rejected: this.rejected, resend: this.resend },
     });
     this.events = [];
     this.telemetry = undefined;
+    this.telemetryRequestId = undefined;
     this.eventIds = [];
     this.rejected = [];
     this.resend = false;

@@ -1,13 +1,16 @@
 import type { LiveMessage } from '../../../schemas/index.js';
 import type { StreamItem } from '../../adapters/event-log-items.js';
+import { telemetryView } from '../../domain/latest-telemetry.js';
 import { assertNever } from '../../domain/robot-state.js';
 
 /**
  * What the dashboard is told about one item of the event log: each domain event as it was recorded, and each new
- * telemetry sample as `RobotTelemetry` (numbered with the head's last event, so it sorts after that event).
+ * telemetry sample as `RobotTelemetry` (numbered with the head's last event, so it sorts after that event). Its data
+ * is the robot's whole latest telemetry as the API shows it (TelemetryView: every metric with its value, time, age at
+ * `now` and staleness), not just the sample that came: a sample may carry only some metrics.
  * Markers, and heads written without a new sample, say nothing new.
  */
-export function liveMessagesOf(item: StreamItem): LiveMessage[] {
+export function liveMessagesOf(item: StreamItem, now: Date): LiveMessage[] {
   switch (item.kind) {
     case 'event': {
       const { seq, event } = item.recorded;
@@ -15,10 +18,11 @@ export function liveMessagesOf(item: StreamItem): LiveMessage[] {
     }
     case 'head': {
       const { head } = item;
-      if (!head.telemetryChanged || !head.telemetry) return [];
-      return [
-        { type: 'RobotTelemetry', robotId: head.robotId, seq: head.lastSeq, at: head.telemetry.sampledAt, data: { ...head.telemetry } },
-      ];
+      const telemetry = head.telemetryChanged ? telemetryView(head.telemetry, head.state.presence.status === 'online', now) : null;
+      if (!telemetry) return [];
+      // A sample that answers POST /api/v2/discover says which one, so the dashboard can match the answers to its request.
+      const answers = head.telemetryRequestId !== undefined ? { requestId: head.telemetryRequestId } : {};
+      return [{ type: 'RobotTelemetry', robotId: head.robotId, seq: head.lastSeq, at: telemetry.sampledAt, data: { ...telemetry }, ...answers }];
     }
     case 'ignored':
       return [];
