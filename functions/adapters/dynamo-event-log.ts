@@ -11,8 +11,19 @@ import {
   type TransactWriteCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import type { RecordedEvent, TelemetrySample } from '../../schemas/index.js';
-import type { AppendOutcome, AppendRequest, EventLog, EventLogReplay, EventPage, RobotHead } from '../app/ports.js';
-import { HEAD_SEQ, markerKey, fromEventItem, fromHeadItem, toEventItem, toHeadItem, toMarkerItem } from './event-log-items.js';
+import type { AppendOutcome, AppendRequest, CommandReceipt, EventLog, EventLogReplay, EventPage, RobotHead } from '../app/ports.js';
+import {
+  HEAD_SEQ,
+  markerKey,
+  receiptKey,
+  fromEventItem,
+  fromHeadItem,
+  fromReceiptItem,
+  toEventItem,
+  toHeadItem,
+  toMarkerItem,
+  toReceiptItem,
+} from './event-log-items.js';
 import { MAX_PAGE_SIZE, pageOptions, validateAppend } from './event-log-rules.js';
 
 export interface DynamoEventLogOptions {
@@ -65,7 +76,7 @@ export class DynamoEventLog implements EventLog, EventLogReplay {
       outbox: request.outbox ?? null,
       updatedAt: request.recordedAt,
     };
-    // Item order matters: CancellationReasons come back in the same order (events, then markers, then the head).
+    // Item order matters: CancellationReasons come back in the same order (events, markers, the head, a receipt).
     const items: TransactItem[] = [
       ...recorded.map((entry) => ({
         Put: { TableName: this.tableName, Item: toEventItem(entry), ConditionExpression: 'attribute_not_exists(seq)' },
@@ -73,7 +84,11 @@ export class DynamoEventLog implements EventLog, EventLogReplay {
       ...recorded.map((entry) => ({
         Put: { TableName: this.tableName, Item: toMarkerItem(entry), ConditionExpression: 'attribute_not_exists(robotId)' },
       })),
-      { Put: { TableName: this.tableName, Item: toHeadItem(head, request.telemetry !== undefined), ...headCondition(request) } },
+      { Put: { TableName: this.tableName, Item: toHeadItem(head, request.telemetry !== undefined, request.telemetryRequestId), ...headCondition(request) } },
+      // A receipt already there fails its condition, which reads as a conflict: the caller reads it and answers from it.
+      ...(request.receipt
+        ? [{ Put: { TableName: this.tableName, Item: toReceiptItem(request.receipt), ConditionExpression: 'attribute_not_exists(robotId)' } }]
+        : []),
     ];
     try {
       // The token makes the SDK's own retry of a transaction that did commit (a lost response) a no-op, not a
@@ -91,6 +106,13 @@ export class DynamoEventLog implements EventLog, EventLogReplay {
       new GetCommand({ TableName: this.tableName, Key: markerKey(robotId, eventId), ConsistentRead: true }),
     );
     return Item !== undefined;
+  }
+
+  async readReceipt(robotId: string, callerId: string, key: string): Promise<CommandReceipt | null> {
+    const { Item } = await this.documents.send(
+      new GetCommand({ TableName: this.tableName, Key: receiptKey(robotId, callerId, key), ConsistentRead: true }),
+    );
+    return Item ? fromReceiptItem(Item) : null;
   }
 
   /** One BatchGetItem for the head and the first 99 markers, then one per 100 more markers. */
@@ -180,7 +202,7 @@ export class DynamoEventLog implements EventLog, EventLogReplay {
 }
 
 function headOf(item: Record<string, unknown>): RobotHead {
-  const { telemetryChanged: _streamOnly, ...head } = fromHeadItem(item);
+  const { telemetryChanged: _streamOnly, telemetryRequestId: _alsoStreamOnly, ...head } = fromHeadItem(item);
   return head;
 }
 

@@ -2,8 +2,8 @@ import { unmarshall, type NativeAttributeValue } from '@aws-sdk/util-dynamodb';
 import type { AttributeValue as LambdaAttributeValue, DynamoDBRecord } from 'aws-lambda';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { z } from 'zod';
-import { DomainEvent, TelemetrySample, type RecordedEvent } from '../../schemas/index.js';
-import type { RobotHead } from '../app/ports.js';
+import { DomainEvent, LatestTelemetry, type RecordedEvent } from '../../schemas/index.js';
+import type { CommandReceipt, RobotHead } from '../app/ports.js';
 import type { OutboxMark } from '../domain/outbox-order.js';
 import type { RobotState } from '../domain/robot-state.js';
 
@@ -15,9 +15,17 @@ import type { RobotState } from '../domain/robot-state.js';
  *           robot's agent outbox is handled (its mark, see functions/domain/outbox-order.ts).
  * - marker: pk `<robotId>#event#<eventId>`, sk 0; exists once the event is in the log, so an append of a known
  *           eventId fails its condition inside the same transaction. Stream consumers skip markers.
+ * - receipt: pk `<robotId>#request#<caller, URI-encoded>#<Idempotency-Key>`, sk 0, kind `marker` (so stream
+ *           consumers skip it too); a person's command under a key: what it asked and the answer it got. Its key
+ *           space is apart from event markers', so no event id, whoever chose it, can take a person's key.
  */
 export const HEAD_SEQ = 0;
 export const markerKey = (robotId: string, eventId: string) => ({ robotId: `${robotId}#event#${eventId}`, seq: HEAD_SEQ });
+/** A robot id has no `#`, an Idempotency-Key neither, and the caller is URI-encoded: no two receipts share a key. */
+export const receiptKey = (robotId: string, callerId: string, key: string) => ({
+  robotId: `${robotId}#request#${encodeURIComponent(callerId)}#${key}`,
+  seq: HEAD_SEQ,
+});
 
 export interface EventItem {
   readonly robotId: string;
@@ -38,10 +46,12 @@ export interface HeadItem {
   readonly lastSeq: number;
   readonly revision: number;
   readonly state: RobotState;
-  readonly telemetry?: TelemetrySample;
+  readonly telemetry?: LatestTelemetry;
   readonly outbox?: OutboxMark;
   /** True when this write of the head carried a new telemetry sample (stream consumers push it). */
   readonly telemetryChanged: boolean;
+  /** The POST /api/v2/discover this write's sample answers (stream consumers put it on the live feed). */
+  readonly telemetryRequestId?: string;
   readonly updatedAt: string;
 }
 
@@ -52,6 +62,58 @@ export interface MarkerItem {
   readonly kind: 'marker';
   readonly eventSeq: number;
   readonly recordedAt: string;
+}
+
+export interface ReceiptItem {
+  readonly robotId: string;
+  readonly seq: typeof HEAD_SEQ;
+  readonly kind: 'marker';
+  readonly receiptFor: string;
+  readonly callerId: string;
+  readonly idempotencyKey: string;
+  readonly route: string;
+  readonly fingerprint: string;
+  /** The answer as JSON text: kept byte for byte, whatever DynamoDB's types would make of it. */
+  readonly answer: string;
+  readonly recordedAt: string;
+}
+
+export function toReceiptItem(receipt: CommandReceipt): ReceiptItem {
+  return {
+    robotId: receiptKey(receipt.robotId, receipt.callerId, receipt.key).robotId,
+    seq: HEAD_SEQ,
+    kind: 'marker',
+    receiptFor: receipt.robotId,
+    callerId: receipt.callerId,
+    idempotencyKey: receipt.key,
+    route: receipt.route,
+    fingerprint: receipt.fingerprint,
+    answer: JSON.stringify(receipt.answer),
+    recordedAt: receipt.recordedAt,
+  };
+}
+
+const ReceiptShape = z.object({
+  receiptFor: z.string(),
+  callerId: z.string(),
+  idempotencyKey: z.string(),
+  route: z.string(),
+  fingerprint: z.string(),
+  answer: z.string(),
+  recordedAt: z.string(),
+});
+
+export function fromReceiptItem(item: Record<string, unknown>): CommandReceipt {
+  const receipt = ReceiptShape.parse(item);
+  return {
+    robotId: receipt.receiptFor,
+    callerId: receipt.callerId,
+    key: receipt.idempotencyKey,
+    route: receipt.route,
+    fingerprint: receipt.fingerprint,
+    answer: JSON.parse(receipt.answer) as unknown,
+    recordedAt: receipt.recordedAt,
+  };
 }
 
 export function toMarkerItem(recorded: RecordedEvent): MarkerItem {
@@ -96,7 +158,7 @@ export function fromEventItem(item: Record<string, unknown>): RecordedEvent {
   return { seq: base.seq, recordedAt: base.recordedAt, event };
 }
 
-export function toHeadItem(head: RobotHead, telemetryChanged: boolean): HeadItem {
+export function toHeadItem(head: RobotHead, telemetryChanged: boolean, telemetryRequestId?: string): HeadItem {
   return {
     robotId: head.robotId,
     seq: HEAD_SEQ,
@@ -107,6 +169,7 @@ export function toHeadItem(head: RobotHead, telemetryChanged: boolean): HeadItem
     ...(head.telemetry ? { telemetry: head.telemetry } : {}),
     ...(head.outbox ? { outbox: head.outbox } : {}),
     telemetryChanged,
+    ...(telemetryChanged && telemetryRequestId !== undefined ? { telemetryRequestId } : {}),
     updatedAt: head.updatedAt,
   };
 }
@@ -116,13 +179,15 @@ const HeadShape = z.object({
   lastSeq: z.number().int().nonnegative(),
   revision: z.number().int().nonnegative(),
   state: z.record(z.string(), z.unknown()),
-  telemetry: TelemetrySample.optional(),
+  // A plain sample (heads written before telemetry was merged per metric) reads as a LatestTelemetry too.
+  telemetry: LatestTelemetry.optional(),
   outbox: z.object({ id: z.string(), through: z.number().int().nonnegative() }).optional(),
   telemetryChanged: z.boolean().default(false),
+  telemetryRequestId: z.string().optional(),
   updatedAt: z.string(),
 });
 
-export function fromHeadItem(item: Record<string, unknown>): RobotHead & { telemetryChanged: boolean } {
+export function fromHeadItem(item: Record<string, unknown>): RobotHead & { telemetryChanged: boolean; telemetryRequestId?: string } {
   const head = HeadShape.parse(item);
   return {
     robotId: head.robotId,
@@ -133,12 +198,13 @@ export function fromHeadItem(item: Record<string, unknown>): RobotHead & { telem
     outbox: head.outbox ?? null,
     updatedAt: head.updatedAt,
     telemetryChanged: head.telemetryChanged,
+    ...(head.telemetryRequestId !== undefined ? { telemetryRequestId: head.telemetryRequestId } : {}),
   };
 }
 
 export type StreamItem =
   | { readonly kind: 'event'; readonly recorded: RecordedEvent }
-  | { readonly kind: 'head'; readonly head: RobotHead & { telemetryChanged: boolean } }
+  | { readonly kind: 'head'; readonly head: RobotHead & { telemetryChanged: boolean; telemetryRequestId?: string } }
   | { readonly kind: 'ignored'; readonly why: string };
 
 /**

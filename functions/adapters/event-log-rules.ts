@@ -8,7 +8,8 @@ import type { AppendRequest } from '../app/ports.js';
 
 /**
  * DynamoDB takes at most 100 items in one transaction and an append writes two per event (the event and its eventId
- * marker) plus the head. A command decides a handful of events; more means a bug upstream, not a big command.
+ * marker) plus the head, and a person's command its Idempotency-Key receipt: 2 × 49 + 2 = 100. A command decides a
+ * handful of events; more means a bug upstream, not a big command.
  */
 export const MAX_EVENTS_PER_APPEND = 49;
 

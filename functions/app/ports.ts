@@ -1,4 +1,4 @@
-import type { DomainEvent, RecordedEvent, TelemetrySample } from '../../schemas/index.js';
+import type { DomainEvent, LatestTelemetry, RecordedEvent } from '../../schemas/index.js';
 import type { OutboxMark } from '../domain/outbox-order.js';
 import type { RobotState } from '../domain/robot-state.js';
 
@@ -10,7 +10,8 @@ export interface RobotHead {
   readonly lastSeq: number;
   /** Grows with every write of the head, telemetry included; appends are conditioned on it. */
   readonly revision: number;
-  readonly telemetry: TelemetrySample | null;
+  /** The robot's latest telemetry, merged per metric (domain/latest-telemetry.ts). */
+  readonly telemetry: LatestTelemetry | null;
   /** How far the robot's agent outbox is handled (outbox-order.ts); null before its first sequenced message. */
   readonly outbox: OutboxMark | null;
   readonly updatedAt: string;
@@ -26,14 +27,39 @@ export interface AppendRequest {
   /** The state after folding `events`. */
   readonly state: RobotState;
   /** A new telemetry sample for the head, when the command carried one. */
-  readonly telemetry?: TelemetrySample | undefined;
+  readonly telemetry?: LatestTelemetry | undefined;
+  /** The POST /api/v2/discover the new sample answers: on the head's stream record only, for the live feed. */
+  readonly telemetryRequestId?: string | undefined;
   /** The sample of the head the decision was made on: a Put replaces the whole head, so it is carried over. */
-  readonly previousTelemetry: TelemetrySample | null;
+  readonly previousTelemetry: LatestTelemetry | null;
   /**
    * The outbox mark the new head keeps. A Put replaces the whole head, so a writer that does not move the mark passes
    * the one of the head it read (absent: none).
    */
   readonly outbox?: OutboxMark | null | undefined;
+  readonly recordedAt: string;
+  /**
+   * A person's command under an Idempotency-Key: its receipt is written with the events, or nothing is. A receipt
+   * already there for the same caller and key makes the append a `conflict`: read it and answer from it.
+   */
+  readonly receipt?: CommandReceipt | undefined;
+}
+
+/**
+ * What a person's command under an Idempotency-Key left in a robot's log. Its identity is (robot, caller, key): no
+ * other caller and no robot can write it, as it lives apart from event ids. It keeps what was asked, so a reuse of
+ * the key for another request is refused, and the answer given, so a retry gets that same answer.
+ */
+export interface CommandReceipt {
+  readonly robotId: string;
+  readonly callerId: string;
+  readonly key: string;
+  /** The route key the command came in on (`POST /api/v2/robots/{id}/fail`). */
+  readonly route: string;
+  /** A hash of caller, route, robot and canonical body: equal fingerprints, same request. */
+  readonly fingerprint: string;
+  /** The JSON answer of the first time. */
+  readonly answer: unknown;
   readonly recordedAt: string;
 }
 
@@ -58,6 +84,8 @@ export interface EventLog {
   readEvents(robotId: string, options?: { afterSeq?: number; limit?: number }): Promise<EventPage>;
   /** Whether an event with this id is in the robot's log (its marker exists). */
   hasEvent(robotId: string, eventId: string): Promise<boolean>;
+  /** The receipt of a person's command on this robot under this caller's key, strongly consistent; null if none. */
+  readReceipt(robotId: string, callerId: string, key: string): Promise<CommandReceipt | null>;
   /**
    * The robot's head and which of these eventIds are in its log, strongly consistent, in as few reads as the store
    * allows (the ingest consumer's one read per robot and batch; any number of ids).

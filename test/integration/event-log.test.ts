@@ -78,6 +78,7 @@ function racingWriters(inner: EventLog, writers: number) {
   const wrapped: EventLog = {
     readEvents: (robotId, options) => inner.readEvents(robotId, options),
     hasEvent: (robotId, eventId) => inner.hasEvent(robotId, eventId),
+    readReceipt: (robotId, callerId, key) => inner.readReceipt(robotId, callerId, key),
     readHeadWithKnown: (robotId, eventIds) => inner.readHeadWithKnown(robotId, eventIds),
     async readHead(robotId) {
       const head = await inner.readHead(robotId);

@@ -1,5 +1,5 @@
 import type { RecordedEvent } from '../../schemas/index.js';
-import type { AppendOutcome, AppendRequest, EventLog, EventLogReplay, EventPage, RobotHead } from '../../functions/app/ports.js';
+import type { AppendOutcome, AppendRequest, CommandReceipt, EventLog, EventLogReplay, EventPage, RobotHead } from '../../functions/app/ports.js';
 import { pageOptions, validateAppend } from '../../functions/adapters/event-log-rules.js';
 
 /**
@@ -13,6 +13,8 @@ export class InMemoryEventLog implements EventLog, EventLogReplay {
   private readonly events = new Map<string, RecordedEvent[]>();
   /** `<robotId>#<eventId>` → the seq the event got. */
   private readonly markers = new Map<string, number>();
+  /** `[robotId, callerId, key]` as JSON → the receipt of a person's command under that key. */
+  private readonly receipts = new Map<string, CommandReceipt>();
 
   async readHead(robotId: string): Promise<RobotHead | null> {
     const head = this.heads.get(robotId);
@@ -29,6 +31,8 @@ export class InMemoryEventLog implements EventLog, EventLogReplay {
     if ((current?.revision ?? null) !== request.expectedRevision || (current?.lastSeq ?? 0) !== request.expectedLastSeq) {
       return { status: 'conflict' };
     }
+    const { receipt } = request;
+    if (receipt && this.receipts.has(receiptId(receipt.robotId, receipt.callerId, receipt.key))) return { status: 'conflict' };
     const recorded: RecordedEvent[] = request.events.map((event, index) => ({
       seq: request.expectedLastSeq + 1 + index,
       recordedAt: request.recordedAt,
@@ -47,11 +51,17 @@ export class InMemoryEventLog implements EventLog, EventLogReplay {
     this.heads.set(request.robotId, head);
     this.events.set(request.robotId, [...(this.events.get(request.robotId) ?? []), ...recorded]);
     for (const entry of recorded) this.markers.set(`${request.robotId}#${entry.event.eventId}`, entry.seq);
+    if (receipt) this.receipts.set(receiptId(receipt.robotId, receipt.callerId, receipt.key), structuredClone(receipt));
     return { status: 'appended', head: structuredClone(head), recorded: structuredClone(recorded) };
   }
 
   async hasEvent(robotId: string, eventId: string): Promise<boolean> {
     return this.markers.has(`${robotId}#${eventId}`);
+  }
+
+  async readReceipt(robotId: string, callerId: string, key: string): Promise<CommandReceipt | null> {
+    const receipt = this.receipts.get(receiptId(robotId, callerId, key));
+    return receipt ? structuredClone(receipt) : null;
   }
 
   async readHeadWithKnown(robotId: string, eventIds: readonly string[]): Promise<{ head: RobotHead | null; known: Set<string> }> {
@@ -72,4 +82,8 @@ export class InMemoryEventLog implements EventLog, EventLogReplay {
   async *replayHeads(): AsyncGenerator<RobotHead> {
     for (const head of this.heads.values()) yield structuredClone(head);
   }
+}
+
+function receiptId(robotId: string, callerId: string, key: string): string {
+  return JSON.stringify([robotId, callerId, key]);
 }

@@ -46,6 +46,7 @@ function withRival(inner: InMemoryEventLog, rival: (attempt: number) => Promise<
     readHead: (id) => inner.readHead(id),
     readEvents: (id, options) => inner.readEvents(id, options),
     hasEvent: (id, eventId) => inner.hasEvent(id, eventId),
+    readReceipt: (id, callerId, key) => inner.readReceipt(id, callerId, key),
     readHeadWithKnown: (id, eventIds) => inner.readHeadWithKnown(id, eventIds),
     async append(request) {
       appends.push(request);

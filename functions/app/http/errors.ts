@@ -1,6 +1,8 @@
+import type { ApiErrorCode } from '../../../schemas/index.js';
 import type { FieldProblem } from '../../platform/validation.js';
 import { CommandRejected, type RejectionCode } from '../../domain/robot-decider.js';
 import { ConcurrencyExhausted } from '../execute-robot-command.js';
+import { IdempotencyKeyReused } from '../idempotency.js';
 import { InvalidCursor } from './fleet-queries.js';
 
 /**
@@ -12,7 +14,8 @@ export class HttpError extends Error {
   override readonly name = 'HttpError';
   constructor(
     readonly status: number,
-    readonly code: string,
+    /** One of schemas/api.ts API_ERROR_CODES (a decider's rejection code passes through as it is). */
+    readonly code: ApiErrorCode | RejectionCode,
     message: string,
     readonly details: unknown = null,
     readonly headers: Readonly<Record<string, string>> = {},
@@ -41,6 +44,9 @@ export function toHttpError(error: unknown): HttpError | null {
   if (error instanceof HttpError) return error;
   if (error instanceof InvalidCursor) return invalidRequest([{ field: 'cursor', message: error.message }]);
   if (error instanceof CommandRejected) return new HttpError(REJECTION_STATUS[error.code], error.code, error.message);
+  if (error instanceof IdempotencyKeyReused) {
+    return new HttpError(422, 'IDEMPOTENCY_KEY_REUSED', error.message, { differs: error.differs, firstRoute: error.firstRoute });
+  }
   if (error instanceof ConcurrencyExhausted) {
     return new HttpError(
       503,

@@ -35,6 +35,7 @@ export function createHttpApi(deps: RouteDependencies) {
       const route: Route = ROUTES[routeKey];
       requireRole(caller, route.role);
       const request: ApiRequest = {
+        routeKey,
         caller,
         pathParameters,
         query: event.queryStringParameters ?? {},

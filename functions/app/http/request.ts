@@ -6,6 +6,8 @@ import { HttpError, invalidRequest } from './errors.js';
 
 /** What a route sees of a request: already routed and authenticated, not yet validated. */
 export interface ApiRequest {
+  /** The route it matched, as API Gateway names it (`POST /api/v2/robots/{id}/fail`). */
+  readonly routeKey: string;
   readonly caller: Caller;
   readonly pathParameters: Readonly<Record<string, string | undefined>>;
   readonly query: Readonly<Record<string, string | undefined>>;
@@ -19,6 +21,14 @@ export function parseQuery<S extends z.ZodType>(request: ApiRequest, schema: S):
   const parsed = schema.safeParse(request.query);
   if (!parsed.success) throw invalidRequest(fieldProblems(parsed.error, 'query'));
   return parsed.data;
+}
+
+/** Routes without parameters still refuse unknown ones, so a typo (`?stauts=online`) is an error, not ignored. */
+const NoQuery = z.object({}).strict();
+
+/** A 400 naming every query parameter sent to a route that takes none. */
+export function noQuery(request: ApiRequest): void {
+  parseQuery(request, NoQuery);
 }
 
 /** The JSON body against `schema`; an empty body counts as `{}` so a command with only optional fields needs none. */
@@ -42,8 +52,11 @@ export function robotIdParameter(request: ApiRequest): string {
   return parsed.data;
 }
 
-/** Same alphabet and length as the agent's event ids, since the key becomes the event's id in the log. */
-const IdempotencyKey = z
+/**
+ * Long enough not to collide by chance within one caller's requests, and plain enough to log and to put in a key of
+ * the event log (no `#`, the log's separator). A UUID is ideal.
+ */
+export const IdempotencyKey = z
   .string()
   .min(8, 'must be at least 8 characters (a UUID is ideal)')
   .max(128, 'must be at most 128 characters')

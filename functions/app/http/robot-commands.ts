@@ -1,10 +1,13 @@
+import type { RecordedEvent } from '../../../schemas/index.js';
 import { MarkFailedRequest, RecoverRequest, type CommandResult } from '../../../schemas/index.js';
 import type { RobotCommand } from '../../domain/robot-decider.js';
+import { telemetryView } from '../../domain/latest-telemetry.js';
 import { toRobotView } from '../../domain/robot-view.js';
 import { executeRobotCommand } from '../execute-robot-command.js';
-import type { EventLog } from '../ports.js';
+import { idempotentRequest } from '../idempotency.js';
+import type { EventLog, RobotHead } from '../ports.js';
 import { HttpError } from './errors.js';
-import { allValid, idempotencyKey, parseBody, robotIdParameter, type ApiRequest } from './request.js';
+import { allValid, idempotencyKey, noQuery, parseBody, robotIdParameter, type ApiRequest } from './request.js';
 
 /** What the write routes need: the event log, a clock and an id source (injected so tests can pin them). */
 export interface CommandDependencies {
@@ -14,48 +17,71 @@ export interface CommandDependencies {
 }
 
 export function markFailed(request: ApiRequest, deps: CommandDependencies): Promise<CommandResult> {
-  const [robotId, key, { reason }] = allValid(
+  const [robotId, key, body] = allValid(
     () => robotIdParameter(request),
     () => idempotencyKey(request),
     () => parseBody(request, MarkFailedRequest),
+    () => noQuery(request),
   );
-  const eventId = commandEventId(key, deps);
   const at = deps.now().toISOString();
-  return execute(deps, robotId, { type: 'MarkFailed', eventId, at, reason, by: request.caller.id });
+  const command: RobotCommand = { type: 'MarkFailed', eventId: deps.newEventId(), at, reason: body.reason, by: request.caller.id };
+  return execute(deps, request, robotId, key, body, command);
 }
 
 export function recover(request: ApiRequest, deps: CommandDependencies): Promise<CommandResult> {
-  const [robotId, key, { note }] = allValid(
+  const [robotId, key, body] = allValid(
     () => robotIdParameter(request),
     () => idempotencyKey(request),
     () => parseBody(request, RecoverRequest),
+    () => noQuery(request),
   );
-  const eventId = commandEventId(key, deps);
   const at = deps.now().toISOString();
-  return execute(deps, robotId, { type: 'Recover', eventId, at, by: request.caller.id, note });
-}
-
-/**
- * The event id of a person's command: the caller's Idempotency-Key, namespaced so that no key can take an id the
- * decider derives for robot facts (`presence:…`, `alert:…`), or a fresh id when no key was sent.
- */
-function commandEventId(key: string | undefined, deps: CommandDependencies): string {
-  return key === undefined ? deps.newEventId() : `request:${key}`;
+  const command: RobotCommand = { type: 'Recover', eventId: deps.newEventId(), at, by: request.caller.id, note: body.note };
+  return execute(deps, request, robotId, key, body, command);
 }
 
 /**
  * Runs the command through the optimistic-concurrency loop and answers with the robot as the log now has it (the
- * read model follows within a second). Rejections and exhausted retries surface as errors the HTTP layer maps.
+ * read model follows within a second). A person's command gets a fresh event id every time: its Idempotency-Key is
+ * kept in a receipt of its own (idempotency.ts), never as an event id a robot could have taken first. Rejections,
+ * a reused key and exhausted retries surface as errors the HTTP layer maps.
  */
-async function execute(deps: CommandDependencies, robotId: string, command: RobotCommand): Promise<CommandResult> {
-  const outcome = await executeRobotCommand(deps.eventLog, robotId, command, { now: deps.now });
-  if (outcome.status === 'appended') {
-    return {
-      robot: toRobotView(outcome.head.state, outcome.head.lastSeq, outcome.head.telemetry),
-      appended: outcome.recorded.map(({ seq, event }) => ({ seq, type: event.type, eventId: event.eventId })),
-    };
+async function execute(
+  deps: CommandDependencies,
+  request: ApiRequest,
+  robotId: string,
+  key: string | undefined,
+  body: unknown,
+  command: RobotCommand,
+): Promise<CommandResult> {
+  const idempotency =
+    key === undefined
+      ? undefined
+      : {
+          request: idempotentRequest({ callerId: request.caller.id, key, route: request.routeKey, robotId, body }),
+          answer: (head: RobotHead, recorded: readonly RecordedEvent[]) => commandResult(head, recorded, deps.now()),
+        };
+  const outcome = await executeRobotCommand(deps.eventLog, robotId, command, {
+    now: deps.now,
+    ...(idempotency ? { idempotency } : {}),
+  });
+  switch (outcome.status) {
+    case 'appended':
+      // Under a key, the very answer its receipt keeps, so that a retry's answer is this one to the byte.
+      return (outcome.answer as CommandResult | undefined) ?? commandResult(outcome.head, outcome.recorded, deps.now());
+    case 'replayed':
+      return outcome.answer as CommandResult;
+    default:
+      // Nothing new (an event id already in the log): the robot as it stands.
+      if (!outcome.head) throw new HttpError(404, 'ROBOT_NOT_FOUND', `Robot ${robotId} is not known to the fleet.`);
+      return commandResult(outcome.head, [], deps.now());
   }
-  // A repeated Idempotency-Key: the command was applied before, so the answer is the robot as it stands, nothing new.
-  if (!outcome.head) throw new HttpError(404, 'ROBOT_NOT_FOUND', `Robot ${robotId} is not known to the fleet.`);
-  return { robot: toRobotView(outcome.head.state, outcome.head.lastSeq, outcome.head.telemetry), appended: [] };
+}
+
+function commandResult(head: RobotHead, recorded: readonly RecordedEvent[], now: Date): CommandResult {
+  const online = head.state.presence.status === 'online';
+  return {
+    robot: toRobotView(head.state, head.lastSeq, telemetryView(head.telemetry, online, now)),
+    appended: recorded.map(({ seq, event }) => ({ seq, type: event.type, eventId: event.eventId })),
+  };
 }
