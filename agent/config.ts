@@ -1,7 +1,9 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { ROBOT_ID_PATTERN } from '../schemas/robot-id.js';
+import { TOPIC_RULES } from '../schemas/topics.js';
 import { isLogLevel, LOG_LEVELS, type LogLevel } from './adapters/json-log.js';
 import { DEFAULT_DELIVERY_SETTINGS } from './core/outbox-delivery.js';
 import { TelemetryPolicyConfig, telemetryPolicyConfig } from './core/telemetry-policy.js';
@@ -57,6 +59,14 @@ const AgentConfigFile = z
     stateDir: filePath,
     /** Telemetry to the rule through Basic Ingest (no messaging charge); false publishes on the plain topic. */
     basicIngest: z.boolean().default(true),
+    /**
+     * The telemetry rule Basic Ingest publishes to. Each deployed stage has its own (`heartbeat_telemetry_<stage>`,
+     * the Iot stack's TelemetryRuleName output; schemas/topics.ts `topicRuleName`); default: the local cloud's.
+     */
+    telemetryRule: z
+      .string()
+      .regex(/^[a-zA-Z0-9_]{1,128}$/, 'must be an IoT rule name (letters, digits, _), e.g. heartbeat_telemetry_prod')
+      .default(TOPIC_RULES.telemetry.name),
     telemetry: z
       .object({
         sampleIntervalMs: z.number().int().min(100).max(3_600_000).default(1_000),
@@ -67,6 +77,12 @@ const AgentConfigFile = z
       })
       .strict()
       .default({ sampleIntervalMs: 1_000 }),
+    /**
+     * How long the agent tries to make its *first* connection before it exits (78 for a setup problem: credentials,
+     * CA, a certificate the broker refuses, the clock; 69 when the endpoint cannot be reached), so that systemd
+     * restarts it and the journal says why. After the first connection, outages never end the agent.
+     */
+    firstConnectionBudgetSeconds: z.number().int().min(1).max(86_400).default(60),
     /** The SDK's reconnect delays after a dropped link, and the first connection's backoff ceiling. */
     reconnect: z
       .object({
@@ -146,8 +162,12 @@ export interface AgentConfig {
   readonly privateKeyFile: string;
   readonly caFile: string | undefined;
   readonly keepAliveSeconds: number;
+  /** The first connection is given up (and the agent exits) after this long without one. */
+  readonly firstConnectionBudgetSeconds: number;
   readonly stateDir: string;
   readonly basicIngest: boolean;
+  /** The Basic Ingest telemetry rule of the stage the robot belongs to. */
+  readonly telemetryRule: string;
   readonly telemetry: { readonly sampleIntervalMs: number; readonly policy: TelemetryPolicyConfig };
   readonly reconnect: { readonly minSeconds: number; readonly maxSeconds: number };
   /** Event delivery: batches awaiting the cloud's acknowledgement at most, and how long to wait for it. */
@@ -168,7 +188,8 @@ export interface TeleoperationSettings {
 
 /**
  * Reads, validates and resolves the config at `path`. Throws `AgentConfigError` saying what to fix: a missing or
- * non-JSON file, each bad field by name, or a certificate/key/CA file that cannot be read or is not what it should be.
+ * non-JSON file, each bad field by name, a certificate/key/CA file that cannot be read or is not what it should be,
+ * or a private key that is not the certificate's (which TLS would only report as a context it cannot build).
  */
 export async function loadAgentConfig(path: string): Promise<AgentConfig> {
   const configFile = resolve(path);
@@ -188,11 +209,12 @@ export async function loadAgentConfig(path: string): Promise<AgentConfig> {
     throw new AgentConfigError(`agent config ${configFile} is not JSON (${(error as Error).message}); fix the file`);
   }
   const config = parseAgentConfig(raw, configFile);
-  await Promise.all([
+  const [certificatePem, privateKeyPem] = await Promise.all([
     checkPem(config.certificateFile, 'certificateFile', 'CERTIFICATE', configFile),
     checkPem(config.privateKeyFile, 'privateKeyFile', 'PRIVATE KEY', configFile),
     config.caFile === undefined ? undefined : checkPem(config.caFile, 'caFile', 'CERTIFICATE', configFile),
   ]);
+  checkKeyPair(config, certificatePem, privateKeyPem);
   return config;
 }
 
@@ -248,8 +270,10 @@ export function parseAgentConfig(raw: unknown, configFile: string): AgentConfig 
     privateKeyFile: resolve(base, file.privateKeyFile),
     caFile: file.caFile === undefined ? undefined : resolve(base, file.caFile),
     keepAliveSeconds: file.keepAliveSeconds,
+    firstConnectionBudgetSeconds: file.firstConnectionBudgetSeconds,
     stateDir: resolve(base, file.stateDir),
     basicIngest: file.basicIngest,
+    telemetryRule: file.telemetryRule,
     telemetry: { sampleIntervalMs: file.telemetry.sampleIntervalMs, policy },
     reconnect: file.reconnect,
     delivery: file.delivery,
@@ -258,7 +282,7 @@ export function parseAgentConfig(raw: unknown, configFile: string): AgentConfig 
   };
 }
 
-async function checkPem(path: string, field: string, kind: 'CERTIFICATE' | 'PRIVATE KEY', configFile: string) {
+async function checkPem(path: string, field: string, kind: 'CERTIFICATE' | 'PRIVATE KEY', configFile: string): Promise<string> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -276,6 +300,39 @@ async function checkPem(path: string, field: string, kind: 'CERTIFICATE' | 'PRIV
       `agent config ${configFile}: ${field} ${path} is not a PEM ${kind.toLowerCase()} ` +
         `(no "-----BEGIN … ${kind}-----" line); point it at the right file`,
       [{ field, message: `not a PEM ${kind.toLowerCase()}` }],
+    );
+  }
+  return text;
+}
+
+/** The certificate and key must be a pair: the TLS layer would only say it cannot build its context. */
+function checkKeyPair(config: AgentConfig, certificatePem: string, privateKeyPem: string): void {
+  const { configFile, certificateFile, privateKeyFile } = config;
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(certificatePem);
+  } catch (error) {
+    throw new AgentConfigError(
+      `agent config ${configFile}: certificateFile ${certificateFile} is not a valid certificate (${(error as Error).message}); ` +
+        'point it at the certificate issued for this robot',
+      [{ field: 'certificateFile', message: 'not a valid certificate' }],
+    );
+  }
+  let matches: boolean;
+  try {
+    matches = certificate.checkPrivateKey(createPrivateKey(privateKeyPem));
+  } catch (error) {
+    throw new AgentConfigError(
+      `agent config ${configFile}: privateKeyFile ${privateKeyFile} is not a usable private key (${(error as Error).message}); ` +
+        'it must be the unencrypted PEM key issued with certificateFile',
+      [{ field: 'privateKeyFile', message: 'not a usable private key' }],
+    );
+  }
+  if (!matches) {
+    throw new AgentConfigError(
+      `agent config ${configFile}: privateKeyFile ${privateKeyFile} is not the key of certificateFile ${certificateFile}; ` +
+        'use the key issued together with that certificate (the pair `npm run cert` or your installer wrote)',
+      [{ field: 'privateKeyFile', message: 'does not match certificateFile' }],
     );
   }
 }

@@ -14,7 +14,11 @@ import { startTeleoperationMonitor, type TeleoperationMonitor } from './teleoper
  * SIGINT, which stop it cleanly (teleoperation monitor first, so its last event still reaches the queue; then a clean
  * MQTT DISCONNECT, queue closed) and exit 0 (a repeated signal does not
  * interrupt the stop, which is bounded). A bad command line exits 2 with
- * the usage; a bad config or any uncaught error is logged as one JSON line and exits 1. systemd restarts it.
+ * the usage; a bad config or any uncaught error is logged as one JSON line and exits 1. When the first connection
+ * cannot be made within `firstConnectionBudgetSeconds` (each failed attempt logged with what to check), the agent
+ * logs why, stops cleanly and exits 78 (EX_CONFIG: credentials, CA, a certificate the broker refuses, the clock) or
+ * 69 (EX_UNAVAILABLE: the endpoint cannot be reached): never a process that looks healthy but never connects. Once
+ * connected, outages never end it. systemd (Restart=on-failure) restarts it after any non-zero exit.
  */
 
 const USAGE = `Usage: npm run agent -- --config <agent.json>
@@ -24,7 +28,10 @@ const USAGE = `Usage: npm run agent -- --config <agent.json>
 
 Environment: LOG_LEVEL=debug|info|warn|error (the config's logLevel wins).`;
 
-/** Exit codes: 0 clean stop, 1 failure, 2 bad command line. */
+/**
+ * Exit codes: 0 clean stop, 1 failure (a bad config among them), 2 bad command line; 78 and 69 when the first
+ * connection was given up (agent/core/connection-failure.ts).
+ */
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
 const STOP_DEADLINE_MS = 15_000;
@@ -86,26 +93,27 @@ async function main(): Promise<void> {
     return;
   }
 
-  const stop = async (signal: NodeJS.Signals) => {
+  /** Stops cleanly, then exits with `code`. */
+  const stop = async (reason: NodeJS.Signals | 'first connection given up', code: number) => {
     // npm, tsx and systemd (KillMode=control-group) may each deliver the same signal: one stop is enough.
     if (exiting) {
-      bootLog.debug('signal while stopping: already stopping', { signal });
+      bootLog.debug('asked to stop while stopping: already stopping', { reason });
       return;
     }
     exiting = true;
-    bootLog.info('stopping', { signal });
+    bootLog.info('stopping', { reason, exitCode: code });
     // The stop is bounded inside (a publish in flight gets 5 s); this only guards against a wedged native layer.
     setTimeout(() => fail('clean stop took too long', new Error(`no clean stop within ${STOP_DEADLINE_MS} ms`)), STOP_DEADLINE_MS).unref();
     try {
       await teleoperation?.stop();
       await agent?.stop();
-      process.exit(0);
+      process.exit(code);
     } catch (error) {
       fail('clean stop failed', error);
     }
   };
-  process.on('SIGTERM', (signal) => void stop(signal));
-  process.on('SIGINT', (signal) => void stop(signal));
+  process.on('SIGTERM', (signal) => void stop(signal, 0));
+  process.on('SIGINT', (signal) => void stop(signal, 0));
 
   let config;
   try {
@@ -121,7 +129,7 @@ async function main(): Promise<void> {
   const log = createJsonLog({ level: config.logLevel ?? logLevelFromEnv(), fields: { thingName: config.thingName } });
   bootLog = log;
   // Loaded only now: the SDK's native module costs ~15 MB, not worth paying for `--help` or a bad config.
-  const { MqttLink } = await import('./adapters/mqtt-link.js');
+  const { MqttLink, LinkGaveUpError } = await import('./adapters/mqtt-link.js');
   const link = new MqttLink(config, { log: log.child({ component: 'mqtt' }) });
   const version = await agentVersion();
   const telemetry = createSystemTelemetry({
@@ -131,8 +139,25 @@ async function main(): Promise<void> {
   agent = createAgent({ config, link, telemetry, log });
   if (exiting) return;
   await agent.start();
+  // The same promise the agent started: it settles once, when the first connection is made or given up.
+  link.start().catch((error: unknown) => {
+    if (!(error instanceof LinkGaveUpError)) return;
+    log.error('cannot connect to the broker; exiting so that systemd restarts the agent', {
+      endpoint: config.endpoint,
+      port: config.port,
+      problem: error.problem,
+      check: error.check,
+      attempts: error.attempts,
+      firstConnectionBudgetSeconds: config.firstConnectionBudgetSeconds,
+      exitCode: error.exitCode,
+    });
+    void stop('first connection given up', error.exitCode);
+  });
   if (exiting) return;
   teleoperation = await startTeleoperation(config, agent, log);
+  // A dropped link leaves the cloud's session unconfirmed: on every connection the monitor states where it stands.
+  const monitor = teleoperation;
+  if (monitor) agent.onLinkUp(() => monitor.announce());
   if (exiting) await teleoperation?.stop();
   log.info('agent running', { endpoint: config.endpoint, port: config.port, pid: process.pid });
 }

@@ -39,7 +39,8 @@ export async function startSimulatedFleet(options: { cloud: LocalCloud; count: n
       const robotLog = log.child({ thingName });
       const agent = createAgent({
         config,
-        link: new MqttLink(config, { log: robotLog.child({ component: 'mqtt' }) }),
+        // In-process robots have no systemd to restart them: they retry their first connection for ever.
+        link: new MqttLink({ ...config, firstConnectionBudgetSeconds: undefined }, { log: robotLog.child({ component: 'mqtt' }) }),
         telemetry: createSimulatedTelemetry({ thingName }),
         log: robotLog,
       });

@@ -1,6 +1,13 @@
 import { EventEmitter } from 'node:events';
 import { iot, mqtt } from 'aws-iot-device-sdk-v2';
 import { backoffDelay, type BackoffOptions } from '../core/backoff.js';
+import {
+  afterFirstConnectionFailure,
+  connectionCheck,
+  diagnoseConnectionFailure,
+  exitCodeFor,
+  type ConnectionProblem,
+} from '../core/connection-failure.js';
 import { silentLog, type Logger } from './json-log.js';
 
 /**
@@ -8,8 +15,12 @@ import { silentLog, type Logger } from './json-log.js';
  * stack behind aws-iot-device-sdk-v2), client id = thing name, one certificate per robot.
  *
  * Connecting: the SDK does not retry a *first* connection that fails (a Pi that boots before its Wi-Fi is up), so
- * `start()` retries it forever with exponential backoff and full jitter, logging every attempt. Once connected, the
- * SDK's own reconnect (between `reconnect.minSeconds` and `maxSeconds`, doubling) handles every later drop.
+ * `start()` retries it with exponential backoff and full jitter, logging every failure with what to check
+ * (agent/core/connection-failure.ts). With `firstConnectionBudgetSeconds`, it gives up once that long has passed
+ * without a CONNACK (at the first failure after it: an attempt under way is not cut short), and at once when the TLS
+ * context cannot even be built from the files: `start()` then rejects with a `LinkGaveUpError` saying what is wrong
+ * and which exit code fits. Without a budget it retries forever. Once connected, the SDK's own reconnect (between
+ * `reconnect.minSeconds` and `maxSeconds`, doubling) handles every later drop, for ever.
  *
  * Clean session: **true**. A persistent session would make IoT Core queue QoS 1 commands for up to an hour while the
  * robot is offline and replay them on reconnect, so a stale "report now" would be answered long after anyone waited
@@ -39,7 +50,10 @@ export interface LinkEvents {
 /** The link as the agent runtime sees it; tests substitute a fake. */
 export interface Link {
   readonly isConnected: boolean;
-  /** Connects (retrying a failed first connection forever); resolves once connected, rejects only if stopped first. */
+  /**
+   * Connects (retrying a failed first connection); resolves once connected, rejects if stopped first or when the
+   * link gives up on the first connection (`LinkGaveUpError`).
+   */
   start(): Promise<void>;
   /** Resolves when the broker acknowledged (QoS 1) or the packet was written (QoS 0); rejects while disconnected. */
   publish(topic: string, payload: string | Uint8Array, qos: QoS): Promise<void>;
@@ -56,6 +70,23 @@ export interface Link {
 
 export class LinkError extends Error {
   override readonly name: string = 'LinkError';
+}
+
+/** The first connection could not be made within its budget, or cannot be made with these files at all. */
+export class LinkGaveUpError extends LinkError {
+  override readonly name = 'LinkGaveUpError';
+  /** The process exit code that fits (agent/core/connection-failure.ts: 78 setup, 69 unreachable). */
+  readonly exitCode: number;
+  constructor(
+    readonly problem: ConnectionProblem,
+    /** What to check, naming the config fields. */
+    readonly check: string,
+    readonly attempts: number,
+    options: { cause: unknown },
+  ) {
+    super(`cannot connect (${problem}) after ${attempts} attempt(s): ${describe(options.cause)}; ${check}`, options);
+    this.exitCode = exitCodeFor(problem);
+  }
 }
 
 /** The operation needs a connection the link does not have right now (or any more). */
@@ -76,12 +107,16 @@ export interface MqttLinkOptions {
   readonly reconnect: { readonly minSeconds: number; readonly maxSeconds: number };
   /** How long a QoS 1 publish or a subscribe may wait for its acknowledgement. Default 30 s. */
   readonly operationTimeoutMs?: number;
+  /** Give up on the first connection after this long without a CONNACK. Default: retry forever. */
+  readonly firstConnectionBudgetSeconds?: number | undefined;
 }
 
 export interface MqttLinkDependencies {
   readonly log?: Logger;
   /** Random source of the first connection's backoff jitter. */
   readonly random?: () => number;
+  /** Monotonic milliseconds, for the first connection's budget. Default performance.now. */
+  readonly now?: () => number;
 }
 
 const DEFAULT_OPERATION_TIMEOUT_MS = 30_000;
@@ -93,6 +128,7 @@ const SUBACK_FAILURE = 0x80;
 export class MqttLink extends EventEmitter<LinkEvents> implements Link {
   private readonly log: Logger;
   private readonly random: () => number;
+  private readonly now: () => number;
   private readonly handlers = new Map<string, MessageHandler>();
   private connection: mqtt.MqttClientConnection | undefined;
   private connected = false;
@@ -116,8 +152,13 @@ export class MqttLink extends EventEmitter<LinkEvents> implements Link {
     if (reconnect.minSeconds < 1 || reconnect.maxSeconds < reconnect.minSeconds) {
       throw new RangeError('mqtt link: reconnect needs 1 ≤ minSeconds ≤ maxSeconds');
     }
+    const budget = options.firstConnectionBudgetSeconds;
+    if (budget !== undefined && !(Number.isFinite(budget) && budget > 0)) {
+      throw new RangeError(`mqtt link: firstConnectionBudgetSeconds must be positive, got ${budget}`);
+    }
     this.log = dependencies.log ?? silentLog;
     this.random = dependencies.random ?? Math.random;
+    this.now = dependencies.now ?? (() => performance.now());
   }
 
   get isConnected(): boolean {
@@ -155,7 +196,19 @@ export class MqttLink extends EventEmitter<LinkEvents> implements Link {
   }
 
   private async connectFirstTime(): Promise<void> {
-    const connection = this.createConnection();
+    const { endpoint, port } = this.options;
+    const startedAt = this.now();
+    const budgetSeconds = this.options.firstConnectionBudgetSeconds;
+    const budgetMs = budgetSeconds === undefined ? undefined : budgetSeconds * 1000;
+    let connection: mqtt.MqttClientConnection;
+    try {
+      connection = this.createConnection();
+    } catch (error) {
+      // The TLS context is built from the files alone: nothing a retry could change.
+      const check = connectionCheck('credentials', this.options);
+      this.log.error('cannot connect: the TLS setup failed; giving up', { endpoint, port, problem: 'credentials', check, error: toError(error) });
+      throw new LinkGaveUpError('credentials', check, 0, { cause: error });
+    }
     this.connection = connection;
     const backoff: BackoffOptions = {
       baseMs: this.options.reconnect.minSeconds * 1000,
@@ -175,15 +228,30 @@ export class MqttLink extends EventEmitter<LinkEvents> implements Link {
         if (this.stopping) {
           throw error instanceof LinkNotConnectedError ? error : new LinkNotConnectedError('the MQTT link was stopped before it connected');
         }
-        const nextDelayMs = backoffDelay(attempt, backoff, this.random);
-        this.log.warn('connection failed; retrying', {
-          endpoint: this.options.endpoint,
-          port: this.options.port,
-          attempt: attempt + 1,
-          error: toError(error),
-          nextDelayMs,
+        const cause = toError(error);
+        const { problem, check } = diagnoseConnectionFailure(cause.message, this.options);
+        const next = afterFirstConnectionFailure({
+          problem,
+          startedAt,
+          now: this.now(),
+          budgetMs,
+          delayMs: backoffDelay(attempt, backoff, this.random),
         });
-        await this.sleep(nextDelayMs);
+        if (next.giveUp) {
+          this.log.error('connection failed; giving up', { endpoint, port, attempt: attempt + 1, problem, check, budgetSeconds, error: cause });
+          this.release(connection);
+          throw new LinkGaveUpError(problem, check, attempt + 1, { cause });
+        }
+        this.log.warn('connection failed; retrying', {
+          endpoint,
+          port,
+          attempt: attempt + 1,
+          problem,
+          check,
+          error: cause,
+          nextDelayMs: next.waitMs,
+        });
+        await this.sleep(next.waitMs);
       }
     }
   }
@@ -297,9 +365,14 @@ export class MqttLink extends EventEmitter<LinkEvents> implements Link {
         this.log.warn('disconnect failed', { error: toError(error) });
       }
     } else {
-      // Never connected: there is nothing to DISCONNECT, and aws-crt refuses to; release the native handle directly.
-      (connection as unknown as { close?: () => void }).close?.();
+      this.release(connection);
     }
+  }
+
+  /** Never connected: there is nothing to DISCONNECT, and aws-crt refuses to; release the native handle directly. */
+  private release(connection: mqtt.MqttClientConnection): void {
+    if (this.connection === connection) this.connection = undefined;
+    (connection as unknown as { close?: () => void }).close?.();
   }
 }
 

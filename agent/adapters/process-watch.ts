@@ -1,10 +1,13 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { argvOfCmdline, matchingPrograms } from '../core/program-match.js';
 import { readProcText } from './proc-net-tcp.js';
 
 /**
- * Which watched programs run (the LeKiwi host, XLeRobot's local teleop scripts), matched by command-line fragment,
- * at a cost fit for 30 readings a second:
+ * Which watched programs run (the LeKiwi host, XLeRobot's local teleop scripts), at a cost fit for 30 readings a
+ * second. A process counts when its *program* is a watched one (agent/core/program-match.ts: the script or module a
+ * Python interpreter runs, or the executable itself), not when a watched name merely appears among its arguments
+ * (`tail -f 4_xlerobot_teleop_keyboard.py`, an editor, grep):
  *
  * - /proc is listed only when a process may have started: the last PID the kernel handed out (the fifth field of
  *   /proc/loadavg, per PID namespace) moved since the previous scan, or `rescanMs` passed (a safety net). A quiet
@@ -18,18 +21,18 @@ import { readProcText } from './proc-net-tcp.js';
  */
 
 export interface ProcessWatchOptions {
-  /** Command-line fragments to look for (substring of the NUL-separated argv joined with spaces). */
-  readonly fragments: readonly string[];
+  /** Watched program names: script base names or paths, or module names (see agent/core/program-match.ts). */
+  readonly programs: readonly string[];
   /** Default '/proc'. */
   readonly procRoot?: string;
-  /** PIDs never to report (default: this process, whose own argv may mention a fragment). */
+  /** PIDs never to report (default: this process). */
   readonly ignorePids?: readonly number[];
   /** Full listing at least this often, whatever /proc/loadavg says. Default 5 s. */
   readonly rescanMs?: number;
 }
 
 export interface ProcessWatch {
-  /** The fragments found running now, in the order they were given. `now` is monotonic ms. */
+  /** The watched programs found running now, in the order they were given. `now` is monotonic ms. */
   scan(now: number): string[];
   /** How many PIDs are remembered (for logs). */
   readonly known: number;
@@ -49,7 +52,7 @@ interface KnownProcess {
 
 export function createProcessWatch(options: ProcessWatchOptions): ProcessWatch {
   const procRoot = options.procRoot ?? '/proc';
-  const fragments = [...new Set(options.fragments)];
+  const programs = [...new Set(options.programs)];
   const ignore = new Set(options.ignorePids ?? [process.pid]);
   const rescanMs = options.rescanMs ?? 5_000;
   const known = new Map<number, KnownProcess>();
@@ -59,7 +62,7 @@ export function createProcessWatch(options: ProcessWatchOptions): ProcessWatch {
   let lastListingAt = Number.NEGATIVE_INFINITY;
   let listings = 0;
 
-  /** The fragments in a PID's command line; none when it is gone, unreadable, a kernel thread or a zombie. */
+  /** The watched programs a PID runs; none when it is gone, unreadable, a kernel thread or a zombie. */
   function matchesOf(pid: number): readonly string[] {
     let commandLine: string;
     try {
@@ -67,9 +70,7 @@ export function createProcessWatch(options: ProcessWatchOptions): ProcessWatch {
     } catch {
       return [];
     }
-    if (commandLine === '') return [];
-    commandLine = commandLine.replaceAll('\0', ' ');
-    return fragments.filter((fragment) => commandLine.includes(fragment));
+    return matchingPrograms(argvOfCmdline(commandLine), programs);
   }
 
   function check(pid: number, entry: KnownProcess): void {
@@ -128,7 +129,7 @@ export function createProcessWatch(options: ProcessWatchOptions): ProcessWatch {
       }
       const running = new Set<string>();
       for (const watchedPid of watched) for (const match of known.get(watchedPid)?.matches ?? []) running.add(match);
-      return fragments.filter((fragment) => running.has(fragment));
+      return programs.filter((program) => running.has(program));
     },
     get known() {
       return known.size;

@@ -65,7 +65,7 @@ export async function createTeleoperationProbe(options: TeleoperationProbeOption
       log,
       ...(options.python === undefined ? {} : { python: options.python }),
     });
-  const processes = options.processes ?? createProcessWatch({ fragments: watchedProcesses(config), procRoot });
+  const processes = options.processes ?? createProcessWatch({ programs: watchedProcesses(config), procRoot });
   await counters.start();
 
   let lastCounters: TcpConnectionCounters | undefined;

@@ -10,6 +10,16 @@ const port = z.number().int().min(1).max(65_535);
 const durationMs = z.number().int().nonnegative();
 const windowMs = z.number().int().positive();
 
+/**
+ * A watched program (agent/core/program-match.ts): a script's base name (`4_xlerobot_teleop_keyboard.py`) or path
+ * (`examples/lekiwi/teleoperate.py`), or a module run with `python -m` (`lerobot.robots.lekiwi.lekiwi_host`). Never a
+ * command line: arguments play no part in the match.
+ */
+const programName = z
+  .string()
+  .min(1)
+  .regex(/^[^\s\0]+$/, 'must be one program name (a script base name or path, or a module name), without spaces or arguments');
+
 /** Labels end up in signal names (`local-teleop:<label>`), which the event schema caps at 32 characters. */
 const localTeleopLabel = z
   .string()
@@ -25,10 +35,10 @@ export const TeleoperationConfig = z
     vrLinkPort: port,
     /** XLeRobot's VR bridge HTTPS page: a peer here has only opened the page. */
     vrPagePort: port,
-    /** Command-line fragments that identify the host process (matched against /proc/<pid>/cmdline by the adapter). */
-    hostProcesses: z.array(z.string().min(1)).readonly(),
+    /** The host's program (matched against what each process runs, by the adapter; see `programName`). */
+    hostProcesses: z.array(programName).readonly(),
     /** Local teleop programs by label; such a program drives the robot the whole time it runs. */
-    localTeleopProcesses: z.record(localTeleopLabel, z.string().min(1)).readonly(),
+    localTeleopProcesses: z.record(localTeleopLabel, programName).readonly(),
     /** Actions must arrive at a driving rate: `startMinActions` of them within `startWindowMs`. */
     startWindowMs: windowMs,
     startMinActions: z.number().int().min(1),
@@ -62,8 +72,11 @@ export const DEFAULT_TELEOPERATION_CONFIG: TeleoperationConfig = Object.freeze({
   observationPort: 5556,
   vrLinkPort: 8442,
   vrPagePort: 8443,
+  // LeRobot starts the host as `python -m lerobot.robots.lekiwi.lekiwi_host --robot.id=…` (its file run as a script
+  // matches too). Its client (examples/lekiwi/teleoperate.py) runs on the operator's computer, not here.
   hostProcesses: Object.freeze(['lerobot.robots.lekiwi.lekiwi_host']),
-  // The example programs XLeRobot ships for on-robot teleop (Bluetooth or USB input: no network traffic to see).
+  // The example programs XLeRobot ships for on-robot teleop (Bluetooth or USB input: no network traffic to see), run
+  // as `python <path>/4_xlerobot_teleop_keyboard.py`.
   localTeleopProcesses: Object.freeze({
     keyboard: '4_xlerobot_teleop_keyboard.py',
     xbox: '5_xlerobot_teleop_xbox.py',
@@ -97,7 +110,7 @@ export function watchedPorts(config: TeleoperationConfig): number[] {
   return [config.commandPort, config.observationPort, config.vrLinkPort, config.vrPagePort];
 }
 
-/** The command-line fragments the adapter looks for in /proc; it reports the ones it finds running. */
+/** The programs the adapter looks for in /proc; it reports the ones it finds running. */
 export function watchedProcesses(config: TeleoperationConfig): string[] {
   return [...config.hostProcesses, ...Object.values(config.localTeleopProcesses)];
 }

@@ -1,5 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import * as zmq from 'zeromq';
@@ -14,8 +17,8 @@ import * as zmq from 'zeromq';
 const SUPPORT = fileURLToPath(new URL('./', import.meta.url));
 const NODE = process.execPath;
 
-/** The command-line fragment the host stand-in is recognised by. */
-export const HOST_STAND_IN_FRAGMENT = 'lekiwi-host-stand-in';
+/** The program the host stand-in is recognised by (node runs it as its script; see agent/core/program-match.ts). */
+export const HOST_STAND_IN_FRAGMENT = 'lekiwi-host-stand-in.mjs';
 
 /**
  * The teleoperation settings that watch a host stand-in: its two ports, its command line, and VR ports on which
@@ -175,19 +178,33 @@ export async function spawnOperatorProcess(options: { commandPort: number }): Pr
 }
 
 /**
- * A local XLeRobot teleop program: a child process whose argv names `script` (default the keyboard teleop).
- * `startedAt` is performance.now() just before the spawn.
+ * A local XLeRobot teleop program: `python3 <tmp>/<script>` (default the keyboard teleop), a real Python script of
+ * that name that prints "up" and sleeps, as XLeRobot's scripts are started. `startedAt` is performance.now() just
+ * before the spawn.
  */
 export async function spawnLocalTeleop(script = '4_xlerobot_teleop_keyboard.py'): Promise<{ child: ChildProcess; startedAt: number; stop(): Promise<void> }> {
+  const folder = mkdtempSync(join(tmpdir(), 'heartbeat-local-teleop-'));
+  const path = join(folder, script);
+  writeFileSync(path, 'import sys, time\nprint("up", flush=True)\nwhile True:\n    time.sleep(3600)\n');
   const startedAt = performance.now();
-  const child = spawn(NODE, ['-e', 'process.stdout.write("up\\n"); setInterval(() => {}, 1 << 30)', script], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.once('error', reject);
-    child.stdout!.once('data', () => resolve());
-  });
-  return { child, startedAt, stop: () => stopChild(child) };
+  const child = spawn('python3', ['-u', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.once('error', reject);
+      child.stdout!.once('data', () => resolve());
+    });
+  } catch (error) {
+    rmSync(folder, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    child,
+    startedAt,
+    stop: async () => {
+      await stopChild(child);
+      rmSync(folder, { recursive: true, force: true });
+    },
+  };
 }
 
 /** A TCP port nobody listens on right now. */

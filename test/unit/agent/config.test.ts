@@ -57,6 +57,7 @@ describe('agent config', () => {
       telemetry: { sampleIntervalMs: 1_000, policy: DEFAULT_TELEMETRY_POLICY },
       reconnect: { minSeconds: 1, maxSeconds: 120 },
       delivery: { maxInFlightBatches: 4, ackTimeoutMs: 5_000 },
+      firstConnectionBudgetSeconds: 60,
     });
   });
 
@@ -141,6 +142,7 @@ describe('agent config', () => {
       /telemetry\.maxIntervalMs: must be at least minIntervalMs/,
     ],
     ['reconnect.maxSeconds', { reconnect: { minSeconds: 10, maxSeconds: 5 } }, /reconnect\.maxSeconds:/],
+    ['firstConnectionBudgetSeconds', { firstConnectionBudgetSeconds: 0 }, /firstConnectionBudgetSeconds:/],
     ['delivery.maxInFlightBatches', { delivery: { maxInFlightBatches: 0 } }, /delivery\.maxInFlightBatches:/],
     ['delivery.ackTimeoutMs', { delivery: { ackTimeoutMs: 120_000 } }, /delivery\.ackTimeoutMs:/],
     ['delivery (an unknown field)', { delivery: { window: 3 } }, /delivery: unknown field\(s\) window/],
@@ -166,6 +168,20 @@ describe('agent config', () => {
   it('names a file of the wrong kind (the key where the certificate belongs)', async () => {
     const error = await loadError(await configFile({ ...written, certificateFile: credentials.privateKeyFile }));
     expect(error.message).toMatch(/certificateFile .* is not a PEM certificate/);
+  });
+
+  it('names a private key that is not the certificate\'s (TLS would only say it cannot build its context)', async () => {
+    // Given the key of another certificate in place of the robot's own
+    const other = await (await CertificateAuthority.create()).issueClientCertificate('lekiwi-LK0001');
+    const otherKey = join(root, 'other-robot.key');
+    await writeFile(otherKey, other.privateKeyPem);
+
+    // When the config is loaded
+    const error = await loadError(await configFile({ ...written, privateKeyFile: otherKey }));
+
+    // Then the key is named as not belonging to the certificate
+    expect(error.message).toContain(`privateKeyFile ${otherKey} is not the key of certificateFile ${credentials.certificateFile}`);
+    expect(error.problems).toEqual([{ field: 'privateKeyFile', message: 'does not match certificateFile' }]);
   });
 
   it('names a folder given as a file', async () => {

@@ -58,6 +58,9 @@ describe('teleoperation config', () => {
     ['startMinActions', { startMinActions: 0 }],
     ['stopAfterMs', { stopAfterMs: -1 }],
     ['localTeleopProcesses.Keyboard Teleop', { localTeleopProcesses: { 'Keyboard Teleop': 'kb.py' } }],
+    // A command line never matches a program (agent/core/program-match.ts): refused rather than silently never seen.
+    ['hostProcesses.0', { hostProcesses: ['python -m lerobot.robots.lekiwi.lekiwi_host'] }],
+    ['localTeleopProcesses.keyboard', { localTeleopProcesses: { keyboard: 'python3 4_xlerobot_teleop_keyboard.py' } }],
   ])('rejects a bad %s, naming it', (path, overrides) => {
     // Given a config with one bad field
     // When it is built, directly or through the scorer
