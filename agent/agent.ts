@@ -1,6 +1,5 @@
 import { join } from 'node:path';
-import { z } from 'zod';
-import { AgentEvent, TelemetrySample } from '../schemas/device.js';
+import { AgentEvent, ReportNowCommand, TelemetrySample, type ReportNowReply } from '../schemas/device.js';
 import { ROBOT_REQUESTS, topics } from '../schemas/topics.js';
 import { EventQueue } from './adapters/event-queue.js';
 import { firstProblem, parseJsonPayload } from './command-payload.js';
@@ -35,6 +34,8 @@ import { checkDeliverySettings, DEFAULT_DELIVERY_SETTINGS, type DeliverySettings
 export type AgentDeliveryConfig = Partial<Pick<DeliverySettings, 'maxInFlightBatches' | 'ackTimeoutMs'>>;
 
 export type AgentRuntimeConfig = Pick<AgentConfig, 'thingName' | 'basicIngest' | 'stateDir' | 'telemetry'> & {
+  /** The stage's Basic Ingest telemetry rule (agent.json `telemetryRule`); default: the local cloud's. */
+  readonly telemetryRule?: string | undefined;
   readonly delivery?: AgentDeliveryConfig | undefined;
 };
 
@@ -76,15 +77,16 @@ export interface Agent {
   report(event: AgentEvent): Promise<void>;
   /** Reads and sends a sample now, inside the minimum interval if need be (the policy's `requested`). */
   reportNow(): Promise<ReportNowResult>;
+  /**
+   * Calls `listener` on every connection of the link from now on (the first and each reconnection), and at once if
+   * the link is up: what the robot must restate whenever its link was down (its teleoperation state). Returns the
+   * unsubscribe function.
+   */
+  onLinkUp(listener: () => void): () => void;
 }
 
 /** The commands the agent understands, by the last topic level. */
 export const COMMANDS = ROBOT_REQUESTS;
-
-const ReportNowCommand = z
-  .object({ requestId: z.string().min(1).max(128).optional() })
-  // Senders may add fields (a timestamp, who asked); only requestId matters here.
-  .loose();
 
 const DEFAULT_STOP_TIMEOUT_MS = 5_000;
 
@@ -112,11 +114,21 @@ export function createAgent(options: AgentOptions): Agent {
   const replies = new Set<Promise<void>>();
   let stopping: Promise<void> | undefined;
 
+  const linkUpListeners = new Set<() => void>();
+  const callLinkUp = (listener: () => void) => {
+    try {
+      listener();
+    } catch (error) {
+      log.warn('a link-up listener failed', { error });
+    }
+  };
+
   function onOnline(kind: 'connected' | 'resumed', connection: LinkConnection): void {
     if (phase !== 'running') return;
     log.info(kind === 'connected' ? 'link up' : 'link back', { sessionPresent: connection.sessionPresent });
     outbox.linkUp();
     telemetry.linkUp();
+    for (const listener of linkUpListeners) callLinkUp(listener);
   }
 
   const onConnected = (connection: LinkConnection) => onOnline('connected', connection);
@@ -153,13 +165,14 @@ export function createAgent(options: AgentOptions): Agent {
   }
 
   async function answerReportNow(requestId: string | undefined): Promise<void> {
-    const result = await telemetry.sampleOnce(true);
-    if (!result.sent) {
+    const result = await telemetry.sampleOnce(true, requestId);
+    if (!result.sent || result.sentAt === undefined) {
       log.warn('report-now: no sample could be sent', { requestId });
       return;
     }
     try {
-      await link.publish(topics.commandReply(thing, COMMANDS.reportNow), JSON.stringify({ requestId, sentAt: result.sentAt }), 1);
+      const reply: ReportNowReply = { requestId, sentAt: result.sentAt };
+      await link.publish(topics.commandReply(thing, COMMANDS.reportNow), JSON.stringify(reply), 1);
     } catch (error) {
       log.warn('report-now reply failed', { requestId, error });
     }
@@ -226,6 +239,12 @@ export function createAgent(options: AgentOptions): Agent {
 
     reportNow() {
       return telemetry.sampleOnce(true);
+    },
+
+    onLinkUp(listener) {
+      linkUpListeners.add(listener);
+      if (phase === 'running' && telemetry.online) callLinkUp(listener);
+      return () => void linkUpListeners.delete(listener);
     },
   };
 }

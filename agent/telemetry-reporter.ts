@@ -1,4 +1,4 @@
-import { TelemetrySample } from '../schemas/device.js';
+import { TelemetrySample, type TelemetryMessage } from '../schemas/device.js';
 import { TOPIC_RULES, topics } from '../schemas/topics.js';
 import type { Logger } from './adapters/json-log.js';
 import type { Link } from './adapters/mqtt-link.js';
@@ -28,7 +28,7 @@ export class TelemetryReporter {
   ) {
     const { config } = deps;
     this.topic = config.basicIngest
-      ? topics.basicIngest(TOPIC_RULES.telemetry.name, topics.telemetry(config.thingName))
+      ? topics.basicIngest(config.telemetryRule ?? TOPIC_RULES.telemetry.name, topics.telemetry(config.thingName))
       : topics.telemetry(config.thingName);
   }
 
@@ -59,8 +59,9 @@ export class TelemetryReporter {
     return this.sampling;
   }
 
-  sampleOnce(requested: boolean): Promise<ReportNowResult> {
-    const run = this.sampling.then(() => this.send(requested));
+  /** `requestId`: the report-now this sample answers; it goes with the sample, so the live feed can name it. */
+  sampleOnce(requested: boolean, requestId?: string): Promise<ReportNowResult> {
+    const run = this.sampling.then(() => this.send(requested, requestId));
     this.sampling = run.catch(() => undefined);
     return run;
   }
@@ -73,7 +74,7 @@ export class TelemetryReporter {
     }, this.deps.config.telemetry.sampleIntervalMs);
   }
 
-  private async send(requested: boolean): Promise<ReportNowResult> {
+  private async send(requested: boolean, requestId?: string): Promise<ReportNowResult> {
     const { reader, link, clock, log, config } = this.deps;
     if (!this.running) return { sent: false };
     let reading: TelemetrySample;
@@ -104,7 +105,8 @@ export class TelemetryReporter {
       return { sent: false };
     }
     try {
-      await link.publish(this.topic, JSON.stringify(checked.data), 0);
+      const message: TelemetryMessage = requestId === undefined ? checked.data : { ...checked.data, requestId };
+      await link.publish(this.topic, JSON.stringify(message), 0);
     } catch (error) {
       log.warn('telemetry publish failed', { error, reason: decision.reason });
       return { sent: false };

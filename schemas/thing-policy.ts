@@ -36,38 +36,47 @@ export interface ThingPolicyStatement {
 const thing = THING_NAME_VARIABLE;
 const ownJobs = `$aws/things/${thing}/jobs/*`;
 
-/** Allow statements only: a robot may connect, publish, subscribe and receive only as itself. */
-export const THING_POLICY: readonly ThingPolicyStatement[] = [
-  {
-    sid: 'ConnectAsOwnThing',
-    action: 'Connect',
-    resources: [thing],
-    // The certificate must be attached to the thing whose name it uses as client id.
-    condition: { Bool: { 'iot:Connection.Thing.IsAttached': 'true' } },
-  },
-  {
-    sid: 'PublishOwnData',
-    action: 'Publish',
-    resources: [
-      `dt/${APP}/${thing}/*`,
-      // Basic Ingest for telemetry: straight to the rule, no messaging charge.
-      `$aws/rules/${TOPIC_RULES.telemetry.name}/dt/${APP}/${thing}/telemetry`,
-      // Replies to commands (`cmd/heartbeat/<thing>/<request>/reply`, see schemas/topics.ts).
-      `cmd/${APP}/${thing}/*/reply`,
-      ownJobs,
-    ],
-  },
-  {
-    sid: 'SubscribeOwnCommandsAndJobs',
-    action: 'Subscribe',
-    resources: [`cmd/${APP}/${thing}/*`, ownJobs],
-  },
-  {
-    sid: 'ReceiveOwnCommandsAndJobs',
-    action: 'Receive',
-    resources: [`cmd/${APP}/${thing}/*`, ownJobs],
-  },
-];
+/**
+ * Allow statements only: a robot may connect, publish, subscribe and receive only as itself. `telemetryRule` is the
+ * name of the telemetry rule robots reach through Basic Ingest: `topicRuleName(TOPIC_RULES.telemetry, stage)` in a
+ * deployed stage, the plain name in the local cloud (THING_POLICY).
+ */
+export function thingPolicy(telemetryRule: string = TOPIC_RULES.telemetry.name): readonly ThingPolicyStatement[] {
+  return [
+    {
+      sid: 'ConnectAsOwnThing',
+      action: 'Connect',
+      resources: [thing],
+      // The certificate must be attached to the thing whose name it uses as client id.
+      condition: { Bool: { 'iot:Connection.Thing.IsAttached': 'true' } },
+    },
+    {
+      sid: 'PublishOwnData',
+      action: 'Publish',
+      resources: [
+        `dt/${APP}/${thing}/*`,
+        // Basic Ingest for telemetry: straight to the rule, no messaging charge.
+        `$aws/rules/${telemetryRule}/dt/${APP}/${thing}/telemetry`,
+        // Replies to commands (`cmd/heartbeat/<thing>/<request>/reply`, see schemas/topics.ts).
+        `cmd/${APP}/${thing}/*/reply`,
+        ownJobs,
+      ],
+    },
+    {
+      sid: 'SubscribeOwnCommandsAndJobs',
+      action: 'Subscribe',
+      resources: [`cmd/${APP}/${thing}/*`, ownJobs],
+    },
+    {
+      sid: 'ReceiveOwnCommandsAndJobs',
+      action: 'Receive',
+      resources: [`cmd/${APP}/${thing}/*`, ownJobs],
+    },
+  ];
+}
+
+/** The thing policy of the local cloud (one broker, the plain rule names). */
+export const THING_POLICY: readonly ThingPolicyStatement[] = thingPolicy();
 
 /**
  * Whether the policy lets the connection of `thingName` do `action` on `topicOrFilter` (the client id for

@@ -86,6 +86,23 @@ export const TOPIC_RULES = {
   },
 } as const satisfies Record<string, TopicRule>;
 
+/** A deployment stage as it may appear in physical names (infra/heartbeat.ts checks it): `dev`, `prod`, `staging-eu`. */
+export const STAGE_PATTERN = /^[a-z](?:[a-z0-9]|-(?=[a-z0-9])){0,19}$/;
+
+/**
+ * The name of a topic rule in one deployment stage: `heartbeat_telemetry_prod`. Rule names are unique per account and
+ * region, so each stage's rules carry its name (`-` becomes `_`: rule names allow only letters, digits and `_`). The
+ * agent's Basic Ingest topic (`$aws/rules/<name>/...`) and the thing policy name the stage's telemetry rule through
+ * this function. Without a stage (the local cloud, one broker per run): the plain `rule.name`.
+ */
+export function topicRuleName(rule: Pick<TopicRule, 'name'>, stage?: string): string {
+  if (stage === undefined) return rule.name;
+  if (!STAGE_PATTERN.test(stage)) {
+    throw new Error(`stage ${JSON.stringify(stage)} is not a stage name (lower-case letters, digits and single inner hyphens, at most 20)`);
+  }
+  return `${rule.name}_${stage.replace(/-/g, '_')}`;
+}
+
 /**
  * The kind of a message by the topic it came on (the rule's `topic()`), and the robot it is about; undefined for a
  * topic no rule reads. Basic Ingest messages carry the topic after `$aws/rules/<rule>/`, as IoT Core's `topic()` does.

@@ -8,8 +8,8 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { KinesisEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
-import { RESOURCE_TYPE, THING_NAME_VARIABLE, THING_POLICY } from '../../schemas/thing-policy.js';
-import { INGEST_ACK_TOPICS, TOPIC_RULES } from '../../schemas/topics.js';
+import { RESOURCE_TYPE, THING_NAME_VARIABLE, thingPolicy, type ThingPolicyStatement } from '../../schemas/thing-policy.js';
+import { INGEST_ACK_TOPICS, TOPIC_RULES, topicRuleName } from '../../schemas/topics.js';
 import { AppFunction } from '../constructs/app-function.js';
 import { IotDataEndpoint } from '../constructs/iot-data-endpoint.js';
 
@@ -18,7 +18,12 @@ export const THING_TYPES = {
   lekiwi: 'LeRobot LeKiwi mobile manipulator',
   xle: 'XLeRobot dual-arm robot',
 } as const;
-export const THING_GROUP = 'heartbeat-fleet';
+/**
+ * Thing type and group names are unique per account and region: each stage has its own (`heartbeat-prod-lekiwi`,
+ * `heartbeat-prod-fleet`), published as stack outputs for whoever registers robots.
+ */
+export const thingTypeName = (stage: string, model: keyof typeof THING_TYPES): string => `heartbeat-${stage}-${model}`;
+export const thingGroupName = (stage: string): string => `heartbeat-${stage}-fleet`;
 /** The policy variable IoT Core replaces with the connected certificate's thing name. */
 export const THING_NAME = THING_NAME_VARIABLE;
 
@@ -28,6 +33,8 @@ export const INGEST_BATCH_SIZE = 500;
 export const INGEST_PARALLELIZATION = 10;
 
 export interface IotStackProps extends StackProps {
+  /** The deployment stage (infra/heartbeat.ts checks it): thing types, the group and the rules are named after it. */
+  readonly stage: string;
   readonly eventLog: dynamodb.ITable;
   /** The ordered channel: every rule puts into it, keyed by robot. */
   readonly ingestStream: kinesis.IStream;
@@ -55,18 +62,22 @@ export class IotStack extends Stack {
   constructor(scope: Construct, id: string, props: IotStackProps) {
     super(scope, id, props);
 
-    for (const [name, description] of Object.entries(THING_TYPES)) {
-      new iot.CfnThingType(this, `ThingType-${name}`, {
-        thingTypeName: name,
+    for (const [model, description] of Object.entries(THING_TYPES) as [keyof typeof THING_TYPES, string][]) {
+      const thingType = new iot.CfnThingType(this, `ThingType-${model}`, {
+        thingTypeName: thingTypeName(props.stage, model),
         thingTypeProperties: { thingTypeDescription: description, searchableAttributes: ['serial'] },
       });
+      new CfnOutput(this, `ThingTypeName-${model}`, { value: thingType.ref, description: `The thing type of ${model} robots` });
     }
-    new iot.CfnThingGroup(this, 'FleetGroup', {
-      thingGroupName: THING_GROUP,
-      thingGroupProperties: { thingGroupDescription: 'Every robot managed by Lekiwi Heartbeat' },
+    const fleet = new iot.CfnThingGroup(this, 'FleetGroup', {
+      thingGroupName: thingGroupName(props.stage),
+      thingGroupProperties: { thingGroupDescription: `Every robot managed by Lekiwi Heartbeat (${props.stage})` },
     });
+    new CfnOutput(this, 'ThingGroupName', { value: fleet.ref, description: 'The thing group of every robot of this stage' });
 
-    this.thingPolicy = new iot.CfnPolicy(this, 'ThingPolicy', { policyDocument: thingPolicyDocument(this) });
+    // Robots reach this stage's telemetry rule through Basic Ingest: the policy names it.
+    const telemetryRule = topicRuleName(TOPIC_RULES.telemetry, props.stage);
+    this.thingPolicy = new iot.CfnPolicy(this, 'ThingPolicy', { policyDocument: thingPolicyDocument(this, thingPolicy(telemetryRule)) });
 
     // ---- The consumer, outside the VPC: it appends to DynamoDB and publishes acknowledgements through IoT Core.
     const endpoint = new IotDataEndpoint(this, 'IotDataEndpoint');
@@ -118,14 +129,18 @@ export class IotStack extends Stack {
     });
     props.ingestStream.grantWrite(ruleRole);
     props.ruleErrorDlq.grantSendMessages(ruleRole);
+    // The grants above live in the role's default policy: until it exists, IoT Core cannot put with the role.
+    const ruleRolePolicy = ruleRole.node.tryFindChild('DefaultPolicy');
+    if (!ruleRolePolicy) throw new Error('IotStack: the rule action role has no default policy after its grants');
 
     type RuleKey = keyof typeof TOPIC_RULES;
     const rules = {} as Record<RuleKey, iot.CfnTopicRule>;
     for (const key of Object.keys(TOPIC_RULES) as RuleKey[]) {
       const rule = TOPIC_RULES[key];
       rules[key] = new iot.CfnTopicRule(this, `Rule-${key}`, {
-        // Fixed names: Basic Ingest topics (`$aws/rules/<name>/...`) address the rule by name.
-        ruleName: rule.name,
+        // Named per stage (rule names are unique per account and region): Basic Ingest topics
+        // (`$aws/rules/<name>/...`) address the rule by name, so agents and the thing policy use the same function.
+        ruleName: topicRuleName(rule, props.stage),
         topicRulePayload: {
           sql: rule.sql,
           awsIotSqlVersion: '2016-03-23',
@@ -135,8 +150,9 @@ export class IotStack extends Stack {
           errorAction: { sqs: { queueUrl: props.ruleErrorDlq.queueUrl, roleArn: ruleRole.roleArn, useBase64: false } },
         },
       });
-      // The role must be usable before IoT Core accepts a rule that names it.
-      rules[key].node.addDependency(ruleRole);
+      // The role and its policy must exist before IoT Core accepts a rule that names the role (and before the
+      // first message arrives): CloudFormation creates the rules after both.
+      rules[key].node.addDependency(ruleRole, ruleRolePolicy);
     }
     this.topicRules = rules;
 
@@ -145,6 +161,10 @@ export class IotStack extends Stack {
       description: 'Attach to each robot certificate (the provisioning template does this)',
     });
     new CfnOutput(this, 'IngestStreamName', { value: props.ingestStream.streamName });
+    new CfnOutput(this, 'TelemetryRuleName', {
+      value: rules.telemetry.ref,
+      description: 'The Basic Ingest rule of this stage: the agent config `telemetryRule`',
+    });
   }
 }
 
@@ -154,12 +174,12 @@ export class IotStack extends Stack {
  * connect, publish and subscribe only as itself. The ARNs are built with Fn::Join (never Fn::Sub, which would try to
  * resolve the policy variable).
  */
-export function thingPolicyDocument(stack: Stack): Record<string, unknown> {
+export function thingPolicyDocument(stack: Stack, policy: readonly ThingPolicyStatement[]): Record<string, unknown> {
   const iotArn = (resource: string, resourceName: string): string =>
     Arn.format({ service: 'iot', resource, resourceName, arnFormat: ArnFormat.SLASH_RESOURCE_NAME }, stack);
   return {
     Version: '2012-10-17',
-    Statement: THING_POLICY.map((statement) => {
+    Statement: policy.map((statement) => {
       const arns = statement.resources.map((name) => iotArn(RESOURCE_TYPE[statement.action], name));
       return {
         Sid: statement.sid,

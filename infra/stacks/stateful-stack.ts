@@ -1,13 +1,17 @@
-import { CfnOutput, Duration, RemovalPolicy, Stack, Validations, type StackProps } from 'aws-cdk-lib';
+import { CfnCondition, CfnOutput, CfnParameter, Duration, Fn, RemovalPolicy, Stack, Validations, type StackProps } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cognito from 'aws-cdk-lib/aws-cognito';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kinesis from 'aws-cdk-lib/aws-kinesis';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as rds from 'aws-cdk-lib/aws-rds';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
+import { CONNECTIONS_TABLE, EVENT_LOG_TABLE, type TableKeys } from '../../schemas/tables.js';
 
 /** The PostgreSQL role the Lambdas log in as (through RDS Proxy, with IAM tokens) and the database they use. */
 export const DB_USER = 'heartbeat_admin';
@@ -50,14 +54,21 @@ export class StatefulStack extends Stack {
   readonly iotRuleErrorDlq: sqs.Queue;
   readonly userPool: cognito.UserPool;
   readonly dashboardClient: cognito.UserPoolClient;
+  /**
+   * Where every alarm of the stage notifies (the dead-letter queues here, the iterator ages and set-aside records in
+   * the other stacks: each add…Stack in infra/heartbeat.ts adds the action to all of them); the `AlarmEmail`
+   * parameter subscribes an address to it.
+   */
+  readonly alarmTopic: sns.Topic;
 
   constructor(scope: Construct, id: string, props: StatefulStackProps) {
     super(scope, id, props);
 
+    this.alarmTopic = this.alarmNotifications();
+
     // ---- Event log: one partition per robot, one item per event, plus the head item per robot.
     this.eventLog = new dynamodb.Table(this, 'EventLog', {
-      partitionKey: { name: 'robotId', type: dynamodb.AttributeType.STRING },
-      sortKey: { name: 'seq', type: dynamodb.AttributeType.NUMBER },
+      ...tableKeys(EVENT_LOG_TABLE),
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       stream: dynamodb.StreamViewType.NEW_IMAGE,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
@@ -68,10 +79,9 @@ export class StatefulStack extends Stack {
 
     // ---- WebSocket connections and their subscriptions; API Gateway drops a connection after 2 h anyway.
     this.connections = new dynamodb.Table(this, 'Connections', {
-      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
-      sortKey: { name: 'sk', type: dynamodb.AttributeType.STRING },
+      ...tableKeys(CONNECTIONS_TABLE),
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
-      timeToLiveAttribute: 'expiresAt',
+      timeToLiveAttribute: CONNECTIONS_TABLE.timeToLiveAttribute,
       removalPolicy: RemovalPolicy.DESTROY,
     });
     Validations.of(this.connections).acknowledge({
@@ -163,6 +173,9 @@ export class StatefulStack extends Stack {
       allowAllOutbound: true,
     });
     this.proxy = this.database.addProxy('Proxy', {
+      // Proxy names are unique per account and region (without one CDK would name it after the construct id,
+      // "Proxy", in every stage). Derived from the stack name like the cluster identifier: letters, digits, hyphens.
+      dbProxyName: `${this.stackName}-proxy`.toLowerCase(),
       secrets: [this.database.secret!],
       vpc: this.vpc,
       vpcSubnets: this.dbSubnets,
@@ -273,4 +286,56 @@ export class StatefulStack extends Stack {
       });
     return queue;
   }
+
+  /**
+   * The stage's alarm topic: encrypted with a key of its own (CloudWatch cannot publish to a topic under the
+   * AWS-managed SNS key, whose policy cannot be changed), TLS only, and an e-mail subscription when the `AlarmEmail`
+   * parameter is given (`cdk deploy --parameters <stack>:AlarmEmail=ops@example.com`; empty: no subscription).
+   */
+  private alarmNotifications(): sns.Topic {
+    const email = new CfnParameter(this, 'AlarmEmail', {
+      type: 'String',
+      default: '',
+      description: 'E-mail address notified of every alarm of this stage (empty: none; subscribe to the AlarmTopic output otherwise)',
+      // Empty, or one address.
+      allowedPattern: '^$|^[^\\s@]+@[^\\s@]+\\.[^\\s@]+$',
+      constraintDescription: 'must be empty or one e-mail address',
+    });
+    const key = new kms.Key(this, 'AlarmTopicKey', {
+      description: 'Encrypts the Lekiwi Heartbeat alarm topic',
+      enableKeyRotation: true,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    // CloudWatch alarms of this account publish to the encrypted topic.
+    key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'CloudWatchAlarmsPublish',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+        resources: ['*'],
+        conditions: { StringEquals: { 'aws:SourceAccount': this.account } },
+      }),
+    );
+    const topic = new sns.Topic(this, 'AlarmTopic', { masterKey: key, enforceSSL: true });
+    const hasEmail = new CfnCondition(this, 'HasAlarmEmail', {
+      expression: Fn.conditionNot(Fn.conditionEquals(email.valueAsString, '')),
+    });
+    const subscription = new sns.CfnSubscription(this, 'AlarmEmailSubscription', {
+      topicArn: topic.topicArn,
+      protocol: 'email',
+      endpoint: email.valueAsString,
+    });
+    subscription.cfnOptions.condition = hasEmail;
+    new CfnOutput(this, 'AlarmTopicArn', { value: topic.topicArn, description: 'Every alarm of this stage notifies this topic' });
+    return topic;
+  }
+}
+
+/** A table's keys (schemas/tables.ts) as the Table construct takes them. */
+function tableKeys(table: TableKeys): Pick<dynamodb.TableProps, 'partitionKey' | 'sortKey'> {
+  const attribute = ({ name, type }: TableKeys['partitionKey']): dynamodb.Attribute => ({
+    name,
+    type: type === 'S' ? dynamodb.AttributeType.STRING : dynamodb.AttributeType.NUMBER,
+  });
+  return { partitionKey: attribute(table.partitionKey), sortKey: attribute(table.sortKey) };
 }

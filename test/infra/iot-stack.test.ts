@@ -1,7 +1,8 @@
 import { Capture, Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { addIotStack, addStatefulStack } from '../../infra/heartbeat.js';
-import { TOPIC_RULES } from '../../schemas/topics.js';
+import { thingGroupName, thingTypeName } from '../../infra/stacks/iot-stack.js';
+import { TOPIC_RULES, topicRuleName } from '../../schemas/topics.js';
 import { BUILD_TIMEOUT, STAGE, flatten, functionsByHandler, newApp } from './helpers.js';
 
 const THING = '${iot:Connection.Thing.ThingName}';
@@ -34,11 +35,19 @@ describe('IotStack', () => {
       return arn.slice(arn.indexOf(marker) + marker.length);
     });
 
-  it('defines the lekiwi and xle thing types and the fleet thing group', () => {
-    template.hasResourceProperties('AWS::IoT::ThingType', { ThingTypeName: 'lekiwi' });
-    template.hasResourceProperties('AWS::IoT::ThingType', { ThingTypeName: 'xle' });
+  it("defines the lekiwi and xle thing types and the fleet thing group, named after the stage, and outputs their names", () => {
+    expect(thingTypeName(STAGE.stage, 'lekiwi')).toBe(`heartbeat-${STAGE.stage}-lekiwi`);
+    template.hasResourceProperties('AWS::IoT::ThingType', { ThingTypeName: `heartbeat-${STAGE.stage}-lekiwi` });
+    template.hasResourceProperties('AWS::IoT::ThingType', { ThingTypeName: `heartbeat-${STAGE.stage}-xle` });
     template.resourceCountIs('AWS::IoT::ThingType', 2);
-    template.hasResourceProperties('AWS::IoT::ThingGroup', { ThingGroupName: 'heartbeat-fleet' });
+    template.hasResourceProperties('AWS::IoT::ThingGroup', { ThingGroupName: thingGroupName(STAGE.stage) });
+    const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
+    const [groupId] = Object.keys(template.findResources('AWS::IoT::ThingGroup'));
+    expect(outputs.ThingGroupName?.Value).toEqual({ Ref: groupId });
+    const [telemetryRuleId] = Object.entries(template.findResources('AWS::IoT::TopicRule')).find(
+      ([, rule]) => rule.Properties.RuleName === topicRuleName(TOPIC_RULES.telemetry, STAGE.stage),
+    )!;
+    expect(outputs.TelemetryRuleName?.Value).toEqual({ Ref: telemetryRuleId });
   });
 
   describe('thing policy', () => {
@@ -52,10 +61,15 @@ describe('IotStack', () => {
       expect(namesFor('iot:Publish', 'topic')).toEqual(
         expect.arrayContaining([
           `dt/heartbeat/${THING}/*`,
-          `$aws/rules/heartbeat_telemetry/dt/heartbeat/${THING}/telemetry`,
+          // Basic Ingest into this stage's telemetry rule.
+          `$aws/rules/heartbeat_telemetry_${STAGE.stage}/dt/heartbeat/${THING}/telemetry`,
           `$aws/things/${THING}/jobs/*`,
         ]),
       );
+      // Not the telemetry rule of the local cloud or of another stage.
+      expect(namesFor('iot:Publish', 'topic').filter((name) => name.startsWith('$aws/rules/'))).toEqual([
+        `$aws/rules/heartbeat_telemetry_${STAGE.stage}/dt/heartbeat/${THING}/telemetry`,
+      ]);
     });
 
     it('lets a robot subscribe to and receive only its own commands and jobs', () => {
@@ -96,7 +110,7 @@ describe('IotStack', () => {
     it.each(Object.entries(TOPIC_RULES))('%s: the shared SQL into the ingest stream, keyed by robot, and an error action', (_key, rule) => {
       const stream = streamRef();
       template.hasResourceProperties('AWS::IoT::TopicRule', {
-        RuleName: rule.name,
+        RuleName: topicRuleName(rule, STAGE.stage),
         TopicRulePayload: Match.objectLike({
           Sql: rule.sql,
           AwsIotSqlVersion: '2016-03-23',
