@@ -9,10 +9,18 @@ const percent = z.number().min(0).max(100);
 /** ISO 8601 with an offset; bounded so ids derived from it stay within the log's 200-character eventId. */
 const isoTimestamp = z.iso.datetime({ offset: true }).max(40);
 
+/**
+ * One telemetry reading. Every metric is optional, and the cloud merges samples PER METRIC (schemas/telemetry.ts): a
+ * sample updates only the metrics it carries, every value keeps the `sampledAt` of the sample that carried it (so each
+ * has its own age in the API), and a value is replaced only by one sampled later. A sample with only `sampledAt`
+ * changes no value. Views show each value's age, and every value of an offline robot as stale.
+ */
 export const TelemetrySample = z
   .object({
     /** When the agent took the sample (its clock, ISO 8601). */
-    sampledAt: isoTimestamp,
+    sampledAt: isoTimestamp.describe(
+      "When the robot took the sample (its clock). Each metric carried here is stored with this time and replaces the stored value only if that value was sampled earlier; metrics left out keep their last value and its time.",
+    ),
     cpuPercent: percent.optional(),
     memoryPercent: percent.optional(),
     memoryUsedBytes: z.number().int().nonnegative().optional(),
@@ -27,6 +35,13 @@ export const TelemetrySample = z
   })
   .strict();
 export type TelemetrySample = z.infer<typeof TelemetrySample>;
+
+/**
+ * What the telemetry topic carries: a sample, plus `requestId` when it answers a `report-now` (POST /api/v2/discover):
+ * the live feed's RobotTelemetry then carries that id, so the dashboard can tell the answers to its discover apart.
+ */
+export const TelemetryMessage = TelemetrySample.extend({ requestId: z.string().min(1).max(128).optional() }).strict();
+export type TelemetryMessage = z.infer<typeof TelemetryMessage>;
 
 /** The numeric metrics of a sample that thresholds can watch. */
 export const TELEMETRY_METRICS = ['cpuPercent', 'memoryPercent', 'diskPercent', 'cpuTemperatureC'] as const;
@@ -55,6 +70,22 @@ export const TeleoperationStoppedData = z
   })
   .strict();
 
+/**
+ * The agent's word on teleoperation, sent on every (re)connection: whether a session is open right now and, if so,
+ * since when. A dropped link does not end a session; the cloud holds it unconfirmed until this statement confirms it
+ * (active, same `since`), closes it (not active) or opens it (active, none open in the cloud).
+ */
+export const TeleoperationStateData = z
+  .object({
+    active: z.boolean(),
+    /** While active: when the session began, the `occurredAt` of its TeleoperationStarted (agent's clock). */
+    since: isoTimestamp.optional(),
+    operatorAddress: operatorAddress.optional(),
+    signals: z.array(z.string().min(1).max(32)).max(16).default([]),
+    score: z.number().min(0).max(1).optional(),
+  })
+  .strict();
+
 export const EventsDroppedData = z
   .object({
     /** How many of the oldest queued events the agent dropped because its offline queue was full. */
@@ -73,6 +104,8 @@ export const AgentEvent = z.discriminatedUnion('type', [
   z
     .object({ eventId, occurredAt: isoTimestamp, type: z.literal('TeleoperationStopped'), data: TeleoperationStoppedData })
     .strict(),
+  /** Sent on every (re)connection: the teleoperation state right now (see TeleoperationStateData). */
+  z.object({ eventId, occurredAt: isoTimestamp, type: z.literal('TeleoperationState'), data: TeleoperationStateData }).strict(),
   /** Sent once the link is back when the offline queue overflowed: those events are gone for good. */
   z.object({ eventId, occurredAt: isoTimestamp, type: z.literal('EventsDropped'), data: EventsDroppedData }).strict(),
 ]);
@@ -158,3 +191,28 @@ export const EventsAck = z
   })
   .strict();
 export type EventsAck = z.infer<typeof EventsAck>;
+
+/**
+ * The cloud's request for a telemetry sample now, on `cmd/heartbeat/<thing>/report-now` (POST /api/v2/discover sends
+ * it to every robot online). Senders may add fields (a timestamp, who asked); only `requestId` matters.
+ */
+export const ReportNowCommand = z
+  .object({
+    /** Names the request in the reply and the logs; one discover sends the same id to every robot. */
+    requestId: z.string().min(1).max(128).optional(),
+  })
+  .loose();
+export type ReportNowCommand = z.infer<typeof ReportNowCommand>;
+
+/**
+ * The agent's answer on `cmd/heartbeat/<thing>/report-now/reply` once the sample is published: the sample itself
+ * goes on the telemetry topic like any other, so the dashboard sees it on the live feed.
+ */
+export const ReportNowReply = z
+  .object({
+    requestId: z.string().min(1).max(128).optional(),
+    /** When the agent published the sample (its clock, ISO 8601). */
+    sentAt: isoTimestamp,
+  })
+  .strict();
+export type ReportNowReply = z.infer<typeof ReportNowReply>;

@@ -1,4 +1,4 @@
-import type { DiscoverResult } from '../../schemas/index.js';
+import type { DiscoverResult, ReportNowCommand } from '../../schemas/index.js';
 import { settleConcurrently } from '../platform/concurrency.js';
 import type { FleetQueries } from './http/fleet-queries.js';
 import type { RobotCommandChannel } from './ports.js';
@@ -29,7 +29,7 @@ export interface DiscoverDependencies {
 export async function discoverFleet(deps: DiscoverDependencies, options: { concurrency?: number } = {}): Promise<DiscoverResult> {
   const requestId = deps.newRequestId();
   const robotIds = await onlineRobotIds(deps.queries);
-  const payload = { requestId };
+  const payload: ReportNowCommand = { requestId };
   const results = await settleConcurrently(robotIds, options.concurrency ?? DISCOVER_CONCURRENCY, (robotId) =>
     deps.robotCommands.send(robotId, REPORT_NOW, payload),
   );

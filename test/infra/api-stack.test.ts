@@ -5,9 +5,10 @@ import { Capture, Match, Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addApiStack, addStatefulStack } from '../../infra/heartbeat.js';
 import { migrationsHash } from '../../infra/stacks/api-stack.js';
+import { ROUTE_KEYS } from '../../functions/app/http/routes.js';
 import { BUILD_TIMEOUT, STAGE, flatten, functionsByHandler, newApp } from './helpers.js';
 
-const VPC_HANDLERS = ['http-api', 'stream-projector', 'db-migrate'];
+const VPC_HANDLERS = ['http-api', 'stream-projector', 'db-migrate', 'teleoperation-expiry'];
 const OUTSIDE_VPC_HANDLERS = [
   'stream-broadcaster',
   'ws-authorizer',
@@ -15,18 +16,10 @@ const OUTSIDE_VPC_HANDLERS = [
   'ws-disconnect',
   'ws-subscribe',
   'ws-unsubscribe',
+  'ws-default',
 ];
-const HTTP_ROUTE_KEYS = [
-  'GET /api/v2/robots',
-  'GET /api/v2/robots/healthy',
-  'GET /api/v2/robots/deployable',
-  'GET /api/v2/robots/{id}',
-  'GET /api/v2/robots/{id}/events',
-  'GET /api/v2/metrics',
-  'POST /api/v2/robots/{id}/fail',
-  'POST /api/v2/robots/{id}/recover',
-  'POST /api/v2/discover',
-];
+/** The handler's route table: API Gateway must declare exactly these, or a route answers 404 in AWS but not locally. */
+const HTTP_ROUTE_KEYS = ROUTE_KEYS;
 
 describe('ApiStack', () => {
   let template: Template;
@@ -310,18 +303,26 @@ describe('ApiStack', () => {
       expect(flatten(authorizer?.Properties.AuthorizerUri)).toContain(`<${fn('ws-authorizer').logicalId}.Arn>`);
     });
 
-    it('has $disconnect, and subscribe/unsubscribe that return a response', () => {
+    it('has $disconnect, and subscribe/unsubscribe/$default that return a response', () => {
       const routeKeys = Object.values(template.findResources('AWS::ApiGatewayV2::Route'))
         .map((r) => r.Properties.RouteKey as string)
         .filter((key) => !key.includes(' /'));
-      expect(routeKeys.sort()).toEqual(['$connect', '$disconnect', 'subscribe', 'unsubscribe']);
-      for (const key of ['subscribe', 'unsubscribe']) {
+      expect(routeKeys.sort()).toEqual(['$connect', '$default', '$disconnect', 'subscribe', 'unsubscribe']);
+      for (const key of ['subscribe', 'unsubscribe', '$default']) {
         template.hasResourceProperties('AWS::ApiGatewayV2::Route', {
           RouteKey: key,
           RouteResponseSelectionExpression: '$default',
         });
       }
-      template.resourceCountIs('AWS::ApiGatewayV2::RouteResponse', 2);
+      template.resourceCountIs('AWS::ApiGatewayV2::RouteResponse', 3);
+    });
+
+    it('sends $default (an unknown action) to the ws-default Lambda', () => {
+      const target = new Capture();
+      template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: '$default', Target: target });
+      const integrationId = flatten(target.asObject()).match(/integrations\/<(\w+)>/)?.[1] ?? '';
+      const integration = template.findResources('AWS::ApiGatewayV2::Integration')[integrationId];
+      expect(flatten(integration?.Properties.IntegrationUri)).toContain(`<${fn('ws-default').logicalId}.Arn>`);
     });
 
     it('deploys the live stage automatically, with access logs', () => {

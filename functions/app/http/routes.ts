@@ -1,11 +1,24 @@
-import { z } from 'zod';
-import { DiscoverRequest, ListEventsQuery, ListRobotsQuery, type Role } from '../../../schemas/index.js';
+import {
+  CommandResult,
+  DiscoverRequest,
+  DiscoverResult,
+  EventPage,
+  FleetMetrics,
+  ListEventsQuery,
+  ListRobotsQuery,
+  MarkFailedRequest,
+  RecoverRequest,
+  RobotId,
+  RobotPage,
+  RobotView,
+} from '../../../schemas/index.js';
+import { openApiDocument, OpenApiDocumentSchema, type OpenApiDocument, type RouteContract } from '../../../schemas/openapi.js';
 import { logger } from '../../platform/observability.js';
 import { discoverFleet } from '../discover-fleet.js';
 import type { RobotCommandChannel } from '../ports.js';
 import { HttpError } from './errors.js';
 import type { FleetQueries } from './fleet-queries.js';
-import { allValid, parseBody, parseQuery, robotIdParameter, type ApiRequest } from './request.js';
+import { allValid, IdempotencyKey, noQuery, parseBody, parseQuery, robotIdParameter, type ApiRequest } from './request.js';
 import { markFailed, recover, type CommandDependencies } from './robot-commands.js';
 
 export interface RouteDependencies extends CommandDependencies {
@@ -14,41 +27,70 @@ export interface RouteDependencies extends CommandDependencies {
   readonly robotCommands: RobotCommandChannel;
 }
 
-export interface Route {
-  /** The least role that may call the route (admin ⊇ engineer ⊇ operator). */
-  readonly role: Role;
-  /** The status of a success. @default 200 */
-  readonly status?: 200 | 202;
-  /** The JSON body of a success; failures are thrown as errors. */
+/**
+ * A route: its contract (role, success status, parameters, body and answers: schemas/openapi.ts documents the API
+ * from these) and its handler, which must parse with the same schemas the contract names.
+ */
+export interface Route extends RouteContract {
+  /** The JSON body of a success (`response`); failures are thrown as errors. */
   handle(request: ApiRequest, deps: RouteDependencies): Promise<unknown>;
 }
+
+const IDEMPOTENCY_KEY = {
+  schema: IdempotencyKey.optional(),
+  description:
+    'Makes the command safe to retry: a repeat with the same key and request answers as the first did and appends nothing; the same key with another request is a 422.',
+};
 
 /** `/api/v2`, keyed by API Gateway route key: the same strings infra declares and the local gateway matches on. */
 export const ROUTES = {
   'GET /api/v2/robots': {
+    operationId: 'listRobots',
+    summary: 'List robots, in robot id order, a page at a time (follow nextCursor)',
     role: 'operator',
+    query: ListRobotsQuery,
+    response: RobotPage,
     handle: (request, { queries }) => queries.listRobots(parseQuery(request, ListRobotsQuery)),
   },
   'GET /api/v2/robots/healthy': {
+    operationId: 'listHealthyRobots',
+    summary: 'List healthy robots: online, not failed, no active critical alert',
     role: 'operator',
+    query: ListRobotsQuery,
+    response: RobotPage,
     handle: (request, { queries }) => queries.listRobots({ ...parseQuery(request, ListRobotsQuery), only: 'healthy' }),
   },
   'GET /api/v2/robots/deployable': {
+    operationId: 'listDeployableRobots',
+    summary: 'List deployable robots: healthy, not teleoperated, not mid-deployment',
     role: 'operator',
+    query: ListRobotsQuery,
+    response: RobotPage,
     handle: (request, { queries }) => queries.listRobots({ ...parseQuery(request, ListRobotsQuery), only: 'deployable' }),
   },
   'GET /api/v2/robots/{id}': {
+    operationId: 'getRobot',
+    summary: 'One robot, as the read model has it',
     role: 'operator',
+    pathParameters: { id: RobotId },
+    response: RobotView,
+    errors: { 404: ['ROBOT_NOT_FOUND'] },
     handle: async (request, { queries }) => {
       const [robotId] = allValid(
         () => robotIdParameter(request),
-        () => parseQuery(request, NoQuery),
+        () => noQuery(request),
       );
       return (await queries.getRobot(robotId)) ?? robotNotFound(robotId);
     },
   },
   'GET /api/v2/robots/{id}/events': {
+    operationId: 'listRobotEvents',
+    summary: "A robot's event history, newest first, a page at a time (follow nextCursor)",
     role: 'operator',
+    pathParameters: { id: RobotId },
+    query: ListEventsQuery,
+    response: EventPage,
+    errors: { 404: ['ROBOT_NOT_FOUND'] },
     handle: async (request, { queries }) => {
       const [robotId, query] = allValid(
         () => robotIdParameter(request),
@@ -58,21 +100,48 @@ export const ROUTES = {
     },
   },
   'GET /api/v2/metrics': {
+    operationId: 'getFleetMetrics',
+    summary: 'Fleet counts by status, lifecycle and model, with every key present',
     role: 'operator',
+    response: FleetMetrics,
     handle: (request, { queries }) => {
-      parseQuery(request, NoQuery);
+      noQuery(request);
       return queries.metrics();
     },
   },
-  'POST /api/v2/robots/{id}/fail': { role: 'engineer', handle: markFailed },
-  'POST /api/v2/robots/{id}/recover': { role: 'engineer', handle: recover },
+  'POST /api/v2/robots/{id}/fail': {
+    operationId: 'markRobotFailed',
+    summary: 'Mark a robot failed, by the caller, with a reason',
+    role: 'engineer',
+    pathParameters: { id: RobotId },
+    headers: { 'Idempotency-Key': IDEMPOTENCY_KEY },
+    body: MarkFailedRequest,
+    response: CommandResult,
+    errors: { 404: ['ROBOT_NOT_FOUND'], 409: ['ALREADY_FAILED'], 422: ['IDEMPOTENCY_KEY_REUSED'], 503: ['ROBOT_BUSY'] },
+    handle: markFailed,
+  },
+  'POST /api/v2/robots/{id}/recover': {
+    operationId: 'recoverRobot',
+    summary: 'Recover a failed robot, with an optional note',
+    role: 'engineer',
+    pathParameters: { id: RobotId },
+    headers: { 'Idempotency-Key': IDEMPOTENCY_KEY },
+    body: RecoverRequest,
+    response: CommandResult,
+    errors: { 404: ['ROBOT_NOT_FOUND'], 409: ['NOT_FAILED'], 422: ['IDEMPOTENCY_KEY_REUSED'], 503: ['ROBOT_BUSY'] },
+    handle: recover,
+  },
   /** 202: the robots were asked; their answers arrive on the live feed as RobotTelemetry. */
   'POST /api/v2/discover': {
+    operationId: 'discoverFleet',
+    summary: 'Ask every online robot for a telemetry sample now; the answers arrive on the live feed',
     role: 'engineer',
     status: 202,
+    body: DiscoverRequest,
+    response: DiscoverResult,
     handle: (request, deps) => {
       allValid(
-        () => parseQuery(request, NoQuery),
+        () => noQuery(request),
         () => parseBody(request, DiscoverRequest),
       );
       return discoverFleet({
@@ -81,6 +150,17 @@ export const ROUTES = {
         newRequestId: deps.newEventId,
         log: (message, details) => logger.warn(message, details),
       });
+    },
+  },
+  /** Authenticated like every route (any fleet group); the same document is kept in schemas/openapi.json. */
+  'GET /api/v2/openapi.json': {
+    operationId: 'getOpenApiDocument',
+    summary: 'This API as an OpenAPI 3.1 document',
+    role: 'operator',
+    response: OpenApiDocumentSchema,
+    handle: async (request) => {
+      noQuery(request);
+      return apiDocument();
     },
   },
 } as const satisfies Record<string, Route>;
@@ -92,8 +172,13 @@ export function isRouteKey(value: string): value is RouteKey {
   return Object.hasOwn(ROUTES, value);
 }
 
-/** Routes without parameters still refuse unknown ones, so a typo (`?stauts=online`) is an error, not ignored. */
-const NoQuery = z.object({}).strict();
+let document: OpenApiDocument | undefined;
+
+/** The OpenAPI document of ROUTES, built once per process. */
+export function apiDocument(): OpenApiDocument {
+  document ??= openApiDocument(ROUTES);
+  return document;
+}
 
 function robotNotFound(robotId: string): never {
   throw new HttpError(404, 'ROBOT_NOT_FOUND', `Robot ${robotId} is not known to the fleet.`);
