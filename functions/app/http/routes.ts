@@ -20,6 +20,7 @@ import { HttpError } from './errors.js';
 import type { FleetQueries } from './fleet-queries.js';
 import { allValid, IdempotencyKey, noQuery, parseBody, parseQuery, robotIdParameter, type ApiRequest } from './request.js';
 import { markFailed, recover, type CommandDependencies } from './robot-commands.js';
+import { HTTP_ROUTE_KEYS, type HttpRouteKey } from '../../../schemas/routes.js';
 
 export interface RouteDependencies extends CommandDependencies {
   readonly queries: FleetQueries;
@@ -42,7 +43,7 @@ const IDEMPOTENCY_KEY = {
     'Makes the command safe to retry: a repeat with the same key and request answers as the first did and appends nothing; the same key with another request is a 422.',
 };
 
-/** `/api/v2`, keyed by API Gateway route key: the same strings infra declares and the local gateway matches on. */
+/** `/api/v2`, keyed by API Gateway route key: exactly the keys of schemas/routes.ts, which infra declares. */
 export const ROUTES = {
   'GET /api/v2/robots': {
     operationId: 'listRobots',
@@ -163,10 +164,10 @@ export const ROUTES = {
       return apiDocument();
     },
   },
-} as const satisfies Record<string, Route>;
+} as const satisfies Record<HttpRouteKey, Route>;
 
-export type RouteKey = keyof typeof ROUTES;
-export const ROUTE_KEYS = Object.keys(ROUTES) as RouteKey[];
+export type RouteKey = HttpRouteKey;
+export const ROUTE_KEYS: readonly RouteKey[] = HTTP_ROUTE_KEYS;
 
 export function isRouteKey(value: string): value is RouteKey {
   return Object.hasOwn(ROUTES, value);
