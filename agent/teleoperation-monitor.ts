@@ -19,6 +19,13 @@ import type {
  *
  * A session still open when the monitor stops is reported stopped with reason `agent-stopped`, so the cloud does
  * not show a robot driven forever by an agent that went away.
+ *
+ * `announce()` (the agent calls it on every MQTT connection and reconnection) asks for a TeleoperationState: whether a
+ * session is open now and since when (the occurredAt of its TeleoperationStarted). A dropped link does not end a
+ * session in the cloud, it only leaves it unconfirmed; this statement confirms, closes or opens it there.
+ * INVARIANTS of the statement: it is built after the next reading that was scored (never from no evidence) and goes
+ * through the same report chain as the starts and stops, after the transitions of that reading, so in the queue it
+ * always follows the events it sums up; requests made before it is sent are answered by one statement.
  */
 
 export interface TeleoperationReading {
@@ -65,6 +72,8 @@ export interface TeleoperationMonitorState {
 export interface TeleoperationMonitor {
   /** Ends the loop after the tick in flight, reports an open session as stopped, closes the probe. Idempotent. */
   stop(): Promise<void>;
+  /** Reports a TeleoperationState after the next scored reading (call it on every connection of the link). */
+  announce(): void;
   state(): TeleoperationMonitorState;
 }
 
@@ -102,6 +111,23 @@ export function teleoperationEvent(transition: MonitorTransition, wallMs: number
   };
 }
 
+/** The agent's word on teleoperation right now; `since` is the occurredAt of the open session's start. */
+export function teleoperationStateEvent(decision: TeleoperationDecision, since: string | null, wallMs: number): AgentEvent {
+  const envelope = { eventId: randomUUID(), occurredAt: new Date(wallMs).toISOString() };
+  if (!decision.active) return { ...envelope, type: 'TeleoperationState', data: { active: false, signals: [...decision.signals] } };
+  return {
+    ...envelope,
+    type: 'TeleoperationState',
+    data: {
+      active: true,
+      ...(since === null ? {} : { since }),
+      ...(decision.operatorAddress === null ? {} : { operatorAddress: decision.operatorAddress }),
+      signals: [...decision.signals],
+      score: decision.score,
+    },
+  };
+}
+
 export function startTeleoperationMonitor(options: TeleoperationMonitorOptions): TeleoperationMonitor {
   const { probe, scorer, report, log } = options;
   const clock = options.clock ?? systemTeleoperationClock;
@@ -123,6 +149,19 @@ export function startTeleoperationMonitor(options: TeleoperationMonitorOptions):
   let inFlight: Promise<void> | undefined;
   let reports: Promise<void> = Promise.resolve();
   let stopping: Promise<void> | undefined;
+  /** A TeleoperationState is asked for (announce) and not yet handed to `report`. */
+  let announcePending = false;
+  /** The occurredAt of the open session's TeleoperationStarted, null while none is open. */
+  let sessionSince: string | null = null;
+
+  const queueReport = (event: AgentEvent) => {
+    reports = reports
+      .then(() => report(event))
+      .then(
+        () => void (reported += 1),
+        (error: unknown) => log.error('teleoperation event could not be queued', { error, eventId: event.eventId, type: event.type }),
+      );
+  };
 
   const emit = (transition: MonitorTransition) => {
     let event: AgentEvent;
@@ -136,12 +175,8 @@ export function startTeleoperationMonitor(options: TeleoperationMonitorOptions):
       eventId: event.eventId,
       ...event.data,
     });
-    reports = reports
-      .then(() => report(event))
-      .then(
-        () => void (reported += 1),
-        (error: unknown) => log.error('teleoperation event could not be queued', { error, eventId: event.eventId, type: event.type }),
-      );
+    sessionSince = transition.type === 'started' ? event.occurredAt : null;
+    queueReport(event);
     try {
       options.onTransition?.(transition, event);
     } catch (error) {
@@ -178,7 +213,17 @@ export function startTeleoperationMonitor(options: TeleoperationMonitorOptions):
     if (lastFailure !== undefined) log.info('teleoperation readings are back', { failedTicks });
     lastFailure = undefined;
     for (const transition of transitions) emit(transition);
+    if (announcePending) stateNow();
   }
+
+  /** The statement asked for by announce(), from the state this reading left. */
+  const stateNow = () => {
+    announcePending = false;
+    const decision = scorer.state();
+    const event = teleoperationStateEvent(decision, decision.active ? sessionSince : null, clock.wallMs());
+    log.info('teleoperation state stated', { eventId: event.eventId, ...event.data });
+    queueReport(event);
+  };
 
   const schedule = (delay: number) => {
     if (!running) return;
@@ -220,6 +265,9 @@ export function startTeleoperationMonitor(options: TeleoperationMonitorOptions):
     stop() {
       stopping ??= shutDown();
       return stopping;
+    },
+    announce() {
+      if (running) announcePending = true;
     },
     state: () => ({ running, pace, ticks, failedTicks, reported, decision: scorer.state() }),
   };

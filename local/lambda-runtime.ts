@@ -15,7 +15,9 @@ export type FunctionName =
   | 'ws-connect'
   | 'ws-disconnect'
   | 'ws-subscribe'
-  | 'ws-unsubscribe';
+  | 'ws-unsubscribe'
+  | 'ws-default'
+  | 'teleoperation-expiry';
 
 type Handler = (event: unknown, context: Context) => Promise<unknown>;
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { TelemetrySample } from './device.js';
+import { TelemetryFieldName } from './telemetry.js';
 import { AlertSeverity, DOMAIN_EVENT_TYPES, TelemetryMetric } from './events.js';
 import { RobotId, RobotModel } from './robot-id.js';
 
@@ -25,6 +26,31 @@ export const ActiveAlertView = z.object({
 });
 export type ActiveAlertView = z.infer<typeof ActiveAlertView>;
 
+/** One value of a robot's telemetry and how old it is (schemas/telemetry.ts says how samples are merged). */
+export const TelemetryValueView = z.object({
+  value: z.union([z.number(), z.string()]),
+  /** When the sample that carried this value was taken (the robot's clock). */
+  sampledAt: z.string(),
+  /** Its age when the answer was made: the cloud's clock minus `sampledAt` (0 while the robot's clock is ahead). */
+  ageMs: z.number().int().nonnegative(),
+  /** The robot is offline (this is its last value, not a current one) or the value is older than TELEMETRY_STALE_AFTER_MS. */
+  stale: z.boolean(),
+});
+export type TelemetryValueView = z.infer<typeof TelemetryValueView>;
+
+/**
+ * A robot's latest telemetry: each metric's last value at the top level (as a sample carries it, so readers of the
+ * earlier flat shape keep working), `metrics` with each value's own time, age and staleness, and `sampledAt` / `ageMs` /
+ * `stale` for the newest sample.
+ */
+export const TelemetryView = TelemetrySample.extend({
+  metrics: z.partialRecord(TelemetryFieldName, TelemetryValueView),
+  ageMs: z.number().int().nonnegative(),
+  /** The robot is offline, or its newest sample is older than TELEMETRY_STALE_AFTER_MS. */
+  stale: z.boolean(),
+});
+export type TelemetryView = z.infer<typeof TelemetryView>;
+
 export const RobotView = z.object({
   robotId: RobotId,
   model: RobotModel,
@@ -43,10 +69,20 @@ export const RobotView = z.object({
     active: z.boolean(),
     operatorAddress: z.string().nullable(),
     since: z.string().nullable(),
+    /**
+     * False while a session is open but the robot's link dropped since the agent last spoke of it: the cloud keeps it
+     * open (and the robot not deployable) until the agent confirms or ends it, or the robot stays offline too long.
+     */
+    confirmed: z.boolean(),
   }),
   alerts: z.array(ActiveAlertView),
   failure: z.object({ reason: z.string(), by: z.string(), at: z.string() }).nullable(),
-  telemetry: TelemetrySample.nullable(),
+  /** The robot's own messages the cloud refused (DeviceMessagesRejected): how many, and the last reason. */
+  rejectedMessages: z.object({
+    count: z.number().int().nonnegative(),
+    last: z.object({ reason: z.string(), topic: z.string().nullable(), at: z.string() }).nullable(),
+  }),
+  telemetry: TelemetryView.nullable(),
   lastSeq: z.number().int().nonnegative(),
 });
 export type RobotView = z.infer<typeof RobotView>;
@@ -79,6 +115,8 @@ export const FleetMetrics = z.object({
   deployable: z.number().int(),
   activeTeleoperations: z.number().int(),
   activeAlerts: z.object({ warning: z.number().int(), critical: z.number().int(), total: z.number().int() }),
+  /** Robots' own messages refused by the ingest (see RobotView.rejectedMessages): in all, and how many robots sent any. */
+  rejectedMessages: z.object({ total: z.number().int(), robots: z.number().int() }),
 });
 export type FleetMetrics = z.infer<typeof FleetMetrics>;
 
@@ -117,6 +155,23 @@ export const DiscoverResult = z.object({
 });
 export type DiscoverResult = z.infer<typeof DiscoverResult>;
 
+/** Every `error.code` the HTTP API answers with: what a client branches on, so each is named here once. */
+export const API_ERROR_CODES = [
+  'INVALID_REQUEST',
+  'UNAUTHORIZED',
+  'FORBIDDEN',
+  'ROUTE_NOT_FOUND',
+  'METHOD_NOT_ALLOWED',
+  'ROBOT_NOT_FOUND',
+  'ALREADY_FAILED',
+  'NOT_FAILED',
+  /** 422: an Idempotency-Key the caller already used on this robot for another request (route or body). */
+  'IDEMPOTENCY_KEY_REUSED',
+  'ROBOT_BUSY',
+  'INTERNAL_ERROR',
+] as const;
+export type ApiErrorCode = (typeof API_ERROR_CODES)[number];
+
 export const ApiError = z.object({
   error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
 });
@@ -124,24 +179,40 @@ export type ApiError = z.infer<typeof ApiError>;
 
 // ---- WebSocket ----
 
-/** At most this many robot ids in one subscribe or unsubscribe message (keeps a frame well under 32 KB). */
-export const MAX_SUBSCRIPTION_IDS = 200;
 export const WILDCARD = '*';
-const SubscriptionIds = z.array(z.union([z.literal(WILDCARD), RobotId])).min(1).max(MAX_SUBSCRIPTION_IDS);
+/**
+ * A connection watches at most this many robots by id, plus `*` (the whole fleet, which counts as none): every
+ * subscription is an item the broadcaster reads and `$disconnect` deletes, so the bound keeps both within API
+ * Gateway's 29 s. A dashboard watching more robots than this subscribes to `*`.
+ */
+export const MAX_SUBSCRIPTIONS_PER_CONNECTION = 100;
+/** At most this many robot ids in one subscribe or unsubscribe message: no more can be held anyway. */
+export const MAX_SUBSCRIPTION_IDS = MAX_SUBSCRIPTIONS_PER_CONNECTION + 1;
+const SubscriptionIds = z
+  .array(z.union([z.literal(WILDCARD), RobotId]))
+  .min(1)
+  .max(MAX_SUBSCRIPTION_IDS, `a connection watches at most ${MAX_SUBSCRIPTIONS_PER_CONNECTION} robots by id; subscribe to "${WILDCARD}" for the whole fleet`);
 
 export const ClientMessage = z.discriminatedUnion('action', [
   z.object({ action: z.literal('subscribe'), robotIds: SubscriptionIds }).strict(),
   z.object({ action: z.literal('unsubscribe'), robotIds: SubscriptionIds }).strict(),
 ]);
 export type ClientMessage = z.infer<typeof ClientMessage>;
+/** The WebSocket API's message routes (`action`); anything else reaches `$default`, which lists these. */
+export const CLIENT_ACTIONS = ClientMessage.options.map((option) => option.shape.action.value);
 
-/** One push per domain event, and one `RobotTelemetry` per sample. */
+/**
+ * One push per domain event, and one `RobotTelemetry` per sample whose `data` is the robot's whole latest telemetry
+ * (a TelemetryView: a sample may carry only some metrics, the others keep their last value and age).
+ */
 export const LiveMessage = z.object({
   type: z.union([z.enum(DOMAIN_EVENT_TYPES), z.literal('RobotTelemetry')]),
   robotId: RobotId,
   seq: z.number().int().nonnegative(),
   at: z.string(),
   data: z.record(z.string(), z.unknown()),
+  /** On a `RobotTelemetry` that answers POST /api/v2/discover: that discover's `requestId`. */
+  requestId: z.string().optional(),
 });
 export type LiveMessage = z.infer<typeof LiveMessage>;
 

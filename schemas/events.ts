@@ -67,6 +67,11 @@ export const AlertCleared = event(
 );
 export const TeleoperationStarted = event('TeleoperationStarted', TeleoperationStartedData);
 export const TeleoperationStopped = event('TeleoperationStopped', TeleoperationStoppedData);
+/**
+ * The agent stated, after its link came back, that the session the cloud holds open is still running: the session is
+ * confirmed again (a dropped link leaves it open but unconfirmed).
+ */
+export const TeleoperationConfirmed = event('TeleoperationConfirmed', z.object({}).strict());
 export const RobotMarkedFailed = event(
   'RobotMarkedFailed',
   z.object({ reason: z.string().min(1).max(500), by: z.string().max(200) }).strict(),
@@ -78,6 +83,21 @@ export const RobotRecovered = event(
 /** The robot's agent lost this many of its own events (its offline queue was full): the log has a known gap. */
 export const RobotEventsDropped = event('RobotEventsDropped', EventsDroppedData);
 
+/**
+ * The cloud refused `count` of the robot's own messages (telemetry, events) in one ingest batch, for good: broken
+ * firmware or a clock that is not set. The reason and topic are those of the last one refused; the log line has all.
+ */
+export const DeviceMessagesRejected = event(
+  'DeviceMessagesRejected',
+  z
+    .object({
+      count: z.number().int().positive(),
+      lastReason: z.string().min(1).max(500),
+      lastTopic: z.string().max(256).nullable(),
+    })
+    .strict(),
+);
+
 export const DomainEvent = z.discriminatedUnion('type', [
   RobotRegistered,
   RobotConnected,
@@ -86,9 +106,11 @@ export const DomainEvent = z.discriminatedUnion('type', [
   AlertCleared,
   TeleoperationStarted,
   TeleoperationStopped,
+  TeleoperationConfirmed,
   RobotMarkedFailed,
   RobotRecovered,
   RobotEventsDropped,
+  DeviceMessagesRejected,
 ]);
 export type DomainEvent = z.infer<typeof DomainEvent>;
 export type DomainEventType = DomainEvent['type'];

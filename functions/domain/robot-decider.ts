@@ -1,7 +1,7 @@
 import type { AgentEvent, DomainEvent, EventOf, LifecycleEvent, TelemetrySample } from '../../schemas/index.js';
 import { ALERT_THRESHOLDS, alertChange } from './alerts.js';
 import { orderPresence } from './presence.js';
-import { assertNever, evolve, type RobotState } from './robot-state.js';
+import { assertNever, evolve, teleoperationConfirmed, type RobotState } from './robot-state.js';
 
 /**
  * Commands a robot's decider accepts. Ids and times come in as data (the decider has no clock and no random ids),
@@ -14,7 +14,18 @@ export type RobotCommand =
   | { readonly type: 'RecordAgentEvent'; readonly event: AgentEvent }
   | { readonly type: 'RegisterRobot'; readonly eventId: string; readonly at: string }
   | { readonly type: 'MarkFailed'; readonly eventId: string; readonly at: string; readonly reason: string; readonly by: string }
-  | { readonly type: 'Recover'; readonly eventId: string; readonly at: string; readonly by: string; readonly note?: string | undefined };
+  | { readonly type: 'Recover'; readonly eventId: string; readonly at: string; readonly by: string; readonly note?: string | undefined }
+  /** The ingest refused some of the robot's messages (one command per robot and ingest batch). */
+  | {
+      readonly type: 'RecordRejections';
+      readonly eventId: string;
+      readonly at: string;
+      readonly count: number;
+      readonly lastReason: string;
+      readonly lastTopic: string | null;
+    }
+  /** The offline timeout (closeIfOfflineTooLong), decided at `now` (ISO 8601) by the cloud's sweep. */
+  | { readonly type: 'ExpireOfflineTeleoperation'; readonly now: string; readonly timeoutMs: number };
 
 export type RejectionCode = 'ROBOT_NOT_FOUND' | 'ALREADY_FAILED' | 'NOT_FAILED';
 
@@ -66,9 +77,43 @@ export function decide(state: RobotState, command: RobotCommand, context: Decisi
           ...(command.note ? { note: command.note } : {}),
         }),
       ];
+    case 'ExpireOfflineTeleoperation':
+      return closeIfOfflineTooLong(state, command.now, command.timeoutMs);
+    case 'RecordRejections':
+      if (command.count <= 0) return [];
+      return [
+        event('DeviceMessagesRejected', state, command.eventId, command.at, {
+          count: command.count,
+          lastReason: command.lastReason,
+          lastTopic: command.lastTopic,
+        }),
+      ];
     default:
       return assertNever(command);
   }
+}
+
+/**
+ * The one way the cloud ends a session without the robot's word: the robot has been offline for `timeoutMs` or
+ * more at `now` while a session is open (nobody can confirm it, and it must not hold the robot back forever). The
+ * session is known to have run until the link dropped, so that is its duration. The eventId names the session and
+ * the MQTT session that dropped, so a sweep decided twice (two runs, a retry) appends it once; should the robot come
+ * back and drop again with the session still open, that is a new id.
+ */
+export function closeIfOfflineTooLong(state: RobotState, now: string, timeoutMs: number): DomainEvent[] {
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new RangeError(`timeoutMs must be a positive number of milliseconds, got ${timeoutMs}`);
+  const nowMs = Date.parse(now);
+  if (!Number.isFinite(nowMs)) throw new RangeError(`now must be an ISO 8601 timestamp, got ${JSON.stringify(now)}`);
+  const { teleoperation, presence } = state;
+  if (!teleoperation.active || presence.status !== 'offline' || presence.since === null) return [];
+  if (nowMs - Date.parse(presence.since) < timeoutMs) return [];
+  const dropped = presence.last?.sessionIdentifier ?? presence.since;
+  return [
+    event('TeleoperationStopped', state, `teleoperation:robot-offline:${dropped}:${teleoperation.since ?? ''}`, new Date(nowMs).toISOString(), {
+      reason: 'robot-offline',
+      ...durationSince(teleoperation.since, presence.since),
+    }),
+  ];
 }
 
 function requireKnown(state: RobotState, context: DecisionContext): void {
@@ -89,17 +134,9 @@ function decidePresence(state: RobotState, presence: LifecycleEvent): DomainEven
       }),
     ];
   }
-  // Nobody drives a robot that is gone: close the session so it does not stay open until the agent reports back.
-  const stopTeleoperation = state.teleoperation.active
-    ? [
-        event('TeleoperationStopped', state, `${eventId}:teleoperation`, at, {
-          reason: 'robot-disconnected',
-          ...durationSince(state.teleoperation.since, at),
-        }),
-      ]
-    : [];
+  // A dropped link is not a stopped operator (LeKiwi is driven over the LAN, not through the cloud): an open session
+  // stays open, unconfirmed (evolve), until the agent states its teleoperation on reconnecting, or the offline timeout.
   return [
-    ...stopTeleoperation,
     event('RobotDisconnected', state, eventId, at, {
       sessionIdentifier: presence.sessionIdentifier,
       versionNumber: presence.versionNumber,
@@ -147,8 +184,10 @@ function decideAgentEvent(state: RobotState, agentEvent: AgentEvent): DomainEven
         : [];
       return [...superseded, event('TeleoperationStarted', state, agentEvent.eventId, agentEvent.occurredAt, agentEvent.data)];
     }
+    case 'TeleoperationState':
+      return decideTeleoperationState(state, agentEvent);
     case 'TeleoperationStopped':
-      // Already closed (for example by the robot's disconnect): the agent's late stop adds nothing.
+      // Already closed (by the offline timeout, or a statement that it was idle): the agent's late stop adds nothing.
       if (!state.teleoperation.active) return [];
       return [event('TeleoperationStopped', state, agentEvent.eventId, agentEvent.occurredAt, agentEvent.data)];
     case 'EventsDropped':
@@ -157,6 +196,37 @@ function decideAgentEvent(state: RobotState, agentEvent: AgentEvent): DomainEven
     default:
       return assertNever(agentEvent);
   }
+}
+
+/**
+ * The agent's word on teleoperation after (re)connecting. It confirms the open session (same start, or no start
+ * given by a client that is not our agent), closes it (idle), or opens the one the cloud did not know of (from when
+ * it began); a different start means the session the cloud holds is not the one running now.
+ */
+function decideTeleoperationState(state: RobotState, statement: Extract<AgentEvent, { type: 'TeleoperationState' }>): DomainEvent[] {
+  const { eventId, occurredAt, data } = statement;
+  const open = state.teleoperation;
+  if (!data.active) {
+    if (!open.active) return [];
+    return [event('TeleoperationStopped', state, eventId, occurredAt, { reason: 'agent-idle', ...durationSince(open.since, occurredAt) })];
+  }
+  const start = () =>
+    event('TeleoperationStarted', state, eventId, data.since ?? occurredAt, {
+      ...(data.operatorAddress !== undefined ? { operatorAddress: data.operatorAddress } : {}),
+      signals: data.signals,
+      ...(data.score !== undefined ? { score: data.score } : {}),
+    });
+  if (!open.active) return [start()];
+  if (data.since !== undefined && open.since !== null && Date.parse(data.since) !== Date.parse(open.since)) {
+    return [
+      event('TeleoperationStopped', state, `${eventId}:superseded`, occurredAt, {
+        reason: 'superseded',
+        ...durationSince(open.since, occurredAt),
+      }),
+      start(),
+    ];
+  }
+  return teleoperationConfirmed(open) ? [] : [event('TeleoperationConfirmed', state, eventId, occurredAt, {})];
 }
 
 function durationSince(since: string | null, at: string): { durationMs?: number } {

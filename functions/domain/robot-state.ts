@@ -22,15 +22,35 @@ export interface RobotState {
     readonly sessionIdentifier: string | null;
     readonly ipAddress: string | null;
   };
+  /**
+   * INVARIANTS
+   * - At most one session is open (`active`); only the robot's own word (its agent's TeleoperationStopped or its
+   *   TeleoperationState saying idle) or the offline timeout (`robot-offline`) ends it: a dropped link never does.
+   * - `confirmed` is false exactly while a session is open and the robot's link dropped (a disconnect, or a new MQTT
+   *   session replacing one still online) since the agent last spoke of it; the agent's next statement or start
+   *   confirms it again. An idle robot is `confirmed` (there is nothing to doubt).
+   * - Heads written before `confirmed` existed lack it: read it through `teleoperationConfirmed`.
+   */
   readonly teleoperation: {
     readonly active: boolean;
     readonly operatorAddress: string | null;
     readonly since: string | null;
+    readonly confirmed: boolean;
   };
   readonly alerts: Readonly<Partial<Record<TelemetryMetric, ActiveAlert>>>;
   readonly failure: { readonly reason: string; readonly by: string; readonly at: string } | null;
   /** Set while a deployment runs on the robot (deployments come with their own events later). */
   readonly deployment: { readonly deploymentId: string; readonly since: string } | null;
+  /**
+   * The robot's own messages the cloud refused (DeviceMessagesRejected), summed. Absent until the first refusal (and
+   * in heads written before it existed): read it through `rejectionsOf`.
+   */
+  readonly rejections?: RobotRejections;
+}
+
+export interface RobotRejections {
+  readonly count: number;
+  readonly last: { readonly reason: string; readonly topic: string | null; readonly at: string } | null;
 }
 
 export function initialRobotState(robotId: string): RobotState {
@@ -39,7 +59,7 @@ export function initialRobotState(robotId: string): RobotState {
     model: modelOf(robotId),
     registered: false,
     presence: { status: 'offline', last: null, since: null, sessionIdentifier: null, ipAddress: null },
-    teleoperation: { active: false, operatorAddress: null, since: null },
+    teleoperation: { active: false, operatorAddress: null, since: null, confirmed: true },
     alerts: {},
     failure: null,
     deployment: null,
@@ -54,6 +74,12 @@ export function evolve(state: RobotState, event: DomainEvent): RobotState {
     case 'RobotConnected':
       return {
         ...state,
+        // A new MQTT session replacing one still online (another client took the id, its disconnect not seen yet):
+        // the link dropped all the same.
+        teleoperation:
+          state.presence.status === 'online' && state.presence.sessionIdentifier !== event.data.sessionIdentifier
+            ? unconfirmed(state.teleoperation)
+            : state.teleoperation,
         presence: {
           status: 'online',
           last: {
@@ -70,6 +96,8 @@ export function evolve(state: RobotState, event: DomainEvent): RobotState {
     case 'RobotDisconnected':
       return {
         ...state,
+        // Nothing says the operator stopped: the session stays open until the agent speaks again or the timeout.
+        teleoperation: unconfirmed(state.teleoperation),
         presence: {
           status: 'offline',
           last: {
@@ -103,10 +131,12 @@ export function evolve(state: RobotState, event: DomainEvent): RobotState {
     case 'TeleoperationStarted':
       return {
         ...state,
-        teleoperation: { active: true, operatorAddress: event.data.operatorAddress ?? null, since: event.at },
+        teleoperation: { active: true, operatorAddress: event.data.operatorAddress ?? null, since: event.at, confirmed: true },
       };
     case 'TeleoperationStopped':
-      return { ...state, teleoperation: { active: false, operatorAddress: null, since: null } };
+      return { ...state, teleoperation: { active: false, operatorAddress: null, since: null, confirmed: true } };
+    case 'TeleoperationConfirmed':
+      return state.teleoperation.active ? { ...state, teleoperation: { ...state.teleoperation, confirmed: true } } : state;
     case 'RobotMarkedFailed':
       return { ...state, failure: { reason: event.data.reason, by: event.data.by, at: event.at } };
     case 'RobotRecovered':
@@ -114,9 +144,31 @@ export function evolve(state: RobotState, event: DomainEvent): RobotState {
     case 'RobotEventsDropped':
       // History the robot could not keep: worth a line in its event history, changes nothing about its state.
       return state;
+    case 'DeviceMessagesRejected':
+      return {
+        ...state,
+        rejections: {
+          count: rejectionsOf(state).count + event.data.count,
+          last: { reason: event.data.lastReason, topic: event.data.lastTopic, at: event.at },
+        },
+      };
     default:
       return assertNever(event);
   }
+}
+
+/** The robot's refused messages; none for a state without the field. */
+export function rejectionsOf(state: RobotState): RobotRejections {
+  return state.rejections ?? { count: 0, last: null };
+}
+
+/** Whether the open session (if any) is confirmed; heads stored before the field existed read as confirmed. */
+export function teleoperationConfirmed(teleoperation: RobotState['teleoperation']): boolean {
+  return teleoperation.confirmed !== false;
+}
+
+function unconfirmed(teleoperation: RobotState['teleoperation']): RobotState['teleoperation'] {
+  return teleoperation.active ? { ...teleoperation, confirmed: false } : teleoperation;
 }
 
 export function fold(state: RobotState, events: readonly DomainEvent[]): RobotState {

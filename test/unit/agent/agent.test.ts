@@ -294,6 +294,9 @@ describe('agent runtime: commands', () => {
     const telemetry = link.on_(TELEMETRY_TOPIC);
     expect(telemetry).toHaveLength(2);
     expect(telemetry[1]?.payload.sampledAt).toBe('2026-11-22T08:00:02.000Z');
+    // The answering sample names the request (the live feed carries it to the dashboard); the others do not.
+    expect(telemetry[1]?.payload.requestId).toBe('req-42');
+    expect(telemetry[0]?.payload).not.toHaveProperty('requestId');
     expect(link.on_(REPLY_TOPIC)).toEqual([
       { topic: REPLY_TOPIC, qos: 1, payload: { requestId: 'req-42', sentAt: '2026-11-22T08:00:02.000Z' } },
     ]);
@@ -670,5 +673,37 @@ describe('agent runtime: stop', () => {
     await advance(5_000);
     await stopped;
     expect(link.stopped).toBe(true);
+  });
+});
+
+describe('agent runtime: what is restated on every connection (issue 9, item 1)', () => {
+  it('calls link-up listeners on the first connection and on every reconnection, at once if the link is already up', async () => {
+    await startAgent();
+    const early: string[] = [];
+    agent!.onLinkUp(() => early.push('up'));
+    expect(early).toEqual([]);
+    link.connect();
+    await advance(0);
+    expect(early).toEqual(['up']);
+
+    const late: string[] = [];
+    const unsubscribe = agent!.onLinkUp(() => late.push('up'));
+    expect(late).toEqual(['up']);
+    link.drop();
+    link.connect();
+    await advance(0);
+    expect(early).toEqual(['up', 'up']);
+    expect(late).toEqual(['up', 'up']);
+    unsubscribe();
+    agent!.onLinkUp(() => {
+      throw new Error('listener bug');
+    });
+    link.drop();
+    link.connect();
+    await advance(0);
+    // A failing listener is logged and does not stop the others (or the agent).
+    expect(early).toEqual(['up', 'up', 'up']);
+    expect(late).toEqual(['up', 'up']);
+    expect(log.messages('warn')).toContain('a link-up listener failed');
   });
 });

@@ -276,3 +276,70 @@ describe('teleoperation monitor', () => {
     ).toThrow(/idleTickMs must be at least tickMs \(50\)/);
   });
 });
+
+describe('teleoperation monitor: its state on every (re)connection (issue 9, item 1)', () => {
+  it('states an open session, with its start, after the next reading; and idle once it ended', async () => {
+    const { probe } = scriptedProbe(drivingWorld);
+    const events: AgentEvent[] = [];
+    const { log } = capturingLog();
+    const monitor = startTeleoperationMonitor({
+      probe,
+      scorer: createTeleoperationScorer(),
+      clock: fakeClock(),
+      log,
+      report: async (event) => void events.push(AgentEvent.parse(event)),
+    });
+
+    await vi.advanceTimersByTimeAsync(1_500);
+    monitor.announce();
+    await vi.advanceTimersByTimeAsync(100);
+    await vi.advanceTimersByTimeAsync(2_400);
+    monitor.announce();
+    await vi.advanceTimersByTimeAsync(200);
+    await monitor.stop();
+
+    expect(events.map((event) => event.type)).toEqual([
+      'TeleoperationStarted',
+      'TeleoperationState',
+      'TeleoperationStopped',
+      'TeleoperationState',
+    ]);
+    const [started, active, , idle] = events as AgentEvent[];
+    expect(active).toMatchObject({
+      type: 'TeleoperationState',
+      // The start the cloud has: the occurredAt of the session's TeleoperationStarted.
+      data: { active: true, since: started!.occurredAt, operatorAddress: '192.168.1.23', signals: ['actions', 'command-peer'] },
+    });
+    expect(idle).toMatchObject({ type: 'TeleoperationState', data: { active: false } });
+    expect(idle!.type === 'TeleoperationState' && idle!.data.since).toBeUndefined();
+    expect(new Set(events.map((event) => event.eventId)).size).toBe(4);
+  });
+
+  it('a statement asked for before any reading waits for one (it never states idle from no evidence)', async () => {
+    let reads = 0;
+    const probe: TeleoperationReading = {
+      async read(at) {
+        reads += 1;
+        if (reads < 4) throw new Error('no /proc yet');
+        return { at, ...drivingWorld(1_500) };
+      },
+    };
+    const events: AgentEvent[] = [];
+    const { log } = capturingLog();
+    const monitor = startTeleoperationMonitor({
+      probe,
+      scorer: createTeleoperationScorer(),
+      clock: fakeClock(),
+      log,
+      report: async (event) => void events.push(AgentEvent.parse(event)),
+    });
+    monitor.announce();
+    monitor.announce();
+    await vi.advanceTimersByTimeAsync(60);
+    expect(events).toEqual([]);
+    await vi.advanceTimersByTimeAsync(400);
+    await monitor.stop();
+    // Asked twice before it could answer: one statement.
+    expect(events.filter((event) => event.type === 'TeleoperationState')).toHaveLength(1);
+  });
+});
