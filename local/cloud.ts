@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DescribeTableCommand, DynamoDBClient, ResourceNotFoundException } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
@@ -24,6 +24,7 @@ import { startKinesisPoller, type KinesisPoller } from './kinesis-poller.js';
 import { startKinesisStandIn, type KinesisStandIn } from './kinesis-stand-in.js';
 import { LocalJwtIssuer } from './jwt-issuer.js';
 import { loadFunction, type FunctionName } from './lambda-runtime.js';
+import { startSchedule, teleoperationExpiryIntervalMs } from './scheduled-function.js';
 import { renderLivePage } from './live-page.js';
 import { startLocalPostgres, type LocalPostgres } from './local-postgres.js';
 import {
@@ -54,6 +55,11 @@ export interface LocalCloudOptions {
   readonly httpPort?: number;
   readonly wsPort?: number;
   readonly mqttPort?: number;
+  /** The stand-ins' ports, always on 127.0.0.1; 0 or absent: a free port chosen at start (see endpoints.json). */
+  readonly dynamodbPort?: number;
+  readonly pglitePort?: number;
+  readonly iotDataPort?: number;
+  readonly kinesisPort?: number;
   /** A PostgreSQL server for the read models; PGlite under the state dir when absent. */
   readonly databaseUrl?: string;
   /** IoT Core raises keep-alives below 30 s to 30 s; tests lower it to see a dead robot sooner. */
@@ -133,6 +139,14 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
   await assertPortFree(httpPort, host, 'HTTP: page and /api/v2', 'HTTP_PORT');
   await assertPortFree(wsPort, host, 'WebSocket', 'WS_PORT');
   await assertPortFree(mqttPort, host, 'MQTT', 'MQTT_PORT');
+  for (const [port, what, variable] of [
+    [options.dynamodbPort, 'DynamoDB Local', 'DYNAMODB_PORT'],
+    [options.databaseUrl ? undefined : options.pglitePort, 'embedded PostgreSQL (PGlite)', 'PGLITE_PORT'],
+    [options.iotDataPort, 'IoT data plane', 'IOT_DATA_PORT'],
+    [options.kinesisPort, 'Kinesis stand-in', 'KINESIS_PORT'],
+  ] as const) {
+    if (port) await assertPortFree(port, '127.0.0.1', what, variable);
+  }
   const releaseStateDir = await claimStateDir(paths);
 
   // Everything started so far, stopped in reverse order on failure or at stop().
@@ -174,7 +188,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     let brokerForCommands: IotBroker | undefined;
     const dataPlane: IotDataPlane = await step('IoT data plane (Publish)', () =>
       startIotDataPlane({
-        port: 0,
+        port: options.iotDataPort ?? 0,
         host: '127.0.0.1',
         // Commands from the HTTP API, and the ingest consumer's acknowledgements.
         allowedTopics: [...CLOUD_COMMAND_TOPICS, ...INGEST_ACK_TOPICS],
@@ -189,7 +203,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
 
     const dynamo = await step('DynamoDB Local (event log)', async () => {
       // The port is fixed by the first start, so a restart keeps every client's endpoint valid.
-      let port: number | undefined;
+      let port: number | undefined = options.dynamodbPort || undefined;
       const part = await supervisor
         .supervise({
           name: 'DynamoDB Local (event log)',
@@ -218,7 +232,12 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
 
     const postgres: LocalPostgres = await step(
       options.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : 'PostgreSQL (embedded PGlite)',
-      () => startLocalPostgres({ dataDir: paths.postgres, ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}) }),
+      () =>
+        startLocalPostgres({
+          dataDir: paths.postgres,
+          ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
+          ...(options.pglitePort ? { port: options.pglitePort } : {}),
+        }),
       (db) => (db.applied.length > 0 ? `migrations applied: ${db.applied.join(', ')}` : 'schema current'),
     );
     stops.push(() => postgres.stop());
@@ -238,7 +257,13 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     });
 
     const ingestStream: KinesisStandIn = await step('ingest stream (Kinesis stand-in, kinesalite)', () =>
-      startKinesisStandIn({ directory: paths.kinesis, streamName: INGEST_STREAM, shardCount: INGEST_SHARDS, region: LOCAL_AWS.region }),
+      startKinesisStandIn({
+        directory: paths.kinesis,
+        streamName: INGEST_STREAM,
+        shardCount: INGEST_SHARDS,
+        region: LOCAL_AWS.region,
+        ...(options.kinesisPort ? { port: options.kinesisPort } : {}),
+      }),
     );
     stops.push(() => ingestStream.stop());
     // kinesalite answers one request at a time: under a burst a probe waits behind thousands of puts. It is alive while
@@ -291,9 +316,11 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       disconnect: await loadFunction('ws-disconnect'),
       subscribe: await loadFunction('ws-subscribe'),
       unsubscribe: await loadFunction('ws-unsubscribe'),
+      wsDefault: await loadFunction('ws-default'),
       projector: await loadFunction<DynamoDBStreamEvent, DynamoDBBatchResponse>('stream-projector'),
       broadcaster: await loadFunction<DynamoDBStreamEvent, DynamoDBBatchResponse>('stream-broadcaster'),
       ingest: await loadFunction<KinesisStreamEvent, KinesisStreamBatchResponse>('robot-ingest'),
+      teleoperationExpiry: await loadFunction('teleoperation-expiry'),
     }));
 
     /** The ingest consumer's work so far, for `/health` and bench:ingest (events per invocation). */
@@ -330,7 +357,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
         authorizer: functions.authorizer,
         connect: functions.connect,
         disconnect: functions.disconnect,
-        routes: { subscribe: functions.subscribe, unsubscribe: functions.unsubscribe },
+        routes: { subscribe: functions.subscribe, unsubscribe: functions.unsubscribe, $default: functions.wsDefault },
         log,
       }),
     );
@@ -421,6 +448,9 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       );
     });
     brokerForCommands = broker;
+    // The EventBridge schedule of TeleoperationExpiry (issue 9: sessions of robots offline too long are closed).
+    const expiry = startSchedule({ name: 'teleoperation-expiry', intervalMs: teleoperationExpiryIntervalMs(), run: () => functions.teleoperationExpiry({}), log });
+    stops.push(() => expiry.stop());
 
     const endpoints: LocalEndpoints = {
       stateDir: paths.root,
@@ -443,6 +473,8 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       pid: process.pid,
     };
     await writeFile(paths.endpoints, `${JSON.stringify(endpoints, null, 2)}\n`);
+    // Stopped first (stops run in reverse): from the moment the local cloud stops, nothing should connect to it.
+    stops.push(() => rm(paths.endpoints, { force: true }));
 
     return {
       endpoints,

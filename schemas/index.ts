@@ -6,3 +6,5 @@ export * from './topics.js';
 export * from './events.js';
 export * from './api.js';
 export * from './tables.js';
+export * from './provisioning.js';
+export * from './routes.js';

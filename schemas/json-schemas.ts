@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ClientMessage, LiveMessage, SubscriptionAck, WebSocketError } from './api.js';
-import { AgentEvent, AgentEventBatch, EventsAck, ReportNowCommand, ReportNowReply, TelemetrySample } from './device.js';
+import { AgentEvent, AgentEventBatch, EventsAck, ReportNowCommand, ReportNowReply, TelemetryMessage } from './device.js';
 import { LifecycleEvent } from './lifecycle.js';
 import { APP, ROBOT_REQUESTS } from './topics.js';
 
@@ -22,9 +22,9 @@ interface MessageSchema {
  */
 const MESSAGES: Readonly<Record<string, MessageSchema>> = {
   'telemetry-sample': {
-    schema: TelemetrySample,
+    schema: TelemetryMessage,
     title: 'Telemetry sample',
-    description: `Published by a robot on dt/${APP}/<thing>/telemetry (or through Basic Ingest). Every metric is optional: the cloud merges samples per metric, so a sample updates only the metrics it carries (each keeps the sampledAt of the sample that carried it, and is replaced only by a value sampled later), and the others keep their last value.`,
+    description: `Published by a robot on dt/${APP}/<thing>/telemetry (or through Basic Ingest). Every metric is optional: the cloud merges samples per metric, so a sample updates only the metrics it carries (each keeps the sampledAt of the sample that carried it, and is replaced only by a value sampled later), and the others keep their last value. requestId is set on the sample that answers a report-now (it is not a metric).`,
     io: 'input',
   },
   'agent-event': {

@@ -9,7 +9,8 @@ import {
   paginateQuery,
   type BatchWriteCommandInput,
 } from '@aws-sdk/lib-dynamodb';
-import { CONNECTION_TTL_SECONDS, type ConnectionStore, type NewConnection } from '../app/live/ports.js';
+import { MAX_SUBSCRIPTIONS_PER_CONNECTION, WILDCARD } from '../../schemas/index.js';
+import { CONNECTION_TTL_SECONDS, type ConnectionStore, type NewConnection, type SubscribeOutcome } from '../app/live/ports.js';
 
 /**
  * The connections table (pk, sk; TTL on `expiresAt`):
@@ -18,6 +19,9 @@ import { CONNECTION_TTL_SECONDS, type ConnectionStore, type NewConnection } from
  * - subscription: pk `subscription#<robotId|*>`, sk `<connectionId>`; one per subscribed key, so the broadcaster finds
  *                 a robot's watchers with a Query on `subscription#*` and one on `subscription#<robotId>`.
  * Both expire with the connection, which cleans up after a `$disconnect` that never arrived.
+ *
+ * INVARIANT: a connection lists at most MAX_SUBSCRIPTIONS_PER_CONNECTION robot ids (plus `*`), so removing it is a
+ * few BatchWriteItem calls whatever the client sent.
  */
 const connectionKey = (connectionId: string) => ({ pk: `connection#${connectionId}`, sk: 'connection' });
 const subscriptionKey = (subscription: string, connectionId: string) => ({
@@ -28,6 +32,11 @@ const subscriptionKey = (subscription: string, connectionId: string) => ({
 /** BatchWriteItem takes at most 25 requests. */
 const BATCH_SIZE = 25;
 const MAX_UNPROCESSED_RETRIES = 5;
+/** Reads of a connection whose subscriptions changed under a subscribe, before giving up. */
+const MAX_SUBSCRIBE_ATTEMPTS = 5;
+
+/** Robot ids among subscriptions: `*` is the whole fleet and does not count towards the bound. */
+const robotCount = (subscriptions: Iterable<string>) => [...subscriptions].filter((key) => key !== WILDCARD).length;
 
 type WriteRequest = NonNullable<BatchWriteCommandInput['RequestItems']>[string][number];
 
@@ -35,11 +44,13 @@ export class DynamoConnections implements ConnectionStore {
   private readonly doc: DynamoDBDocumentClient;
   private readonly tableName: string;
   private readonly clock: () => Date;
+  private readonly maxSubscriptions: number;
 
-  constructor(options: { client: DynamoDBClient; tableName: string; clock?: () => Date }) {
+  constructor(options: { client: DynamoDBClient; tableName: string; clock?: () => Date; maxSubscriptions?: number }) {
     this.doc = DynamoDBDocumentClient.from(options.client);
     this.tableName = options.tableName;
     this.clock = options.clock ?? (() => new Date());
+    this.maxSubscriptions = options.maxSubscriptions ?? MAX_SUBSCRIPTIONS_PER_CONNECTION;
   }
 
   async add(connection: NewConnection): Promise<void> {
@@ -57,31 +68,61 @@ export class DynamoConnections implements ConnectionStore {
     );
   }
 
-  async subscribe(connectionId: string, subscriptions: readonly string[]): Promise<boolean> {
-    let expiresAt: number;
-    try {
-      // The set first, then the items: a crash in between leaves a listed subscription that removal still deletes.
-      const updated = await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: connectionKey(connectionId),
-          UpdateExpression: 'ADD subscriptions :subscriptions',
-          ConditionExpression: 'attribute_exists(pk)',
-          ExpressionAttributeValues: { ':subscriptions': new Set(subscriptions) },
-          ReturnValues: 'ALL_NEW',
-        }),
+  /**
+   * Read, check the bound, then add only what is new under a condition that the set has not grown past the room left
+   * (so a racing subscribe of the same connection can never take it over the bound: the loser reads again).
+   */
+  async subscribe(connectionId: string, subscriptions: readonly string[]): Promise<SubscribeOutcome> {
+    for (let attempt = 1; ; attempt++) {
+      const found = await this.doc.send(
+        new GetCommand({ TableName: this.tableName, Key: connectionKey(connectionId), ConsistentRead: true }),
       );
-      expiresAt = Number(updated.Attributes?.expiresAt);
-    } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return false;
-      throw error;
+      if (!found.Item) return { status: 'unknown-connection' };
+      const held = found.Item.subscriptions instanceof Set ? (found.Item.subscriptions as Set<string>) : new Set<string>();
+      const added = subscriptions.filter((subscription) => !held.has(subscription));
+      const heldRobots = robotCount(held);
+      const addedRobots = robotCount(added);
+      if (heldRobots + addedRobots > this.maxSubscriptions) return { status: 'over-limit', held: heldRobots, adding: addedRobots };
+      const expiresAt = Number(found.Item.expiresAt);
+      if (added.length > 0) {
+        try {
+          // The set first, then the items: a crash in between leaves a listed subscription that removal still deletes.
+          await this.doc.send(new UpdateCommand(this.addSubscriptions(connectionId, added, addedRobots)));
+        } catch (error) {
+          if (!(error instanceof ConditionalCheckFailedException)) throw error;
+          // Gone, or another subscribe of this connection got in first: read again.
+          if (attempt >= MAX_SUBSCRIBE_ATTEMPTS) {
+            throw new Error(`Connection ${connectionId}: its subscriptions kept changing during ${MAX_SUBSCRIBE_ATTEMPTS} attempts`);
+          }
+          continue;
+        }
+      }
+      // Every requested item, not only the new ones: a listed subscription whose item a crash left unwritten is mended.
+      await this.batchWrite(
+        subscriptions.map((subscription) => ({
+          PutRequest: { Item: { ...subscriptionKey(subscription, connectionId), expiresAt } },
+        })),
+      );
+      return { status: 'subscribed' };
     }
-    await this.batchWrite(
-      subscriptions.map((subscription) => ({
-        PutRequest: { Item: { ...subscriptionKey(subscription, connectionId), expiresAt } },
-      })),
-    );
-    return true;
+  }
+
+  /** ADD `added` to the set if the connection exists and still has room for `addedRobots` more robot ids. */
+  private addSubscriptions(connectionId: string, added: readonly string[], addedRobots: number) {
+    const room = this.maxSubscriptions - addedRobots;
+    const bounded = addedRobots > 0;
+    return {
+      TableName: this.tableName,
+      Key: connectionKey(connectionId),
+      UpdateExpression: 'ADD subscriptions :added',
+      ConditionExpression: bounded
+        ? 'attribute_exists(pk) AND (attribute_not_exists(subscriptions) OR size(subscriptions) <= :room OR (contains(subscriptions, :wildcard) AND size(subscriptions) <= :roomWithWildcard))'
+        : 'attribute_exists(pk)',
+      ExpressionAttributeValues: {
+        ':added': new Set(added),
+        ...(bounded ? { ':room': room, ':roomWithWildcard': room + 1, ':wildcard': WILDCARD } : {}),
+      },
+    };
   }
 
   async unsubscribe(connectionId: string, subscriptions: readonly string[]): Promise<void> {

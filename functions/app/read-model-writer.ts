@@ -2,7 +2,7 @@ import type { RecordedEvent } from '../../schemas/index.js';
 import type { RobotHead } from './ports.js';
 
 /** A head as the stream carries it: whether this write of it brought a new telemetry sample. */
-export type StreamHead = RobotHead & { readonly telemetryChanged: boolean };
+export type StreamHead = RobotHead & { readonly telemetryChanged: boolean; readonly telemetryRequestId?: string };
 
 /** What the projector feeds on: the events and heads of the event log (markers and removals are not read models). */
 export type ProjectionItem =

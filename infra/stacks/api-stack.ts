@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { Arn, ArnFormat, CfnOutput, CustomResource, Duration, RemovalPolicy, Stack, Validations, type StackProps } from 'aws-cdk-lib';
+import { Arn, ArnFormat, CfnOutput, CustomResource, Duration, RemovalPolicy, Stack, Token, Validations, type StackProps } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpUserPoolAuthorizer, WebSocketLambdaAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
@@ -10,6 +10,8 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as cognito from 'aws-cdk-lib/aws-cognito';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { DynamoEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
@@ -25,24 +27,18 @@ import { IotDataEndpoint } from '../constructs/iot-data-endpoint.js';
 import { PROJECTED_RECORD_PATTERNS } from '../../schemas/stream-filters.js';
 import { CLOUD_COMMAND_TOPICS } from '../../schemas/topics.js';
 import { DB_NAME, DB_PORT, DB_USER } from './stateful-stack.js';
+import { HTTP_ROUTE_KEYS, splitRouteKey } from '../../schemas/routes.js';
 
 export const MIGRATIONS_DIR = path.join(REPO_ROOT, 'functions', 'migrations');
 export const WEBSOCKET_STAGE = 'live';
 /** How far behind the stream the projector may fall before its alarm rings (the stream keeps records 24 hours). */
 export const PROJECTOR_MAX_ITERATOR_AGE = Duration.minutes(5);
 
-/** The routes of the one `http-api` Lambda; the paths are the legacy v2 API's. */
-export const HTTP_ROUTES: ReadonlyArray<{ method: apigwv2.HttpMethod; path: string }> = [
-  { method: apigwv2.HttpMethod.GET, path: '/api/v2/robots' },
-  { method: apigwv2.HttpMethod.GET, path: '/api/v2/robots/healthy' },
-  { method: apigwv2.HttpMethod.GET, path: '/api/v2/robots/deployable' },
-  { method: apigwv2.HttpMethod.GET, path: '/api/v2/robots/{id}' },
-  { method: apigwv2.HttpMethod.GET, path: '/api/v2/robots/{id}/events' },
-  { method: apigwv2.HttpMethod.GET, path: '/api/v2/metrics' },
-  { method: apigwv2.HttpMethod.POST, path: '/api/v2/robots/{id}/fail' },
-  { method: apigwv2.HttpMethod.POST, path: '/api/v2/robots/{id}/recover' },
-  { method: apigwv2.HttpMethod.POST, path: '/api/v2/discover' },
-];
+/** The routes of the one `http-api` Lambda (schemas/routes.ts; the paths are the legacy v2 API's). */
+export const HTTP_ROUTES: ReadonlyArray<{ method: apigwv2.HttpMethod; path: string }> = HTTP_ROUTE_KEYS.map((key) => {
+  const { method, path } = splitRouteKey(key);
+  return { method: apigwv2.HttpMethod[method], path };
+});
 
 export interface ApiStackProps extends StackProps {
   readonly eventLog: dynamodb.ITable;
@@ -56,6 +52,8 @@ export interface ApiStackProps extends StackProps {
   readonly userPool: cognito.UserPool;
   readonly dashboardClient: cognito.IUserPoolClient;
   readonly dashboardOrigins: string[];
+  /** How long a robot may stay offline with a teleoperation session open before it is closed (default 120 s). */
+  readonly teleoperationOfflineTimeoutSeconds?: number;
 }
 
 /**
@@ -136,6 +134,12 @@ export class ApiStack extends Stack {
     });
     this.webSocketApi.addRoute('unsubscribe', {
       integration: new WebSocketLambdaIntegration('Unsubscribe', wsUnsubscribe),
+      returnResponse: true,
+    });
+    // Any other action: without $default API Gateway answers a bare "Forbidden"; this one lists the actions.
+    const wsDefault = add('WsDefault', new AppFunction(this, 'WsDefault', { handler: 'ws-default', description: 'Answers an unknown WebSocket action with the actions that exist' }));
+    this.webSocketApi.addRoute('$default', {
+      integration: new WebSocketLambdaIntegration('UnknownAction', wsDefault),
       returnResponse: true,
     });
     // WebSocket APIs authenticate once, at $connect; API Gateway has no authorizer on the other routes.
@@ -382,6 +386,35 @@ export class ApiStack extends Stack {
     projector.node.addDependency(migrations);
     httpApiFn.node.addDependency(migrations);
 
+    // ---- Teleoperation offline timeout (issue 9): every minute, sessions of robots offline for longer than
+    // TELEOPERATION_OFFLINE_TIMEOUT_SECONDS are closed as robot-offline, through the event log's command path.
+    const teleoperationExpiry = add(
+      'TeleoperationExpiry',
+      new AppFunction(this, 'TeleoperationExpiry', {
+        handler: 'teleoperation-expiry',
+        description: 'Closes the teleoperation sessions of robots offline past the timeout (scheduled every minute)',
+        environment: {
+          ...dbEnv,
+          EVENT_LOG_TABLE: props.eventLog.tableName,
+          // Unset, the function's default (120 s) applies.
+          ...(props.teleoperationOfflineTimeoutSeconds === undefined
+            ? {}
+            : { TELEOPERATION_OFFLINE_TIMEOUT_SECONDS: String(props.teleoperationOfflineTimeoutSeconds) }),
+        },
+        vpcPlacement: inVpc,
+        timeout: Duration.seconds(50),
+      }),
+    );
+    withDatabase(teleoperationExpiry);
+    props.eventLog.grantReadWriteData(teleoperationExpiry);
+    teleoperationExpiry.node.addDependency(migrations);
+    new events.Rule(this, 'TeleoperationExpirySchedule', {
+      description: 'Runs TeleoperationExpiry every minute',
+      schedule: events.Schedule.rate(Duration.minutes(1)),
+      // A missed minute is made up by the next: no retries, no piling up.
+      targets: [new eventsTargets.LambdaFunction(teleoperationExpiry, { retryAttempts: 0 })],
+    });
+
     new CfnOutput(this, 'HttpApiUrl', { value: this.httpStage.url });
     new CfnOutput(this, 'WebSocketUrl', { value: this.webSocketStage.url });
   }
@@ -402,6 +435,11 @@ export class ApiStack extends Stack {
       // IoT Core refuses private DNS on this endpoint: the zone below does it.
       privateDnsEnabled: false,
       open: false,
+      // Not every availability zone offers iot.data, and CloudFormation fails the endpoint if a subnet is in one that
+      // does not: only subnets in zones that offer it (DescribeVpcEndpointServices at synth, kept in cdk.context.json).
+      // That needs the account and region, which `cdk deploy` always has; an env-agnostic synth (no credentials)
+      // cannot know the zones, so it keeps one subnet per zone.
+      lookupSupportedAzs: !Token.isUnresolved(this.account) && !Token.isUnresolved(this.region),
     });
     endpoint.connections.allowDefaultPortFrom(props.dbClientSecurityGroup, 'HTTPS publish from the VPC Lambda functions');
     const zone = new route53.PrivateHostedZone(this, 'IotDataZone', { zoneName: host, vpc: props.vpc });
@@ -432,8 +470,11 @@ export class ApiStack extends Stack {
       reason: 'AmazonAPIGatewayPushToCloudWatchLogs is the AWS-maintained policy API Gateway needs to write access logs.',
     });
     const account = new apigw.CfnAccount(this, 'ApiGatewayAccount', { cloudWatchRoleArn: role.roleArn });
-    // Keep the account setting when the stack goes: other stacks in the account may rely on it.
+    // Keep the account setting when the stack goes: other stacks in the account (another stage) may rely on it.
     account.applyRemovalPolicy(RemovalPolicy.RETAIN);
+    // And the role it names: the setting of the stage deployed last survives that stage's removal, and must still
+    // point at a role that exists.
+    role.applyRemovalPolicy(RemovalPolicy.RETAIN);
     this.webSocketStage.node.addDependency(account);
   }
 }

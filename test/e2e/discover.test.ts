@@ -1,5 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { DiscoverResult } from '../../schemas/index.js';
 import {
   connectLiveClient,
@@ -91,6 +92,9 @@ describe('POST /api/v2/discover on the local cloud', { timeout: 120_000 }, () =>
     const answered = telemetryOf(ROBOT).at(-1)!;
     expect(Date.parse(answered.at as string)).toBeGreaterThanOrEqual(askedAt - 1_000);
     expect(answered.data).toMatchObject({ sampledAt: answered.at, cpuPercent: expect.any(Number) });
+    // and it says which request it answers; the robot's earlier sample answered none
+    expect(answered.requestId).toBe(result.requestId);
+    expect(telemetryOf(ROBOT)[0]).not.toHaveProperty('requestId');
   });
 
   it('refuses an operator (403) and a body it does not know (400), and asks nobody', async () => {
@@ -109,5 +113,28 @@ describe('POST /api/v2/discover on the local cloud', { timeout: 120_000 }, () =>
     // a straggler from them to show up, had there been one.
     await new Promise((resolve) => setTimeout(resolve, 2_000));
     expect(telemetryOf(ROBOT).length).toBe(before + 1);
+  });
+});
+
+describe('the local cloud’s WebSocket API', { timeout: 60_000 }, () => {
+  it('answers an unknown action through $default with the actions that exist, as the deployed API does', async () => {
+    const token = (await readFile(cloud.endpoints.tokens.operator, 'utf8')).trim();
+    const socket = new WebSocket(`${cloud.endpoints.webSocketUrl}?token=${encodeURIComponent(token)}`);
+    const replies: unknown[] = [];
+    socket.on('message', (data) => replies.push(JSON.parse(String(data))));
+    await new Promise((resolve, reject) => {
+      socket.once('open', resolve);
+      socket.once('error', reject);
+    });
+    try {
+      socket.send(JSON.stringify({ action: 'watch', robotIds: ['*'] }));
+      await waitFor(() => replies.length > 0, { timeoutMs: 20_000, what: 'the answer to an unknown action' });
+      expect(replies[0]).toMatchObject({
+        type: 'Error',
+        error: { code: 'UNKNOWN_ACTION', message: expect.stringContaining('"subscribe" or "unsubscribe"'), details: { actions: ['subscribe', 'unsubscribe'] } },
+      });
+    } finally {
+      socket.close();
+    }
   });
 });

@@ -191,10 +191,15 @@ describe('robot-ingest: telemetry', () => {
     await invoke(telemetry, ahead);
     await invoke(telemetry, { ...sample(robot, 0, 55), sampledAt: new Date().toISOString() });
 
-    // Then the first is rejected as invalid (naming sampledAt) and the second is recorded
+    // Then the first is rejected as invalid (naming sampledAt), counted for the robot, and the second is recorded
     expect(countedMetrics()).toEqual(['InvalidTelemetry']);
+    expect(addMetric).toHaveBeenCalledWith('RejectedDeviceMessages', 'Count', 1);
     expect((await log.readHead(robot))?.telemetry?.cpuTemperatureC).toBe(55);
-    expect(await eventTypes(robot)).toEqual([]);
+    expect(await eventTypes(robot)).toEqual(['DeviceMessagesRejected']);
+    expect((await log.readHead(robot))?.state.rejections).toEqual({
+      count: 1,
+      last: { reason: expect.stringMatching(/^sampledAt is more than 5 minutes ahead/), topic: `dt/heartbeat/${robot}/telemetry`, at: expect.any(String) },
+    });
   });
 });
 
@@ -253,7 +258,7 @@ describe('robot-ingest: events: a backlog in one message', () => {
     const robot = robotId();
     const good: AgentEvent = { eventId: randomUUID(), occurredAt: new Date(T0).toISOString(), type: 'TeleoperationStarted', data: { signals: [] } };
     await invoke(robotEvents, { events: [good, { ...good, eventId: 'x' }], thingName: robot });
-    expect(await eventTypes(robot)).toEqual(['TeleoperationStarted']);
+    expect(await eventTypes(robot)).toEqual(['TeleoperationStarted', 'DeviceMessagesRejected']);
     const told = acks.published.filter((entry) => entry.topic === `cmd/heartbeat/${robot}/ack`).map((entry) => entry.payload);
     expect(told).toEqual([
       { eventIds: [good.eventId], rejected: [{ eventId: 'x', problems: [{ field: 'eventId', message: expect.stringContaining('8') }] }] },
@@ -275,6 +280,10 @@ describe('robot-ingest: events: EventsDropped', () => {
     const events = (await log.readEvents(robot)).events.map((recorded) => recorded.event);
     expect(events).toEqual([
       { eventId: dropped.eventId, robotId: robot, at: dropped.occurredAt, version: 1, type: 'RobotEventsDropped', data: { count: 212 } },
+      expect.objectContaining({
+        type: 'DeviceMessagesRejected',
+        data: { count: 1, lastReason: expect.stringContaining('data.count'), lastTopic: `dt/heartbeat/${robot}/events` },
+      }),
     ]);
     expect((await log.readHead(robot))?.state.presence.status).toBe('offline');
     expect(countedMetrics()).toEqual(['Appended', 'InvalidRobotEvent']);

@@ -13,7 +13,7 @@ import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayRequestAuthorizerEvent, DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { LiveMessage, SubscriptionAck, WebSocketError } from '../../schemas/index.js';
+import { LiveMessage, MAX_SUBSCRIPTIONS_PER_CONNECTION, SubscriptionAck, WebSocketError } from '../../schemas/index.js';
 import { DynamoConnections } from '../../functions/adapters/dynamo-connections.js';
 import { executeRobotCommand } from '../../functions/app/execute-robot-command.js';
 import type { GatewayLogEntry } from '../../local/gateway-support.js';
@@ -174,7 +174,11 @@ describe('the WebSocket gateway with the real handlers', () => {
       authorizer: authorizer.handler,
       connect: connect.handler,
       disconnect: disconnect.handler,
-      routes: { subscribe: subscribe.handler, unsubscribe: { handler: late('ws-unsubscribe'), returnResponse: true } },
+      routes: {
+        subscribe: subscribe.handler,
+        unsubscribe: { handler: late('ws-unsubscribe'), returnResponse: true },
+        $default: late('ws-default'),
+      },
       log: (entry) => logs.push(entry),
     });
     Object.assign(process.env, {
@@ -190,6 +194,7 @@ describe('the WebSocket gateway with the real handlers', () => {
     real['ws-disconnect'] = (await import('../../functions/handlers/ws-disconnect.js')).handler as WebSocketHandler;
     real['ws-subscribe'] = (await import('../../functions/handlers/ws-subscribe.js')).handler as WebSocketHandler;
     real['ws-unsubscribe'] = (await import('../../functions/handlers/ws-unsubscribe.js')).handler as WebSocketHandler;
+    real['ws-default'] = (await import('../../functions/handlers/ws-default.js')).handler as WebSocketHandler;
     broadcaster = (await import('../../functions/handlers/stream-broadcaster.js')).handler;
     management = new ApiGatewayManagementApiClient({ endpoint: gateway.managementUrl });
   });
@@ -267,15 +272,37 @@ describe('the WebSocket gateway with the real handlers', () => {
     await client.closed;
   });
 
-  it('answers an unknown action and a message that is not JSON as API Gateway does', async () => {
+  it('answers an unknown action, a message without one and one that is not JSON through $default, listing the actions', async () => {
     const client = await open(`${gateway.url}?token=${token()}`);
-    const connectionId = lastConnectionId();
     for (const text of [JSON.stringify({ action: 'watch', robotIds: ['*'] }), 'hello', JSON.stringify({ robotIds: ['*'] })]) {
       client.socket.send(text);
-      expect(JSON.parse(await client.next())).toEqual({ message: 'Forbidden', connectionId, requestId: expect.any(String) });
+      const reply = WebSocketError.parse(JSON.parse(await client.next()));
+      expect(reply.error).toMatchObject({ code: 'UNKNOWN_ACTION', details: { actions: ['subscribe', 'unsubscribe'] } });
+      expect(reply.error.message).toMatch(/"subscribe" or "unsubscribe"/);
     }
     client.socket.close();
     await client.closed;
+  });
+
+  it('refuses a subscribe over the bound with a clear error, and `*` still works', async () => {
+    const client = await open(`${gateway.url}?token=${token()}`);
+    const connectionId = lastConnectionId();
+    const robotIds = Array.from({ length: MAX_SUBSCRIPTIONS_PER_CONNECTION }, (_, index) => `xle-WSB${String(index).padStart(4, '0')}`);
+
+    client.socket.send(JSON.stringify({ action: 'subscribe', robotIds }));
+    expect(SubscriptionAck.parse(JSON.parse(await client.next())).robotIds).toHaveLength(MAX_SUBSCRIPTIONS_PER_CONNECTION);
+    client.socket.send(JSON.stringify({ action: 'subscribe', robotIds: ['lekiwi-WSB9999'] }));
+    const refused = WebSocketError.parse(JSON.parse(await client.next()));
+    expect(refused.error.code).toBe('TOO_MANY_SUBSCRIPTIONS');
+    expect(refused.error.message).toContain(`at most ${MAX_SUBSCRIPTIONS_PER_CONNECTION} robots`);
+    expect(refused.error.message).toContain('Subscribe to "*"');
+
+    client.socket.send(JSON.stringify({ action: 'subscribe', robotIds: ['*'] }));
+    expect(SubscriptionAck.parse(JSON.parse(await client.next()))).toEqual({ type: 'Subscribed', robotIds: ['*'] });
+    expect((await connectionItem(connectionId))?.subscriptions.size).toBe(MAX_SUBSCRIPTIONS_PER_CONNECTION + 1);
+    client.socket.close();
+    await client.closed;
+    await until(async () => !(await connectionItem(connectionId)), 'the connection to be removed');
   });
 
   it('runs $disconnect exactly once when the client closes, and the connection is forgotten', async () => {
@@ -433,6 +460,22 @@ describe('API Gateway’s behaviour', () => {
       routes: { echo: async () => ({ statusCode: 200, body: 'echo' }) },
       log: () => undefined,
     });
+
+  it('answers "Forbidden" to a message no route takes when there is no $default route, as API Gateway does', async () => {
+    const plain = await timed({ idleTimeoutMs: 60_000, maxDurationMs: 120_000 });
+    try {
+      const client = await open(plain.url);
+      const connectionId = plain.connections().at(-1)?.connectionId;
+      for (const text of [JSON.stringify({ action: 'watch' }), 'hello']) {
+        client.socket.send(text);
+        expect(JSON.parse(await client.next())).toEqual({ message: 'Forbidden', connectionId, requestId: expect.any(String) });
+      }
+      client.socket.close();
+      await client.closed;
+    } finally {
+      await plain.stop();
+    }
+  });
 
   it('closes a connection idle for longer than the idle timeout with 1001, and runs $disconnect once', async () => {
     const timedGateway = await timed({ idleTimeoutMs: 1_500, maxDurationMs: 120_000 });

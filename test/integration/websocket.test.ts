@@ -5,7 +5,8 @@ import { DynamoDBDocumentClient, GetCommand, QueryCommand } from '@aws-sdk/lib-d
 import type { APIGatewayAuthorizerResult, APIGatewayRequestAuthorizerEvent } from 'aws-lambda';
 import { exportJWK, generateKeyPair, SignJWT, type JWTPayload } from 'jose';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { SubscriptionAck, WebSocketError } from '../../schemas/index.js';
+import { CLIENT_ACTIONS, MAX_SUBSCRIPTIONS_PER_CONNECTION, SubscriptionAck, WebSocketError } from '../../schemas/index.js';
+import { DynamoConnections } from '../../functions/adapters/dynamo-connections.js';
 import { lambdaContext } from '../../local/lambda-context.js';
 import { createTestConnectionsTable } from '../support/dynamo.js';
 
@@ -35,6 +36,7 @@ let connect: Handler<unknown, Reply>;
 let subscribe: Handler<unknown, Reply>;
 let unsubscribe: Handler<unknown, Reply>;
 let disconnect: Handler<unknown, Reply>;
+let wsDefault: Handler<unknown, Reply>;
 
 beforeAll(async () => {
   const keys = await generateKeyPair('RS256');
@@ -61,6 +63,7 @@ beforeAll(async () => {
   subscribe = (await import('../../functions/handlers/ws-subscribe.js')).handler as Handler<unknown, Reply>;
   unsubscribe = (await import('../../functions/handlers/ws-unsubscribe.js')).handler as Handler<unknown, Reply>;
   disconnect = (await import('../../functions/handlers/ws-disconnect.js')).handler as Handler<unknown, Reply>;
+  wsDefault = (await import('../../functions/handlers/ws-default.js')).handler as Handler<unknown, Reply>;
 });
 
 afterAll(async () => {
@@ -372,5 +375,103 @@ describe('ws-subscribe and ws-unsubscribe', () => {
     expect(reply.statusCode).toBe(400);
     expect(JSON.parse(reply.body ?? '')).toMatchObject({ type: 'Error', error: { code: 'INVALID_REQUEST', details: [{ field: 'robotIds.0' }] } });
     expect(await subscribedConnections('*')).toContain(connectionId);
+  });
+});
+
+describe('the subscription bound', () => {
+  const robots = (prefix: string, count: number, from = 0) =>
+    Array.from({ length: count }, (_, index) => `lekiwi-${prefix}${String(from + index).padStart(4, '0')}`);
+
+  it(`lets a connection watch ${MAX_SUBSCRIPTIONS_PER_CONNECTION} robots by id, and refuses more with an error naming the bound and "*"`, async () => {
+    // Given a connection watching the bound's worth of robots, over several messages
+    const connectionId = await connected();
+    const held = robots('BD', MAX_SUBSCRIPTIONS_PER_CONNECTION);
+    for (let start = 0; start < held.length; start += 30) {
+      const reply = await message(connectionId, 'subscribe', { action: 'subscribe', robotIds: held.slice(start, start + 30) });
+      expect(reply.statusCode).toBe(200);
+    }
+
+    // When it asks for one more robot (alongside one it already has)
+    const reply = await message(connectionId, 'subscribe', { action: 'subscribe', robotIds: [held[0], 'xle-BD9999'] });
+
+    // Then it is refused with a clear error, and nothing of that message is stored
+    expect(reply.statusCode).toBe(400);
+    const error = WebSocketError.parse(JSON.parse(reply.body ?? ''));
+    expect(error.error.code).toBe('TOO_MANY_SUBSCRIPTIONS');
+    expect(error.error.message).toContain(`at most ${MAX_SUBSCRIPTIONS_PER_CONNECTION} robots`);
+    expect(error.error.message).toContain('"*"');
+    expect(error.error.details).toEqual({ limit: MAX_SUBSCRIPTIONS_PER_CONNECTION, held: MAX_SUBSCRIPTIONS_PER_CONNECTION, adding: 1 });
+    expect(await subscribedConnections('xle-BD9999')).toEqual([]);
+    expect((await connectionItem(connectionId))?.subscriptions.size).toBe(MAX_SUBSCRIPTIONS_PER_CONNECTION);
+
+    // And robots it already watches, and `*`, are still accepted at the bound
+    expect((await message(connectionId, 'subscribe', { action: 'subscribe', robotIds: held.slice(0, 5) })).statusCode).toBe(200);
+    const fleet = await message(connectionId, 'subscribe', { action: 'subscribe', robotIds: ['*'] });
+    expect(SubscriptionAck.parse(JSON.parse(fleet.body ?? ''))).toEqual({ type: 'Subscribed', robotIds: ['*'] });
+    expect(await subscribedConnections('*')).toContain(connectionId);
+
+    // And after unsubscribing some there is room again
+    await message(connectionId, 'unsubscribe', { action: 'unsubscribe', robotIds: held.slice(0, 1) });
+    expect((await message(connectionId, 'subscribe', { action: 'subscribe', robotIds: ['xle-BD9999'] })).statusCode).toBe(200);
+  });
+
+  it('refuses a single message with more robot ids than the bound, saying why', async () => {
+    const connectionId = await connected();
+    const reply = await message(connectionId, 'subscribe', {
+      action: 'subscribe',
+      robotIds: robots('ONE', MAX_SUBSCRIPTIONS_PER_CONNECTION + 1),
+    });
+    expect(reply.statusCode).toBe(400);
+    const error = WebSocketError.parse(JSON.parse(reply.body ?? ''));
+    expect(error.error.code).toBe('TOO_MANY_SUBSCRIPTIONS');
+    expect(error.error.message).toContain('"*"');
+    expect((await connectionItem(connectionId))?.subscriptions).toBeUndefined();
+  });
+
+  it('never lets racing subscribes of one connection go over the bound', async () => {
+    // Given a connection with room for 10 more robots
+    const connectionId = await connected();
+    await message(connectionId, 'subscribe', { action: 'subscribe', robotIds: robots('RC', MAX_SUBSCRIPTIONS_PER_CONNECTION - 10) });
+
+    // When eight subscribes of 5 new robots each arrive at once
+    const replies = await Promise.all(
+      Array.from({ length: 8 }, (_, index) =>
+        message(connectionId, 'subscribe', { action: 'subscribe', robotIds: robots(`R${index}X`, 5) }),
+      ),
+    );
+
+    // Then exactly two fit, and the connection holds exactly the bound
+    expect(replies.filter((reply) => reply.statusCode === 200)).toHaveLength(2);
+    expect(replies.filter((reply) => reply.statusCode === 400)).toHaveLength(6);
+    expect((await connectionItem(connectionId))?.subscriptions.size).toBe(MAX_SUBSCRIPTIONS_PER_CONNECTION);
+  });
+
+  it('removes a connection at the bound and all its subscription items on $disconnect', async () => {
+    const connectionId = await connected();
+    const held = robots('DB', MAX_SUBSCRIPTIONS_PER_CONNECTION);
+    await message(connectionId, 'subscribe', { action: 'subscribe', robotIds: ['*', ...held] });
+    const store = new DynamoConnections({ client: table.client, tableName: table.tableName });
+    expect(await store.subscribersOf(held.at(-1)!)).toEqual([connectionId]);
+
+    await disconnect(webSocketEvent(connectionId, '$disconnect'), context());
+
+    expect(await connectionItem(connectionId)).toBeUndefined();
+    for (const key of ['*', held[0]!, held.at(-1)!]) expect(await subscribedConnections(key)).not.toContain(connectionId);
+  });
+});
+
+describe('ws-default (an unknown action)', () => {
+  it.each([
+    ['an unknown action', JSON.stringify({ action: 'watch', robotIds: ['*'] }), 'There is no action "watch"'],
+    ['no action', JSON.stringify({ robotIds: ['*'] }), 'no "action"'],
+    ['a message that is not JSON', 'hello', 'no "action"'],
+  ])('answers %s with the actions that exist', async (_, body, said) => {
+    const connectionId = await connected();
+    const reply = await wsDefault(webSocketEvent(connectionId, '$default', { body }), context());
+    expect(reply.statusCode).toBe(400);
+    const error = WebSocketError.parse(JSON.parse(reply.body ?? ''));
+    expect(error.error).toMatchObject({ code: 'UNKNOWN_ACTION', details: { actions: ['subscribe', 'unsubscribe'] } });
+    expect(error.error.message).toContain(said);
+    for (const action of CLIENT_ACTIONS) expect(error.error.message).toContain(`"${action}"`);
   });
 });

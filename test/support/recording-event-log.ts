@@ -24,7 +24,7 @@ export class RecordingEventLog extends InMemoryEventLog {
     for (const entry of outcome.recorded) this.pending.push({ eventName: 'INSERT', item: { ...toMarkerItem(entry) } });
     this.pending.push({
       eventName: outcome.head.revision === 1 ? 'INSERT' : 'MODIFY',
-      item: { ...toHeadItem(outcome.head, request.telemetry !== undefined) },
+      item: { ...toHeadItem(outcome.head, request.telemetry !== undefined, request.telemetryRequestId) },
     });
     this.eventCount += outcome.recorded.length;
     return outcome;

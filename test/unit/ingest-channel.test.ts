@@ -113,8 +113,10 @@ describe('ingest channel: the outbox order', () => {
     const { log, robots, deps, channel } = setup();
     const [first, second] = agentEvents(2);
     const broken = { ...second, data: { reason: 42 } } as unknown as AgentEvent;
-    await ingestChannelBatch(deps, [channel.batch([first!, broken], { id: 'o-12345678', after: 0, first: 1 })]);
-    expect(await logged(log)).toEqual([first!.eventId]);
+    const record = channel.batch([first!, broken], { id: 'o-12345678', after: 0, first: 1 });
+    await ingestChannelBatch(deps, [record]);
+    // The refused one is counted in the robot's record (DeviceMessagesRejected), never appended itself.
+    expect(await logged(log)).toEqual([first!.eventId, `rejected:${record.sequenceNumber}`]);
     const ack = robots.acks.at(-1)!;
     expect(ack.outbox).toEqual({ id: 'o-12345678', through: 2 });
     expect(ack.rejected).toEqual([{ eventId: second!.eventId, position: 2, problems: [expect.objectContaining({ field: 'data.reason' })] }]);

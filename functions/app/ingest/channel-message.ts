@@ -6,7 +6,8 @@ import {
   MAX_EVENTS_PER_BATCH,
   OutboxPosition,
   RobotId,
-  TelemetrySample,
+  TelemetryMessage,
+  type TelemetrySample,
   type IngestKind,
 } from '../../../schemas/index.js';
 import type { FieldProblem } from '../../platform/validation.js';
@@ -22,7 +23,13 @@ import { readThingMessage } from './thing-message.js';
  */
 export type ChannelMessage =
   | { readonly kind: 'presence'; readonly robotId: string; readonly presence: LifecycleEvent }
-  | { readonly kind: 'telemetry'; readonly robotId: string; readonly sample: TelemetrySample }
+  | {
+      readonly kind: 'telemetry';
+      readonly robotId: string;
+      readonly sample: TelemetrySample;
+      /** The POST /api/v2/discover this sample answers (its report-now's requestId). */
+      readonly requestId?: string | undefined;
+    }
   | {
       readonly kind: 'events';
       readonly robotId: string;
@@ -49,6 +56,30 @@ export type EventEntry =
  * sample look stale and freeze the robot's telemetry and alerts until real time caught up.
  */
 export const MAX_CLOCK_AHEAD_MS = 5 * 60_000;
+/**
+ * The earliest time a robot may give a sample or an event: before it the Pi's clock was surely never set (no
+ * real-time clock, no NTP yet, counting from 1970). A fixed date rather than an age, so a robot's offline backlog of
+ * any age is still taken.
+ */
+export const EARLIEST_DEVICE_TIME = '2020-01-01T00:00:00.000Z';
+
+/**
+ * Why a robot's timestamp (`sampledAt`, `occurredAt`) cannot be taken, or null: samples and events are bounded the
+ * same way, by EARLIEST_DEVICE_TIME and MAX_CLOCK_AHEAD_MS of the cloud's clock.
+ */
+export function deviceTimeProblem(field: string, at: string, now: Date): FieldProblem | null {
+  const ms = Date.parse(at);
+  if (ms > now.getTime() + MAX_CLOCK_AHEAD_MS) {
+    return {
+      field,
+      message: `is more than ${MAX_CLOCK_AHEAD_MS / 60_000} minutes ahead of the cloud's clock (${now.toISOString()}); check the robot's time sync`,
+    };
+  }
+  if (!(ms >= Date.parse(EARLIEST_DEVICE_TIME))) {
+    return { field, message: `is before ${EARLIEST_DEVICE_TIME}: the robot's clock is not set; check its time sync` };
+  }
+  return null;
+}
 
 const Routed = z.object({ topic: z.string().max(256) }).loose();
 
@@ -76,7 +107,7 @@ export function readChannelMessage(data: unknown, now: Date): ChannelMessage {
     case 'telemetry':
       return readTelemetry(payload, now);
     case 'events':
-      return readEvents(payload);
+      return readEvents(payload, now);
   }
 }
 
@@ -90,23 +121,21 @@ function readPresence(payload: Record<string, unknown>): ChannelMessage {
 }
 
 function readTelemetry(payload: Record<string, unknown>, now: Date): ChannelMessage {
-  const message = readThingMessage(payload, TelemetrySample);
+  const message = readThingMessage(payload, TelemetryMessage);
   if (!message.valid) return { kind: 'invalid', ingestKind: 'telemetry', ...message.rejection };
-  if (Date.parse(message.body.sampledAt) > now.getTime() + MAX_CLOCK_AHEAD_MS) {
-    const problem = {
-      field: 'sampledAt',
-      message: `is more than ${MAX_CLOCK_AHEAD_MS / 60_000} minutes ahead of the cloud's clock (${now.toISOString()}); check the robot's time sync`,
-    };
-    return { kind: 'invalid', ingestKind: 'telemetry', robotId: message.robotId, problems: [problem] };
-  }
-  return { kind: 'telemetry', robotId: message.robotId, sample: message.body };
+  const timeProblem = deviceTimeProblem('sampledAt', message.body.sampledAt, now);
+  if (timeProblem) return { kind: 'invalid', ingestKind: 'telemetry', robotId: message.robotId, problems: [timeProblem] };
+  const { requestId, ...sample } = message.body;
+  return { kind: 'telemetry', robotId: message.robotId, sample, ...(requestId !== undefined ? { requestId } : {}) };
 }
 
 /** One event, or a batch whose events are read one by one. */
-function readEvents(payload: Record<string, unknown>): ChannelMessage {
+function readEvents(payload: Record<string, unknown>, now: Date): ChannelMessage {
   if (!('events' in payload)) {
     const message = readThingMessage(payload, AgentEvent);
     if (!message.valid) return { kind: 'invalid', ingestKind: 'events', ...message.rejection };
+    const timeProblem = deviceTimeProblem('occurredAt', message.body.occurredAt, now);
+    if (timeProblem) return { kind: 'invalid', ingestKind: 'events', robotId: message.robotId, problems: [timeProblem] };
     return { kind: 'events', robotId: message.robotId, outbox: null, events: [{ valid: true, event: message.body }] };
   }
   const envelope = EventsEnvelope.safeParse(payload);
@@ -122,13 +151,14 @@ function readEvents(payload: Record<string, unknown>): ChannelMessage {
     kind: 'events',
     robotId: robotId.data,
     outbox: envelope.data.outbox ?? null,
-    events: envelope.data.events.map(readEventEntry),
+    events: envelope.data.events.map((entry) => readEventEntry(entry, now)),
   };
 }
 
-function readEventEntry(input: unknown): EventEntry {
+function readEventEntry(input: unknown, now: Date): EventEntry {
   const parsed = AgentEvent.safeParse(input);
-  const problems = parsed.success ? unstorableNumbers(parsed.data) : problemsOf(parsed.error);
+  const timeProblem = parsed.success ? deviceTimeProblem('occurredAt', parsed.data.occurredAt, now) : null;
+  const problems = parsed.success ? [...unstorableNumbers(parsed.data), ...(timeProblem ? [timeProblem] : [])] : problemsOf(parsed.error);
   if (parsed.success && problems.length === 0) return { valid: true, event: parsed.data };
   return { valid: false, eventId: claimedEventId(input), problems };
 }

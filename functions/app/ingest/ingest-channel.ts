@@ -1,8 +1,9 @@
 import { MAX_ACK_ITEMS, RobotId, ROBOT_REQUESTS, type EventsAck, type RejectedEvent } from '../../../schemas/index.js';
-import { ConcurrencyExhausted } from '../execute-robot-command.js';
+import { ConcurrencyExhausted, executeRobotCommand } from '../execute-robot-command.js';
 import type { EventLog, RobotCommandChannel, RobotHead } from '../ports.js';
 import { readChannelMessage, type ChannelMessage } from './channel-message.js';
 import { RobotBatch, type Chunk, type RobotMessage } from './robot-batch.js';
+import { rejectionsIn } from './robot-rejections.js';
 
 /**
  * The ingest consumer's use case: a batch of the ordered channel (the Kinesis stream every robot message goes
@@ -43,6 +44,8 @@ export interface RobotIngestSummary {
   readonly writes: number;
   /** Why the robot's messages stopped short (a DynamoDB error), with the first message not written. */
   readonly failure?: { readonly sequenceNumber: string; readonly error: unknown };
+  /** The robot's own messages (or single events) of the batch refused for good (robot-rejections.ts). */
+  readonly rejected: number;
 }
 
 export interface ChannelBatchResult {
@@ -98,6 +101,7 @@ async function ingestRobot(
   let from = 0; // position in `relevant` of the first message not fully written
   let head: RobotHead | null = null;
   let failure: RobotIngestSummary['failure'];
+  let failedAt = entries.length; // index in `entries` of the first message not written
   try {
     for (let attempt = 1; from < relevant.length; attempt++) {
       if (attempt > MAX_ATTEMPTS) throw new ConcurrencyExhausted(`Robot ${robotId}: the head kept changing during ${MAX_ATTEMPTS} attempts`);
@@ -118,6 +122,7 @@ async function ingestRobot(
               events: chunk.events,
               state: chunk.state,
               telemetry: chunk.telemetry,
+              ...(chunk.telemetryRequestId !== undefined ? { telemetryRequestId: chunk.telemetryRequestId } : {}),
               previousTelemetry: head?.telemetry ?? null,
               outbox: chunk.outbox,
               recordedAt: deps.now().toISOString(),
@@ -141,10 +146,35 @@ async function ingestRobot(
     }
   } catch (error) {
     const first = relevant[from];
-    failure = { sequenceNumber: entries[first?.index ?? 0]!.record.sequenceNumber, error };
+    failedAt = first?.index ?? 0;
+    failure = { sequenceNumber: entries[failedAt]!.record.sequenceNumber, error };
+  }
+  // The refusals before the first message not written (the retry brings the rest again), as one event in the log.
+  const refused = RobotId.safeParse(robotId).success ? rejectionsIn(entries, failedAt) : null;
+  if (refused) {
+    const first = entries[refused.firstIndex]!.record;
+    try {
+      await executeRobotCommand(
+        deps.log,
+        robotId,
+        {
+          type: 'RecordRejections',
+          // The first refused record names it: the same batch delivered again appends nothing.
+          eventId: `rejected:${first.sequenceNumber}`,
+          at: deps.now().toISOString(),
+          count: refused.count,
+          lastReason: refused.lastReason,
+          lastTopic: refused.lastTopic,
+        },
+        { now: deps.now, ...(deps.sleep ? { sleep: deps.sleep } : {}) },
+      );
+    } catch (error) {
+      // Retried from the first refused message: what follows it and was written is recognised, not written twice.
+      failure = { sequenceNumber: first.sequenceNumber, error };
+    }
   }
   if (hadEvents && RobotId.safeParse(robotId).success) await publishAcks(deps, robotId, ack.build(head));
-  return { robotId, appended, writes, ...(failure ? { failure } : {}) };
+  return { robotId, appended, writes, rejected: rejectionsIn(entries)?.count ?? 0, ...(failure ? { failure } : {}) };
 }
 
 /** A chunk that changes nothing stored (every event known, a stale sample, a resend already handled) is not written. */

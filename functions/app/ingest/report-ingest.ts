@@ -34,6 +34,9 @@ export function reportBatch(result: ChannelBatchResult, records: number): void {
   metrics.addMetric('ChannelRecords', MetricUnit.Count, records);
   metrics.addMetric('Appended', MetricUnit.Count, appended);
   metrics.addMetric('LogWrites', MetricUnit.Count, writes);
+  // Robots' own messages (and single events) refused for good; per robot in the read model (rejectedMessages).
+  const rejected = result.robots.reduce((sum, robot) => sum + robot.rejected, 0);
+  metrics.addMetric('RejectedDeviceMessages', MetricUnit.Count, rejected);
   logger.debug('Ingest batch handled', { records, robots: result.robots.length, appended, writes });
   for (const robot of result.robots) {
     if (!robot.failure) continue;

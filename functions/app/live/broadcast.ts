@@ -11,6 +11,8 @@ export interface BroadcastDeps {
   readonly notifier: LiveNotifier;
   /** How many connections are pushed to (and subscriptions looked up) at once. */
   readonly concurrency: number;
+  /** The clock the pushed telemetry's ages are counted to (the real one unless a test pins it). */
+  readonly now?: () => Date;
 }
 
 /** A message and the stream record it came from. */
@@ -37,7 +39,7 @@ export async function broadcastStreamBatch(
   deps: BroadcastDeps,
 ): Promise<DynamoDBBatchResponse> {
   metrics.addMetric('StreamRecordsRead', MetricUnit.Count, records.length);
-  const pending = readMessages(records);
+  const pending = readMessages(records, deps.now?.() ?? new Date());
   if (pending.length === 0) return { batchItemFailures: [] };
 
   const audience = await lookUpAudience(pending, deps);
@@ -49,12 +51,12 @@ export async function broadcastStreamBatch(
   return { batchItemFailures: blocked ? [{ itemIdentifier: blocked.sequenceNumber }] : [] };
 }
 
-function readMessages(records: readonly DynamoDBRecord[]): Pending[] {
+function readMessages(records: readonly DynamoDBRecord[], now: Date): Pending[] {
   return records.flatMap((record, recordIndex) => {
     // An empty identifier makes Lambda retry the whole batch: the safe answer for a record without one.
     const sequenceNumber = record.dynamodb?.SequenceNumber ?? '';
     try {
-      return liveMessagesOf(parseStreamRecord(record)).map((message) => ({ recordIndex, sequenceNumber, message }));
+      return liveMessagesOf(parseStreamRecord(record), now).map((message) => ({ recordIndex, sequenceNumber, message }));
     } catch (error) {
       logger.warn('Skipped a malformed event log stream record', {
         sequenceNumber,

@@ -17,8 +17,12 @@ export interface NewConnection {
  */
 export interface ConnectionStore {
   add(connection: NewConnection): Promise<void>;
-  /** Adds to the connection's subscriptions; false when the connection is not (or no longer) known. */
-  subscribe(connectionId: string, subscriptions: readonly string[]): Promise<boolean>;
+  /**
+   * Adds to the connection's subscriptions, unless that would take it over MAX_SUBSCRIPTIONS_PER_CONNECTION robot
+   * ids (`*` does not count): then nothing is added. A store never lets a connection hold more, even when two
+   * subscribes of one connection race.
+   */
+  subscribe(connectionId: string, subscriptions: readonly string[]): Promise<SubscribeOutcome>;
   unsubscribe(connectionId: string, subscriptions: readonly string[]): Promise<void>;
   /**
    * Forgets the connection and all its subscriptions. `alsoSubscribedTo` names subscriptions the caller saw that the
@@ -28,6 +32,13 @@ export interface ConnectionStore {
   /** The live connections subscribed to exactly this key (a robot id, or `*`). */
   subscribersOf(subscription: string): Promise<string[]>;
 }
+
+export type SubscribeOutcome =
+  | { readonly status: 'subscribed' }
+  /** The connection is not (or no longer) known. */
+  | { readonly status: 'unknown-connection' }
+  /** Refused: the connection holds `held` robot ids and this would add `adding` more. */
+  | { readonly status: 'over-limit'; readonly held: number; readonly adding: number };
 
 /** Pushes messages to connections (API Gateway's management API in AWS). */
 export interface LiveNotifier {

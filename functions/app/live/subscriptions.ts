@@ -1,5 +1,7 @@
 import {
   ClientMessage,
+  MAX_SUBSCRIPTIONS_PER_CONNECTION,
+  WILDCARD,
   type SubscriptionAck,
   type WebSocketError,
 } from '../../../schemas/index.js';
@@ -30,12 +32,28 @@ export async function changeSubscriptions(
   if (!read.valid) {
     logger.info('Rejected an invalid WebSocket message', { connectionId, route, problems: read.problems });
     countInvalid('WebSocketMessage');
-    return errorReply(400, 'INVALID_REQUEST', `Invalid ${[...new Set(read.problems.map((p) => p.field))].join(', ')}`, read.problems);
+    const fields = [...new Set(read.problems.map((p) => p.field))].join(', ');
+    // One problem is said in full (such as the bound on robotIds); several are named, with details in `details`.
+    const only = read.problems.length === 1 ? `: ${read.problems[0]!.message}` : '';
+    return errorReply(400, 'INVALID_REQUEST', `Invalid ${fields}${only}`, read.problems);
   }
   const robotIds = [...new Set(read.message.robotIds)];
   if (route === 'subscribe') {
-    if (!(await store.subscribe(connectionId, robotIds))) {
+    const outcome = await store.subscribe(connectionId, robotIds);
+    if (outcome.status === 'unknown-connection') {
       return errorReply(410, 'CONNECTION_UNKNOWN', 'This connection is no longer registered; reconnect.');
+    }
+    if (outcome.status === 'over-limit') {
+      logger.info('Refused a subscribe over the bound', { connectionId, held: outcome.held, adding: outcome.adding });
+      metrics.addMetric('SubscribeOverLimit', MetricUnit.Count, 1);
+      return errorReply(
+        400,
+        'TOO_MANY_SUBSCRIPTIONS',
+        `A connection watches at most ${MAX_SUBSCRIPTIONS_PER_CONNECTION} robots by id; this one watches ${outcome.held} ` +
+          `and this would add ${outcome.adding}, so nothing was subscribed. Subscribe to "${WILDCARD}" for the whole fleet, ` +
+          'or unsubscribe some robots first.',
+        { limit: MAX_SUBSCRIPTIONS_PER_CONNECTION, held: outcome.held, adding: outcome.adding },
+      );
     }
   } else {
     await store.unsubscribe(connectionId, robotIds);
