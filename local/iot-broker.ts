@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import * as tls from 'node:tls';
 import { Aedes, type Client, type ConnectPacket, type PublishPacket } from 'aedes';
+import { IOT_MAX_PAYLOAD_BYTES, IOT_MAX_QOS } from '../schemas/iot-limits.js';
 import { isAllowed } from '../schemas/thing-policy.js';
 import type { TopicRule } from '../schemas/topics.js';
 import {
@@ -34,6 +35,10 @@ import {
  *   (a forbidden filter gets SUBACK 0x80) and delivery (`Receive`);
  * - lifecycle events on `$aws/events/presence/...` with IoT's fields, reasons and versionNumber;
  * - keep-alive raised to the minimum IoT allows, a silent client dropped after 1.5 × keep-alive;
+ * - IoT Core's limits (schemas/iot-limits.ts): a PUBLISH with a payload over 128 KB or at QoS 2, or a SUBSCRIBE at
+ *   QoS 2, closes the connection (lifecycle CLIENT_ERROR) with no PUBACK/PUBREC/SUBACK, and the message goes to no
+ *   rule and no subscriber; a packet too large to be a PUBLISH within the limit closes it as soon as its length is
+ *   read, before its body is buffered;
  * - topic rules (the SQL subset and partition key templates in local/topic-rules.ts) and Basic Ingest, each rule's
  *   action a put into an ordered channel (the ingest Kinesis stream) keyed by the robot.
  *
@@ -96,6 +101,11 @@ const MAX_KEEP_ALIVE_SECONDS = 1200;
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** stop() waits at most this long for the clock to pass the highest versionNumber issued (see LifecycleVersions). */
 const MAX_VERSION_CLOCK_WAIT_MS = 5_000;
+/**
+ * The largest MQTT remaining length a client may announce: a PUBLISH at the payload limit with the longest topic
+ * MQTT can carry and a packet id. Anything longer cannot be within IoT Core's limits; it is refused unread.
+ */
+const MAX_REMAINING_LENGTH = IOT_MAX_PAYLOAD_BYTES + 2 + 65_535 + 2;
 /** MQTT 3.1.1 CONNACK return codes aedes passes through. */
 const SERVER_UNAVAILABLE = 3;
 const NOT_AUTHORIZED = 5;
@@ -185,6 +195,15 @@ export async function startIotBroker(options: IotBrokerOptions): Promise<IotBrok
     },
     authorizePublish(client, packet, callback) {
       if (!client) return callback(null);
+      const beyondLimits = beyondIotLimits(packet);
+      if (beyondLimits) {
+        // A will is checked after the connection closed; only a live publish ends the connection for this reason.
+        if (client.connected && !client.closed) {
+          connectionOf(client).reason ??= 'CLIENT_ERROR';
+          log({ level: 'warn', message: `Publish refused as IoT Core refuses it (${beyondLimits}): disconnecting`, clientId: client.id, topic: packet.topic });
+        }
+        return callback(new Error(`${client.id} published ${beyondLimits}`));
+      }
       // Into the stream before aedes writes the PUBACK, which it does once this calls back (see the header).
       if (isAllowed('Publish', client.id, packet.topic)) return putBeforeAcknowledging(client, packet, callback);
       // A will is checked after the connection closed; only a live publish ends the connection for this reason.
@@ -195,6 +214,12 @@ export async function startIotBroker(options: IotBrokerOptions): Promise<IotBrok
       callback(new Error(`${client.id} may not publish to ${packet.topic}`));
     },
     authorizeSubscribe(client, subscription, callback) {
+      if (subscription.qos > IOT_MAX_QOS) {
+        // IoT Core sends no SUBACK for QoS 2; the connection is closed.
+        connectionOf(client).reason ??= 'CLIENT_ERROR';
+        log({ level: 'warn', message: `Subscription at QoS ${subscription.qos} refused (IoT Core supports QoS 0 and 1): disconnecting`, clientId: client.id, topicFilter: subscription.topic });
+        return callback(new Error(`${client.id} subscribed at QoS ${subscription.qos}`), null);
+      }
       if (isAllowed('Subscribe', client.id, subscription.topic)) return callback(null, subscription);
       log({ level: 'warn', message: 'Subscription not allowed by the thing policy', clientId: client.id, topicFilter: subscription.topic });
       callback(null, null); // SUBACK 0x80 for this filter
@@ -465,6 +490,10 @@ export async function startIotBroker(options: IotBrokerOptions): Promise<IotBrok
     }
     const client = aedes.handle(socket);
     connections.set(client, { ipAddress: socket.remoteAddress?.replace(/^::ffff:/, '') });
+    refuseOversizedPackets(client, () => {
+      connectionOf(client).reason ??= 'CLIENT_ERROR';
+      log({ level: 'warn', message: `A packet over ${MAX_REMAINING_LENGTH} bytes (IoT Core's payload limit is ${IOT_MAX_PAYLOAD_BYTES}): disconnecting`, clientId: client.id });
+    });
     socket.once('close', () => ended(client));
   });
   server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
@@ -541,6 +570,35 @@ function compileRules(actions: readonly RuleAction[]): CompiledRule[] {
     seen.add(name);
     return { action, sql: parseRuleSql(action.rule), partitionKey: parsePartitionKey(action.rule) };
   });
+}
+
+/** What makes a client's PUBLISH one IoT Core refuses, or undefined when it is within its limits. */
+function beyondIotLimits(packet: PublishPacket): string | undefined {
+  if (packet.qos > IOT_MAX_QOS) return `at QoS ${packet.qos} (IoT Core supports QoS 0 and 1)`;
+  const bytes = typeof packet.payload === 'string' ? Buffer.byteLength(packet.payload) : packet.payload.length;
+  if (bytes > IOT_MAX_PAYLOAD_BYTES) return `a ${bytes}-byte payload (IoT Core's limit is ${IOT_MAX_PAYLOAD_BYTES} bytes)`;
+  return undefined;
+}
+
+/**
+ * Closes the connection as soon as a packet announces a remaining length over MAX_REMAINING_LENGTH, instead of
+ * buffering megabytes only to refuse them. aedes (1.2) has no packet size limit; this wraps its mqtt-packet parser's
+ * length step (`_parseLength`), and does nothing if that ever changes (authorizePublish still refuses the payload).
+ */
+function refuseOversizedPackets(client: Client, onRefused: () => void): void {
+  type Parser = { packet: { length: number }; _parseLength?: () => boolean; _emitError?: (error: Error) => void };
+  const parser = (client as unknown as { _parser?: Parser })._parser;
+  const parseLength = parser?._parseLength;
+  if (!parser || typeof parseLength !== 'function' || typeof parser._emitError !== 'function') return;
+  parser._parseLength = function (this: Parser): boolean {
+    const complete = parseLength.call(this);
+    if (complete && this.packet.length > MAX_REMAINING_LENGTH) {
+      onRefused();
+      this._emitError!(new Error(`packet of ${this.packet.length} bytes is over the broker's limit`));
+      return false;
+    }
+    return complete;
+  };
 }
 
 /** A put not tried because an earlier put of its partition key failed. */

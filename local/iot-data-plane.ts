@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { IOT_MAX_PAYLOAD_BYTES, IOT_MAX_QOS, IOT_MAX_TOPIC_BYTES, IOT_MAX_TOPIC_SLASHES } from '../schemas/iot-limits.js';
 import { BodyTooLarge, hostUrl, listen, readBody, type GatewayLog } from './gateway-support.js';
 
 /**
@@ -28,10 +29,10 @@ export interface IotDataPlane {
   stop(): Promise<void>;
 }
 
-/** IoT Core's limits on an HTTPS publish. */
-const MAX_PAYLOAD_BYTES = 128 * 1024;
-const MAX_TOPIC_BYTES = 256;
-const MAX_TOPIC_SLASHES = 7;
+/** IoT Core's limits on an HTTPS publish (schemas/iot-limits.ts). */
+const MAX_PAYLOAD_BYTES = IOT_MAX_PAYLOAD_BYTES;
+const MAX_TOPIC_BYTES = IOT_MAX_TOPIC_BYTES;
+const MAX_TOPIC_SLASHES = IOT_MAX_TOPIC_SLASHES;
 
 class DataPlaneError extends Error {
   constructor(
@@ -59,7 +60,7 @@ export async function startIotDataPlane(options: IotDataPlaneOptions): Promise<I
     }
     const topic = decodeTopic(match[1] as string);
     const qos = url.searchParams.get('qos') ?? '0';
-    if (qos !== '0' && qos !== '1') throw new DataPlaneError(400, 'InvalidRequestException', `qos must be 0 or 1, not ${qos}`);
+    if (!/^[0-9]$/.test(qos) || Number(qos) > IOT_MAX_QOS) throw new DataPlaneError(400, 'InvalidRequestException', `qos must be 0 or 1, not ${qos}`);
     if (allowed && !allowed.some((pattern) => pattern.test(topic))) {
       throw new DataPlaneError(403, 'ForbiddenException', `The caller may not publish to ${topic} (iot:Publish is not granted on it)`);
     }

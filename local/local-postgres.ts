@@ -23,7 +23,10 @@ export class LocalPostgresError extends Error {
   override readonly name = 'LocalPostgresError';
 }
 
-export async function startLocalPostgres(options: { dataDir: string; databaseUrl?: string }): Promise<LocalPostgres> {
+/**
+ * `port`: where PGlite's socket listens, on 127.0.0.1 only (0 or absent: a free port); unused with `databaseUrl`.
+ */
+export async function startLocalPostgres(options: { dataDir: string; databaseUrl?: string; port?: number }): Promise<LocalPostgres> {
   if (options.databaseUrl) {
     const applied = await migrateAt(options.databaseUrl, `the PostgreSQL server at DATABASE_URL`);
     return { url: options.databaseUrl, kind: 'server', applied, stop: async () => {} };
@@ -39,8 +42,13 @@ export async function startLocalPostgres(options: { dataDir: string; databaseUrl
         'Delete that folder to start with empty read models (npm run rebuild-read-models refills them from the event log).',
     );
   }
-  const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections: 16 });
-  await server.start();
+  const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: options.port ?? 0, maxConnections: 16 });
+  try {
+    await server.start();
+  } catch (error) {
+    await db.close().catch(() => {});
+    throw new LocalPostgresError(`The embedded PostgreSQL cannot listen on 127.0.0.1:${options.port ?? 0} (${(error as Error).message}).`);
+  }
   const port = Number((server as unknown as { port: number }).port);
   const url = `postgres://postgres@127.0.0.1:${port}/postgres?sslmode=disable`;
   try {

@@ -3,19 +3,27 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startLocalCloud, type LocalCloud, type ProgressEvent } from './cloud.js';
 import { startSimulatedFleet, type SimulatedFleet } from './simulated-fleet.js';
+import { RELAY_WINDOW_MS, StopSignals } from './stop-signals.js';
 
 /**
- * `npm start [-- --robots N]`: the local cloud with a simulated fleet, until Ctrl-C. Ports and the state dir come
- * from HTTP_PORT, WS_PORT, MQTT_PORT, LOCAL_STATE_DIR; DATABASE_URL swaps PGlite for a PostgreSQL server.
+ * `npm start [-- --robots N]`: the local cloud with a simulated fleet, until Ctrl-C (or SIGTERM, SIGHUP): then an
+ * orderly stop (robots' disconnects written to the event log, endpoints.json removed, "Stopped.", exit 0); see
+ * local/stop-signals.ts for how repeated signals count. Ports and the state dir come from the environment (USAGE).
  */
 const USAGE = `Usage: npm start [-- --robots N] [--host 127.0.0.1]
 
 Starts the Lekiwi Heartbeat backend on this machine (no AWS account needed) with N simulated robots (default 3).
+Ctrl-C stops it in order; a Ctrl-C more than ${RELAY_WINDOW_MS / 1000} s after the first exits at once.
 
 Environment:
   HTTP_PORT        page and /api/v2 (default 3000)
   WS_PORT          live WebSocket API (default 3001)
   MQTT_PORT        MQTT over mTLS for robots (default 8883)
+  DYNAMODB_PORT    DynamoDB Local, the event log (default: a free port)
+  PGLITE_PORT      the embedded PostgreSQL's socket, unused with DATABASE_URL (default: a free port)
+  IOT_DATA_PORT    IoT Core's data plane (Publish) stand-in (default: a free port)
+  KINESIS_PORT     the ingest stream's Kinesis stand-in (default: a free port)
+                   The stand-ins listen on 127.0.0.1 only; --host moves the first three only.
   LOCAL_STATE_DIR  where everything is kept (default .local)
   DATABASE_URL     use this PostgreSQL server instead of the embedded PGlite
   MIN_KEEP_ALIVE_SECONDS  lowest MQTT keep-alive accepted (default 30, as IoT Core)
@@ -54,6 +62,17 @@ if (minKeepAlive !== undefined && (!Number.isInteger(minKeepAlive) || minKeepAli
   fail(`MIN_KEEP_ALIVE_SECONDS=${process.env.MIN_KEEP_ALIVE_SECONDS} must be a whole number of seconds ≥ 1.`);
 }
 
+// Every port checked before anything starts.
+const ports = {
+  httpPort: port('HTTP_PORT', 3000),
+  wsPort: port('WS_PORT', 3001),
+  mqttPort: port('MQTT_PORT', 8883),
+  dynamodbPort: port('DYNAMODB_PORT', 0),
+  pglitePort: port('PGLITE_PORT', 0),
+  iotDataPort: port('IOT_DATA_PORT', 0),
+  kinesisPort: port('KINESIS_PORT', 0),
+};
+
 const stateDir = resolve(process.env.LOCAL_STATE_DIR || '.local');
 const say = (line: string) => process.stdout.write(`${line}\n`);
 const showProgress = (event: ProgressEvent) => {
@@ -75,10 +94,16 @@ async function stop(signal: string): Promise<void> {
   return stopping;
 }
 
+const stopSignals = new StopSignals();
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.on(signal, () => {
-    // A second Ctrl-C while stopping means "now".
-    if (stopping) process.exit(130);
+    const decision = stopSignals.receive();
+    // The same Ctrl-C relayed by npm and tsx: the orderly stop goes on.
+    if (decision === 'ignore') return;
+    if (decision === 'exit-now') {
+      process.stderr.write(`${signal} again: exiting without finishing the stop.\n`);
+      process.exit(130);
+    }
     void stop(signal).then(() => process.exit(0), () => process.exit(1));
   });
 }
@@ -88,9 +113,7 @@ try {
   cloud = await startLocalCloud({
     stateDir,
     host: args.host,
-    httpPort: port('HTTP_PORT', 3000),
-    wsPort: port('WS_PORT', 3001),
-    mqttPort: port('MQTT_PORT', 8883),
+    ...ports,
     ...(process.env.DATABASE_URL ? { databaseUrl: process.env.DATABASE_URL } : {}),
     ...(minKeepAlive !== undefined ? { minKeepAliveSeconds: minKeepAlive } : {}),
     onProgress: showProgress,
