@@ -34,7 +34,7 @@ const robots = positiveInteger('robots', values.robots);
 const seed = positiveInteger('seed', values.seed);
 const batchSizes = values['batch-sizes'].split(',').map((size) => positiveInteger('batch-sizes', size));
 
-const { projectStream } = await import('../functions/app/project-stream.js');
+const { projectStream } = await import('../functions/adapters/stream-consumers.js');
 const { rebuildReadModels } = await import('../functions/app/rebuild-read-models.js');
 const { PgReadModelWriter } = await import('../functions/adapters/pg-read-models.js');
 const { createTestDatabase } = await import('../test/support/postgres.js');

@@ -3,7 +3,7 @@ import type { AttributeValue as LambdaAttributeValue, DynamoDBRecord } from 'aws
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { z } from 'zod';
 import { DomainEvent, LatestTelemetry, type RecordedEvent } from '../../schemas/index.js';
-import type { CommandReceipt, RobotHead } from '../app/ports.js';
+import type { CommandReceipt, RobotHead, StreamItem } from '../app/ports.js';
 import type { OutboxMark } from '../domain/outbox-order.js';
 import type { RobotState } from '../domain/robot-state.js';
 
@@ -202,10 +202,6 @@ export function fromHeadItem(item: Record<string, unknown>): RobotHead & { telem
   };
 }
 
-export type StreamItem =
-  | { readonly kind: 'event'; readonly recorded: RecordedEvent }
-  | { readonly kind: 'head'; readonly head: RobotHead & { telemetryChanged: boolean; telemetryRequestId?: string } }
-  | { readonly kind: 'ignored'; readonly why: string };
 
 /**
  * Reads one stream record (NEW_IMAGE) of the event log. Markers and removals are `ignored`; a malformed event or

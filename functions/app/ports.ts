@@ -1,3 +1,4 @@
+import type { DynamoDBRecord } from 'aws-lambda';
 import type { DomainEvent, LatestTelemetry, RecordedEvent } from '../../schemas/index.js';
 import type { OutboxMark } from '../domain/outbox-order.js';
 import type { RobotState } from '../domain/robot-state.js';
@@ -108,3 +109,12 @@ export interface EventLogReplay {
 export interface RobotCommandChannel {
   send(robotId: string, request: string, payload: unknown): Promise<void>;
 }
+
+/** An event log stream record, decoded (by the event log's adapter): an event, a head, or an item consumers skip. */
+export type StreamItem =
+  | { readonly kind: 'event'; readonly recorded: RecordedEvent }
+  | { readonly kind: 'head'; readonly head: RobotHead & { telemetryChanged: boolean; telemetryRequestId?: string } }
+  | { readonly kind: 'ignored'; readonly why: string };
+
+/** Decodes one stream record; throws, naming the problem, on a record it cannot read. */
+export type StreamRecordReader = (record: DynamoDBRecord) => StreamItem;

@@ -1,9 +1,8 @@
 import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
 import type { RecordedEvent } from '../../schemas/index.js';
-import { parseStreamRecord } from '../adapters/event-log-items.js';
 import { countInvalid, logger, metrics, MetricUnit } from '../platform/observability.js';
 import type { DeadLetter, DeadLetters } from './dead-letters.js';
-import type { EventLog } from './ports.js';
+import type { EventLog, StreamRecordReader } from './ports.js';
 import type { BatchSummary, GapFiller, ProjectionItem, ReadModelWriter } from './read-model-writer.js';
 import { describeError } from '../../lib/describe-error.js';
 
@@ -39,10 +38,16 @@ export interface ProjectionSources {
  * Without `log`, a gap is never filled (the robot waits); without `deadLetters`, a poison record is reported as the
  * batch item failure (retried).
  */
-export async function projectStream(
+export function streamProjector(readRecord: StreamRecordReader) {
+  return (event: DynamoDBStreamEvent, writer: ReadModelWriter, sources: ProjectionSources = {}) =>
+    projectStream(event, writer, sources, readRecord);
+}
+
+async function projectStream(
   event: DynamoDBStreamEvent,
   writer: ReadModelWriter,
-  sources: ProjectionSources = {},
+  sources: ProjectionSources,
+  readRecord: StreamRecordReader,
 ): Promise<DynamoDBBatchResponse> {
   const now = sources.now ?? (() => new Date());
   const items: ProjectionItem[] = [];
@@ -51,7 +56,7 @@ export async function projectStream(
   const poison: { position: number; letter: DeadLetter }[] = [];
   event.Records.forEach((record, position) => {
     try {
-      const item = parseStreamRecord(record);
+      const item = readRecord(record);
       if (item.kind === 'ignored') return;
       items.push(item);
       positions.push(position);

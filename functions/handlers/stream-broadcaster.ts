@@ -4,7 +4,7 @@ import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
 import { z } from 'zod';
 import { DynamoConnections } from '../adapters/dynamo-connections.js';
 import { ApiGatewayNotifier } from '../adapters/websocket-notifier.js';
-import { broadcastStreamBatch } from '../app/live/broadcast.js';
+import { broadcastStreamBatch } from '../adapters/stream-consumers.js';
 import { ConnectionsEnv, loadEnv } from '../platform/env.js';
 import { lambdaHandler } from '../platform/lambda.js';
 import { tracer } from '../platform/observability.js';

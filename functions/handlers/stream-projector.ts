@@ -7,7 +7,7 @@ import { JsonLinesDeadLetters } from '../adapters/file-dead-letters.js';
 import { SqsDeadLetters } from '../adapters/sqs-dead-letters.js';
 import { PgReadModelWriter, TelemetryRetentionEnv } from '../adapters/pg-read-models.js';
 import { LoggedDeadLetters } from '../app/dead-letters.js';
-import { projectStream } from '../app/project-stream.js';
+import { projectStream } from '../adapters/stream-consumers.js';
 import { createPool } from '../platform/database.js';
 import { DatabaseEnv, DeadLettersEnv, EventLogEnv, loadEnv } from '../platform/env.js';
 import { lambdaHandler } from '../platform/lambda.js';

@@ -14,7 +14,7 @@ import { LiveMessage, type AgentEvent, type TelemetrySample } from '../../schema
 import { DynamoConnections } from '../../functions/adapters/dynamo-connections.js';
 import { ApiGatewayNotifier } from '../../functions/adapters/websocket-notifier.js';
 import { executeRobotCommand } from '../../functions/app/execute-robot-command.js';
-import { broadcastStreamBatch } from '../../functions/app/live/broadcast.js';
+import { broadcastStreamBatch } from '../../functions/adapters/stream-consumers.js';
 import type { RobotCommand } from '../../functions/domain/robot-decider.js';
 import { logger, metrics } from '../../functions/platform/observability.js';
 import { lambdaContext } from '../../local/lambda-context.js';

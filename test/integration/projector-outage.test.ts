@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DynamoEventLog } from '../../functions/adapters/dynamo-event-log.js';
 import { PgReadModelWriter } from '../../functions/adapters/pg-read-models.js';
 import { executeRobotCommand } from '../../functions/app/execute-robot-command.js';
-import { projectStream } from '../../functions/app/project-stream.js';
+import { projectStream } from '../../functions/adapters/stream-consumers.js';
 import { rebuildReadModels } from '../../functions/app/rebuild-read-models.js';
 import type { RobotCommand } from '../../functions/domain/robot-decider.js';
 import { createFileDeadLetters, type FileDeadLetters } from '../../local/file-dead-letters.js';
@@ -17,6 +17,7 @@ import { PROJECTED_RECORD_PATTERNS } from '../../schemas/stream-filters.js';
 import { createTestEventLog, streamsClient } from '../support/dynamo.js';
 import { ADMIN_URL, createTestDatabase, type TestDatabase } from '../support/postgres.js';
 import { expectedAfterRebuild, readRows, snapshot } from '../support/read-model-tables.js';
+import { POLL } from '../support/poll.js';
 
 /**
  * The issue this answers: PostgreSQL was unavailable for 21 seconds, the projector set records aside after its
@@ -156,7 +157,7 @@ describe('stream projector during a PostgreSQL outage', () => {
     async () => {
       // Given robots whose history is being projected
       for (const robotId of ROBOTS) await append(robotId);
-      await vi.waitFor(async () => expect(await readRows(db.pool, 'robots')).toHaveLength(ROBOTS.length), { timeout: 20_000, interval: 100 });
+      await vi.waitFor(async () => expect(await readRows(db.pool, 'robots')).toHaveLength(ROBOTS.length), POLL);
 
       // When the read-model database refuses connections for 30 s while the robots carry on
       const appending = appendFor(OUTAGE_MS + 4_000, 100);
@@ -182,7 +183,8 @@ describe('stream projector during a PostgreSQL outage', () => {
             logEvents.map((recorded) => [recorded.event.robotId, recorded.seq, recorded.event.eventId, recorded.event.type]),
           );
         },
-        { timeout: 60_000, interval: 250 },
+        // Catching up after a 30 s outage, through the poller's retry backoff: longer than the default wait.
+        { ...POLL, timeout: 60_000 },
       );
       // with each robot as its head in the log has it
       await poller.idle({ timeoutMs: 30_000 });

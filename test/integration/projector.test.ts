@@ -9,7 +9,7 @@ import { toEventItem } from '../../functions/adapters/event-log-items.js';
 import { PgReadModelWriter } from '../../functions/adapters/pg-read-models.js';
 import type { DeadLetter, DeadLetters } from '../../functions/app/dead-letters.js';
 import { executeRobotCommand } from '../../functions/app/execute-robot-command.js';
-import { projectStream } from '../../functions/app/project-stream.js';
+import { projectStream } from '../../functions/adapters/stream-consumers.js';
 import { rebuildReadModels, type RebuildProgress } from '../../functions/app/rebuild-read-models.js';
 import type { RobotCommand } from '../../functions/domain/robot-decider.js';
 import { toRobotView } from '../../functions/domain/robot-view.js';

@@ -3,7 +3,7 @@ import { FleetMetrics, RobotView, topics } from '../../schemas/index.js';
 import { PgFleetQueries } from '../../functions/adapters/pg-fleet-queries.js';
 import { PgReadModelWriter } from '../../functions/adapters/pg-read-models.js';
 import { ingestChannelBatch, type ChannelRecord } from '../../functions/app/ingest/ingest-channel.js';
-import { projectStream } from '../../functions/app/project-stream.js';
+import { projectStream } from '../../functions/adapters/stream-consumers.js';
 import { rebuildReadModels } from '../../functions/app/rebuild-read-models.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 import { readRows, truncateReadModels } from '../support/read-model-tables.js';

@@ -6,7 +6,7 @@ import { toHeadItem } from '../../functions/adapters/event-log-items.js';
 import { PgReadModelWriter } from '../../functions/adapters/pg-read-models.js';
 import type { DeadLetter, DeadLetters } from '../../functions/app/dead-letters.js';
 import { executeRobotCommand } from '../../functions/app/execute-robot-command.js';
-import { projectStream } from '../../functions/app/project-stream.js';
+import { projectStream } from '../../functions/adapters/stream-consumers.js';
 import { rebuildReadModels } from '../../functions/app/rebuild-read-models.js';
 import type { DomainEvent } from '../../schemas/index.js';
 import type { RobotCommand } from '../../functions/domain/robot-decider.js';
@@ -17,6 +17,7 @@ import { createTestEventLog, streamsClient } from '../support/dynamo.js';
 import { FleetSimulation } from '../support/fleet-simulation.js';
 import { createTestDatabase } from '../support/postgres.js';
 import { expectedAfterRebuild, readRows, snapshot } from '../support/read-model-tables.js';
+import { POLL } from '../support/poll.js';
 
 const ROBOT = 'lekiwi-LK0001';
 const OTHER = 'xle-XL0002';
@@ -217,10 +218,10 @@ describe('event log on DynamoDB Local → stream → projector → PostgreSQL', 
     await vi.waitFor(async () => expect((await readRows(fleet.db.pool, 'robots')).map((row) => [row.robot_id, row.last_seq])).toEqual([
       [ROBOT, '1'],
       [OTHER, '1'],
-    ]), { timeout: 20_000, interval: 100 });
-    await vi.waitFor(() => expect(fleet.deadLetters.letters).toEqual([expect.objectContaining({ robotId: ROBOT, seq: 2, reason: expect.stringContaining('reason') })]));
+    ]), POLL);
+    await vi.waitFor(() => expect(fleet.deadLetters.letters).toEqual([expect.objectContaining({ robotId: ROBOT, seq: 2, reason: expect.stringContaining('reason') })]), POLL);
     // however often it is retried
-    await vi.waitFor(() => expect(retries).toBeGreaterThanOrEqual(5), { timeout: 20_000 });
+    await expect.poll(() => retries, { message: 'five retries' }).toBeGreaterThanOrEqual(5);
     expect((await readRows(fleet.db.pool, 'robot_events')).filter((event) => event.robot_id === ROBOT).map((event) => event.seq)).toEqual(['1']);
 
     // And once the item in the log is repaired, the waiting records go through and the read model is the log's
@@ -233,7 +234,7 @@ describe('event log on DynamoDB Local → stream → projector → PostgreSQL', 
         [ROBOT, '3', 'RobotRecovered'],
         [OTHER, '1', 'RobotConnected'],
       ]);
-    }, { timeout: 20_000, interval: 100 });
+    }, POLL);
     await expectRobotsAsTheLogHasThem(fleet, [ROBOT, OTHER]);
     expect(fleet.deadLetters.letters).toHaveLength(1);
     expect(onFailure).not.toHaveBeenCalled();

@@ -8,7 +8,7 @@ import { PgReadModelWriter } from '../../functions/adapters/pg-read-models.js';
 import type { DeadLetter, DeadLetters } from '../../functions/app/dead-letters.js';
 import { liveMessagesOf } from '../../functions/app/live/live-messages.js';
 import type { RobotHead } from '../../functions/app/ports.js';
-import { projectStream } from '../../functions/app/project-stream.js';
+import { projectStream } from '../../functions/adapters/stream-consumers.js';
 import { initialRobotState } from '../../functions/domain/robot-state.js';
 import type { RobotView } from '../../schemas/index.js';
 import { startStreamPoller } from '../../local/stream-poller.js';

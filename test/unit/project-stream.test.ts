@@ -6,7 +6,8 @@ import { fillGaps, findGaps, heldGaps, planBatch, robotIdsOf, type StoredRobot }
 import type { DeadLetter, DeadLetters } from '../../functions/app/dead-letters.js';
 import { executeRobotCommand } from '../../functions/app/execute-robot-command.js';
 import type { EventLog, EventPage } from '../../functions/app/ports.js';
-import { fillGapsFrom, projectStream } from '../../functions/app/project-stream.js';
+import { projectStream } from '../../functions/adapters/stream-consumers.js';
+import { fillGapsFrom } from '../../functions/app/project-stream.js';
 import type { ApplyOptions, BatchSummary, ProjectionItem, ReadModelWriter } from '../../functions/app/read-model-writer.js';
 import type { RobotCommand } from '../../functions/domain/robot-decider.js';
 import { evolve, initialRobotState } from '../../functions/domain/robot-state.js';

@@ -1,8 +1,8 @@
 import type { DynamoDBBatchResponse, DynamoDBRecord } from 'aws-lambda';
 import { WILDCARD, type LiveMessage } from '../../../schemas/index.js';
-import { parseStreamRecord } from '../../adapters/event-log-items.js';
 import { settleConcurrently } from '../../platform/concurrency.js';
 import { countInvalid, logger, metrics, MetricUnit } from '../../platform/observability.js';
+import type { StreamRecordReader } from '../ports.js';
 import type { ConnectionStore, LiveNotifier } from './ports.js';
 import { inRobotOrder, liveMessagesOf } from './live-messages.js';
 
@@ -34,12 +34,17 @@ interface Audience {
  * a malformed record is skipped (the projector sets poison records aside). Only a failed subscription lookup fails
  * the batch, from the first record it affects, so Lambda retries what could not be delivered and nothing before it.
  */
-export async function broadcastStreamBatch(
+export function streamBroadcaster(readRecord: StreamRecordReader) {
+  return (records: readonly DynamoDBRecord[], deps: BroadcastDeps) => broadcastStreamBatch(records, deps, readRecord);
+}
+
+async function broadcastStreamBatch(
   records: readonly DynamoDBRecord[],
   deps: BroadcastDeps,
+  readRecord: StreamRecordReader,
 ): Promise<DynamoDBBatchResponse> {
   metrics.addMetric('StreamRecordsRead', MetricUnit.Count, records.length);
-  const pending = readMessages(records, deps.now?.() ?? new Date());
+  const pending = readMessages(records, deps.now?.() ?? new Date(), readRecord);
   if (pending.length === 0) return { batchItemFailures: [] };
 
   const audience = await lookUpAudience(pending, deps);
@@ -51,12 +56,12 @@ export async function broadcastStreamBatch(
   return { batchItemFailures: blocked ? [{ itemIdentifier: blocked.sequenceNumber }] : [] };
 }
 
-function readMessages(records: readonly DynamoDBRecord[], now: Date): Pending[] {
+function readMessages(records: readonly DynamoDBRecord[], now: Date, readRecord: StreamRecordReader): Pending[] {
   return records.flatMap((record, recordIndex) => {
     // An empty identifier makes Lambda retry the whole batch: the safe answer for a record without one.
     const sequenceNumber = record.dynamodb?.SequenceNumber ?? '';
     try {
-      return liveMessagesOf(parseStreamRecord(record), now).map((message) => ({ recordIndex, sequenceNumber, message }));
+      return liveMessagesOf(readRecord(record), now).map((message) => ({ recordIndex, sequenceNumber, message }));
     } catch (error) {
       logger.warn('Skipped a malformed event log stream record', {
         sequenceNumber,

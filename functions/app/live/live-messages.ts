@@ -1,5 +1,5 @@
 import type { LiveMessage } from '../../../schemas/index.js';
-import type { StreamItem } from '../../adapters/event-log-items.js';
+import type { StreamItem } from '../ports.js';
 import { telemetryView } from '../../domain/latest-telemetry.js';
 import { assertNever } from '../../domain/robot-state.js';
 
