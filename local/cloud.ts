@@ -13,6 +13,7 @@ import type {
 } from 'aws-lambda';
 import pg from 'pg';
 import { CLOUD_COMMAND_TOPICS, INGEST_ACK_TOPICS, TOPIC_RULES } from '../schemas/topics.js';
+import type { ClientAction } from '../schemas/api.js';
 import { PROJECTED_RECORD_PATTERNS } from '../schemas/stream-filters.js';
 import { CertificateAuthority } from './certificate-authority.js';
 import { LOCAL_AWS, startDynamoDbLocal } from './dynamodb-local.js';
@@ -350,6 +351,11 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     );
     stops.push(() => http.stop());
 
+    // One route per client action of schemas/api.ts, as infra declares them.
+    const clientActionRoutes: Record<ClientAction, typeof functions.subscribe> = {
+      subscribe: functions.subscribe,
+      unsubscribe: functions.unsubscribe,
+    };
     const ws: WebSocketGateway = await step('WebSocket gateway (+ @connections)', () =>
       startWebSocketGateway({
         port: wsPort,
@@ -357,7 +363,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
         authorizer: functions.authorizer,
         connect: functions.connect,
         disconnect: functions.disconnect,
-        routes: { subscribe: functions.subscribe, unsubscribe: functions.unsubscribe, $default: functions.wsDefault },
+        routes: { ...clientActionRoutes, $default: functions.wsDefault },
         log,
       }),
     );

@@ -198,8 +198,12 @@ export const ClientMessage = z.discriminatedUnion('action', [
   z.object({ action: z.literal('unsubscribe'), robotIds: SubscriptionIds }).strict(),
 ]);
 export type ClientMessage = z.infer<typeof ClientMessage>;
-/** The WebSocket API's message routes (`action`); anything else reaches `$default`, which lists these. */
-export const CLIENT_ACTIONS = ClientMessage.options.map((option) => option.shape.action.value);
+export type ClientAction = ClientMessage['action'];
+/**
+ * The WebSocket API's message routes (`action`), each a route key infra declares and the local gateway routes on;
+ * anything else reaches `$default`, which lists these.
+ */
+export const CLIENT_ACTIONS: readonly ClientAction[] = ClientMessage.options.map((option) => option.shape.action.value);
 
 /**
  * One push per domain event, and one `RobotTelemetry` per sample whose `data` is the robot's whole latest telemetry

@@ -28,6 +28,7 @@ import { PROJECTED_RECORD_PATTERNS } from '../../schemas/stream-filters.js';
 import { CLOUD_COMMAND_TOPICS } from '../../schemas/topics.js';
 import { DB_NAME, DB_PORT, DB_USER } from './stateful-stack.js';
 import { HTTP_ROUTE_KEYS, splitRouteKey } from '../../schemas/routes.js';
+import { CLIENT_ACTIONS, type ClientAction } from '../../schemas/api.js';
 
 export const MIGRATIONS_DIR = path.join(REPO_ROOT, 'functions', 'migrations');
 export const WEBSOCKET_STAGE = 'live';
@@ -128,14 +129,15 @@ export class ApiStack extends Stack {
       },
       disconnectRouteOptions: { integration: new WebSocketLambdaIntegration('Disconnect', wsDisconnect) },
     });
-    this.webSocketApi.addRoute('subscribe', {
-      integration: new WebSocketLambdaIntegration('Subscribe', wsSubscribe),
-      returnResponse: true,
-    });
-    this.webSocketApi.addRoute('unsubscribe', {
-      integration: new WebSocketLambdaIntegration('Unsubscribe', wsUnsubscribe),
-      returnResponse: true,
-    });
+    // One route per client action of schemas/api.ts: a new action does not compile until it has its function here.
+    const actionFunctions: Record<ClientAction, lambda.IFunction> = { subscribe: wsSubscribe, unsubscribe: wsUnsubscribe };
+    for (const action of CLIENT_ACTIONS) {
+      const id = `${action[0]!.toUpperCase()}${action.slice(1)}`;
+      this.webSocketApi.addRoute(action, {
+        integration: new WebSocketLambdaIntegration(id, actionFunctions[action]),
+        returnResponse: true,
+      });
+    }
     // Any other action: without $default API Gateway answers a bare "Forbidden"; this one lists the actions.
     const wsDefault = add('WsDefault', new AppFunction(this, 'WsDefault', { handler: 'ws-default', description: 'Answers an unknown WebSocket action with the actions that exist' }));
     this.webSocketApi.addRoute('$default', {
