@@ -4,7 +4,7 @@ import {
   UpdateTimeToLiveCommand,
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
-import { CONNECTIONS_TABLE, createTableKeys, EVENT_LOG_TABLE } from '../schemas/tables.js';
+import { CONNECTIONS_TABLE, createTableKeys, EVENT_LOG_TABLE, FACTORY_TABLE } from '../schemas/tables.js';
 
 /** The tables infra/stacks/stateful-stack.ts declares, from the same keys (schemas/tables.ts), for DynamoDB Local. */
 export async function createEventLogTable(client: DynamoDBClient, tableName: string): Promise<string> {
@@ -35,5 +35,14 @@ export async function createConnectionsTable(client: DynamoDBClient, tableName: 
       TableName: tableName,
       TimeToLiveSpecification: { AttributeName: CONNECTIONS_TABLE.timeToLiveAttribute, Enabled: true },
     }),
+  );
+}
+
+/** The local cloud's factory table (in AWS: the stateful stack's, named in its outputs). */
+export const LOCAL_FACTORY_TABLE = 'heartbeat-factory';
+
+export async function createFactoryTable(client: DynamoDBClient, tableName: string): Promise<void> {
+  await client.send(
+    new CreateTableCommand({ TableName: tableName, BillingMode: 'PAY_PER_REQUEST', ...createTableKeys(FACTORY_TABLE) }),
   );
 }

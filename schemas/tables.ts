@@ -31,6 +31,16 @@ export const CONNECTIONS_TABLE = {
   timeToLiveAttribute: 'expiresAt',
 } as const satisfies TableKeys;
 
+/**
+ * The factory's allow-list (`pk`/`sk`, functions/adapters/dynamo-factory-registry.ts): a serial's record
+ * (`serial#<serial>`, `record`), its batch (`batch#<batchId>`, `batch`: model, allowance, claimed) and the batch's
+ * members (`batch#<batchId>`, `serial#<serial>`), so a batch lists without a Scan.
+ */
+export const FACTORY_TABLE = {
+  partitionKey: { name: 'pk', type: 'S' },
+  sortKey: { name: 'sk', type: 'S' },
+} as const satisfies TableKeys;
+
 /** The keys in the shape of DynamoDB's CreateTable (`KeySchema`, `AttributeDefinitions`). */
 export function createTableKeys(table: TableKeys) {
   return {

@@ -39,6 +39,8 @@ export type DatabaseEnv = z.infer<typeof DatabaseEnv>;
 
 export const EventLogEnv = z.object({ EVENT_LOG_TABLE: z.string().min(1) });
 export const ConnectionsEnv = z.object({ CONNECTIONS_TABLE: z.string().min(1) });
+/** The factory's allow-list of serials (issue 11), read and claimed by the pre-provisioning hook. */
+export const FactoryEnv = z.object({ FACTORY_TABLE: z.string().min(1) });
 
 /**
  * Where commands to robots are published: the account's IoT data endpoint (`xxxx-ats.iot.<region>.amazonaws.com`,

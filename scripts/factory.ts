@@ -1,0 +1,295 @@
+/**
+ * The factory CLI (issue 11): the allow-list of serials the pre-provisioning hook admits.
+ *
+ *   npm run factory -- register --batch B --model lekiwi --serials LK0001,LK0002 [--allowance N]
+ *   npm run factory -- register --batch B --model lekiwi --csv serials.csv
+ *   npm run factory -- status --batch B [--json]
+ *   npm run factory -- retire --serial LK0001
+ *
+ * Where the table is: `--endpoint`/`--table` when given; else the running local cloud's DynamoDB (its
+ * `<LOCAL_STATE_DIR>/endpoints.json`, the table created on first use); else AWS with the usual credential chain and
+ * `--table` or FACTORY_TABLE (the stateful stack's factory table).
+ */
+import { readFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { DescribeTableCommand, DynamoDBClient, ResourceNotFoundException } from '@aws-sdk/client-dynamodb';
+import { BatchId, RobotModel, Serial, type FactoryRecord } from '../schemas/index.js';
+import { DynamoFactoryRegistry } from '../functions/adapters/dynamo-factory-registry.js';
+import {
+  registerSerials,
+  SerialListError,
+  serialsFromCsv,
+  serialsFromList,
+  validateSerials,
+} from '../functions/app/provisioning/register-serials.js';
+import { LOCAL_AWS } from '../local/dynamodb-local.js';
+import { createFactoryTable, LOCAL_FACTORY_TABLE } from '../local/tables.js';
+
+const USAGE = `Usage: npm run factory -- <command> [options]
+
+Commands:
+  register --batch <id> --model <${RobotModel.options.join('|')}> (--serials a,b,c | --csv <file>) [--allowance <n>]
+      Adds serials to the allow-list (again: nothing changes). The batch's allowance (the most robots its claim
+      certificate admits) is its number of serials, unless --allowance fixes it.
+  status --batch <id> [--json]
+      Each serial of the batch: state, thing name, certificate, last refusal.
+  retire --serial <serial>
+      The serial is never admitted again.
+
+Where: --endpoint <DynamoDB URL> --table <name>; default the running local cloud (LOCAL_STATE_DIR, default .local),
+else AWS (credentials from the environment) with --table or FACTORY_TABLE.`;
+
+class UsageError extends Error {}
+class FactoryError extends Error {}
+
+interface Target {
+  readonly client: DynamoDBClient;
+  readonly tableName: string;
+  readonly where: string;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        batch: { type: 'string' },
+        model: { type: 'string' },
+        serials: { type: 'string' },
+        csv: { type: 'string' },
+        allowance: { type: 'string' },
+        serial: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        endpoint: { type: 'string' },
+        table: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const [command, ...extra] = positionals;
+  if (!command) throw new UsageError('Give a command: register, status or retire.');
+  if (extra.length > 0) throw new UsageError(`Unexpected argument ${extra[0]}.`);
+
+  switch (command) {
+    case 'register': {
+      const batchId = required(BatchId, values.batch, '--batch');
+      const model = required(RobotModel, values.model, '--model');
+      if ((values.serials === undefined) === (values.csv === undefined)) throw new UsageError('Give either --serials or --csv.');
+      const allowance = values.allowance === undefined ? undefined : Number(values.allowance);
+      if (allowance !== undefined && (!Number.isInteger(allowance) || allowance < 0)) {
+        throw new UsageError('--allowance must be a whole number ≥ 0.');
+      }
+      const entries =
+        values.serials !== undefined
+          ? serialsFromList(values.serials)
+          : serialsFromCsv(await readCsv(values.csv!), basename(values.csv!), model);
+      const serials = validateSerials(entries);
+      const target = await resolveTarget(values);
+      return register(target, { batchId, model, serials, allowance });
+    }
+    case 'status': {
+      const batchId = required(BatchId, values.batch, '--batch');
+      return status(await resolveTarget(values), batchId, values.json ?? false);
+    }
+    case 'retire': {
+      const serial = required(Serial, values.serial, '--serial');
+      return retire(await resolveTarget(values), serial);
+    }
+    default:
+      throw new UsageError(`Unknown command ${command}: use register, status or retire.`);
+  }
+}
+
+async function register(
+  target: Target,
+  request: { batchId: string; model: RobotModel; serials: string[]; allowance: number | undefined },
+): Promise<number> {
+  const registry = new DynamoFactoryRegistry(target);
+  process.stderr.write(`Registering ${request.serials.length} serials in batch ${request.batchId} (${target.where})…\n`);
+  const progress = progressPrinter(request.serials.length);
+  const report = await registerSerials(registry, { ...request, now: () => new Date(), onProgress: progress });
+  const batch = report.batch;
+  process.stdout.write(
+    `Batch ${request.batchId} (${request.model}): ${report.registered.length} registered, ${report.unchanged.length} already registered, ` +
+      `${report.conflicts.length} conflicting, ${report.failed.length} failed.\n`,
+  );
+  for (const { serial, problem } of report.conflicts) process.stdout.write(`  conflict  ${serial}: ${problem}\n`);
+  for (const { serial, error } of report.failed) process.stdout.write(`  failed    ${serial}: ${error}\n`);
+  if (batch) {
+    process.stdout.write(
+      `Allowance ${batch.allowance} robots (${batch.allowanceFixed ? 'fixed' : 'follows the registered serials'}), ` +
+        `${batch.registered} serials registered, ${batch.claimed} claimed.\n`,
+    );
+  }
+  if (report.failed.length > 0) process.stdout.write('Run the same command again to retry the failed serials.\n');
+  return report.conflicts.length > 0 || report.failed.length > 0 ? 1 : 0;
+}
+
+async function status(target: Target, batchId: string, json: boolean): Promise<number> {
+  const registry = new DynamoFactoryRegistry(target);
+  const batch = await registry.readBatch(batchId);
+  if (!batch) throw new FactoryError(`Batch ${batchId} is not registered (${target.where}).`);
+  const records: FactoryRecord[] = [];
+  for await (const record of registry.listBatch(batchId)) records.push(record);
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ batch, serials: records }, null, 2)}\n`);
+    return 0;
+  }
+  const counts = { registered: 0, provisioned: 0, retired: 0, refused: 0 };
+  for (const record of records) {
+    counts[record.state]++;
+    if (record.lastRefusal) counts.refused++;
+  }
+  process.stdout.write(
+    `Batch ${batchId} (${batch.model}): ${records.length} serials — ${counts.registered} registered, ${counts.provisioned} provisioned, ` +
+      `${counts.retired} retired; ${counts.refused} with a refusal. Allowance ${batch.allowance}, claimed ${batch.claimed}.\n`,
+  );
+  const rows = records.map((record) => [
+    record.serial,
+    record.thingName,
+    record.state,
+    record.certificateId ? `${record.certificateId.slice(0, 12)}…` : '-',
+    record.lastRefusal ? `${record.lastRefusal.reason} at ${record.lastRefusal.at}` : '-',
+  ]);
+  process.stdout.write(table([['SERIAL', 'THING', 'STATE', 'CERTIFICATE', 'LAST REFUSAL'], ...rows]));
+  return 0;
+}
+
+async function retire(target: Target, serial: string): Promise<number> {
+  const registry = new DynamoFactoryRegistry(target);
+  const outcome = await registry.retire(serial, new Date());
+  switch (outcome.status) {
+    case 'unknown-serial':
+      throw new FactoryError(`Serial ${serial} is not registered (${target.where}).`);
+    case 'already-retired':
+      process.stdout.write(`Serial ${serial} (${outcome.record.thingName}) was already retired on ${outcome.record.retiredAt}.\n`);
+      return 0;
+    case 'retired':
+      process.stdout.write(
+        `Retired ${serial} (${outcome.record.thingName}): the pre-provisioning hook admits it no more.` +
+          (outcome.record.certificateId ? ` Its certificate ${outcome.record.certificateId} is still as it was.` : '') +
+          '\n',
+      );
+      return 0;
+  }
+}
+
+function required<T>(schema: { safeParse(value: unknown): { success: true; data: T } | { success: false; error: { issues: { message: string }[] } } }, value: string | undefined, flag: string): T {
+  if (value === undefined) throw new UsageError(`${flag} is required.`);
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new UsageError(`${flag} ${value}: ${parsed.error.issues[0]?.message ?? 'invalid'}.`);
+  return parsed.data;
+}
+
+async function readCsv(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    throw new FactoryError(`Cannot read the CSV ${file}: ${(error as Error).message}`);
+  }
+}
+
+/** The explicit endpoint, else the running local cloud's DynamoDB, else AWS. */
+async function resolveTarget(values: { endpoint?: string | undefined; table?: string | undefined }): Promise<Target> {
+  if (values.endpoint) {
+    const tableName = values.table ?? process.env.FACTORY_TABLE ?? LOCAL_FACTORY_TABLE;
+    const client = new DynamoDBClient({ ...awsOrLocalConfig(), endpoint: values.endpoint });
+    await ensureTable(client, tableName, values.endpoint, { create: false });
+    return { client, tableName, where: `table ${tableName} at ${values.endpoint}` };
+  }
+  const stateDir = resolve(process.env.LOCAL_STATE_DIR || '.local');
+  const local = await localEndpoint(join(stateDir, 'endpoints.json'));
+  if (local) {
+    const tableName = values.table ?? LOCAL_FACTORY_TABLE;
+    const client = new DynamoDBClient({ ...LOCAL_AWS, endpoint: local });
+    await ensureTable(client, tableName, local, { create: true });
+    return { client, tableName, where: `local cloud, table ${tableName} at ${local}` };
+  }
+  const tableName = values.table ?? process.env.FACTORY_TABLE;
+  if (!tableName) {
+    throw new FactoryError(
+      `No local cloud is running (no ${join(stateDir, 'endpoints.json')}) and no factory table is named: ` +
+        'start it (npm start), or pass --table <name> (or set FACTORY_TABLE) with AWS credentials in the environment.',
+    );
+  }
+  const client = new DynamoDBClient({});
+  await ensureTable(client, tableName, 'AWS', { create: false });
+  return { client, tableName, where: `table ${tableName} in AWS` };
+}
+
+function awsOrLocalConfig() {
+  return process.env.AWS_ACCESS_KEY_ID ? {} : LOCAL_AWS;
+}
+
+async function localEndpoint(file: string): Promise<string | undefined> {
+  const text = await readFile(file, 'utf8').catch(() => undefined);
+  if (!text) return undefined;
+  try {
+    const endpoints = JSON.parse(text) as { dynamodbEndpoint?: unknown };
+    return typeof endpoints.dynamodbEndpoint === 'string' ? endpoints.dynamodbEndpoint : undefined;
+  } catch {
+    throw new FactoryError(`${file} is not JSON: is the local cloud starting? Try again once it says Ready.`);
+  }
+}
+
+async function ensureTable(client: DynamoDBClient, tableName: string, where: string, options: { create: boolean }): Promise<void> {
+  try {
+    await client.send(new DescribeTableCommand({ TableName: tableName }));
+  } catch (error) {
+    if (error instanceof ResourceNotFoundException) {
+      if (!options.create) throw new FactoryError(`The factory table ${tableName} does not exist at ${where}.`);
+      await createFactoryTable(client, tableName).catch((createError: Error) => {
+        if (createError.name !== 'ResourceInUseException') throw createError;
+      });
+      return;
+    }
+    throw new FactoryError(`Cannot reach DynamoDB at ${where}: ${(error as Error).message || (error as Error).name}`, { cause: error });
+  }
+}
+
+/** Progress on stderr: a live counter on a terminal, a line per tenth otherwise (logs of a factory line's CI). */
+function progressPrinter(total: number): (progress: { done: number; total: number }) => void {
+  const step = Math.max(1, Math.ceil(total / 10));
+  const tty = process.stderr.isTTY;
+  return ({ done }) => {
+    if (tty) {
+      process.stderr.write(`\r  ${done}/${total}`);
+      if (done === total) process.stderr.write('\n');
+    } else if (done % step === 0 || done === total) {
+      process.stderr.write(`  ${done}/${total}\n`);
+    }
+  };
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  return rows.map((row) => `${row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()}\n`).join('');
+}
+
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} catch (error) {
+  if (error instanceof UsageError) {
+    process.stderr.write(`${error.message}\n\n${USAGE}\n`);
+    process.exitCode = 2;
+  } else if (error instanceof SerialListError) {
+    process.stderr.write(`Nothing registered:\n${error.problems.map((problem) => `  ${problem}`).join('\n')}\n`);
+    process.exitCode = 2;
+  } else if (error instanceof FactoryError) {
+    process.stderr.write(`${error.message}\n`);
+    process.exitCode = 1;
+  } else {
+    process.stderr.write(`factory: ${(error as Error).stack ?? String(error)}\n`);
+    process.exitCode = 1;
+  }
+}
