@@ -14,6 +14,8 @@
  * - 69 EX_UNAVAILABLE: the endpoint could not be reached (DNS, refused, no route, no answer) or the cause is unknown.
  */
 
+import { assertNever } from '../../lib/assert-never.js';
+
 export type ConnectionProblem =
   /** The TLS context could not be built from certificateFile / privateKeyFile / caFile. */
   | 'credentials'
@@ -127,6 +129,3 @@ export function afterFirstConnectionFailure(input: {
   return { giveUp: false, waitMs: Math.min(delayMs, remaining) };
 }
 
-function assertNever(value: never): never {
-  throw new Error(`unexpected value: ${JSON.stringify(value)}`);
-}

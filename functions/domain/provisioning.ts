@@ -6,6 +6,7 @@ import {
   type RobotId,
   type RobotModel,
 } from '../../schemas/index.js';
+import { assertNever } from '../../lib/assert-never.js';
 
 /**
  * The pre-provisioning hook's decision: may this certificate be registered as this serial's robot?
@@ -77,6 +78,3 @@ export function admit(
   }
 }
 
-function assertNever(value: never): never {
-  throw new Error(`Unhandled factory state ${String(value)}`);
-}

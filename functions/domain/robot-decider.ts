@@ -1,7 +1,8 @@
 import type { AgentEvent, DomainEvent, EventOf, LifecycleEvent, TelemetrySample } from '../../schemas/index.js';
 import { ALERT_THRESHOLDS, alertChange } from './alerts.js';
 import { orderPresence } from './presence.js';
-import { assertNever, evolve, teleoperationConfirmed, type RobotState } from './robot-state.js';
+import { assertNever } from '../../lib/assert-never.js';
+import { evolve, teleoperationConfirmed, type RobotState } from './robot-state.js';
 
 /**
  * Commands a robot's decider accepts. Ids and times come in as data (the decider has no clock and no random ids),

@@ -1,5 +1,6 @@
 import { modelOf, type AlertSeverity, type DomainEvent, type RobotModel, type TelemetryMetric } from '../../schemas/index.js';
 import type { PresenceMark } from './presence.js';
+import { assertNever } from '../../lib/assert-never.js';
 
 export interface ActiveAlert {
   readonly severity: AlertSeverity;
@@ -175,6 +176,3 @@ export function fold(state: RobotState, events: readonly DomainEvent[]): RobotSt
   return events.reduce(evolve, state);
 }
 
-export function assertNever(value: never): never {
-  throw new Error(`Unhandled case: ${JSON.stringify(value)}`);
-}

@@ -1,7 +1,7 @@
 import type { LiveMessage } from '../../../schemas/index.js';
 import type { StreamItem } from '../ports.js';
 import { telemetryView } from '../../domain/latest-telemetry.js';
-import { assertNever } from '../../domain/robot-state.js';
+import { assertNever } from '../../../lib/assert-never.js';
 
 /**
  * What the dashboard is told about one item of the event log: each domain event as it was recorded, and each new

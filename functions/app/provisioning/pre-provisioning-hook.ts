@@ -10,6 +10,7 @@ import {
 import { admit } from '../../domain/provisioning.js';
 import type { EventLog } from '../ports.js';
 import type { FactoryRegistry } from './factory-registry.js';
+import { assertNever } from '../../../lib/assert-never.js';
 
 /**
  * The pre-provisioning hook (AWS IoT calls it on every RegisterThing of the fleet provisioning template; the local
@@ -184,6 +185,3 @@ async function remember(deps: HookDependencies, serial: string, reason: HookRefu
   await deps.registry.recordRefusal(serial, { reason, certificateId, at: deps.now().toISOString() }).catch(() => undefined);
 }
 
-function assertNever(value: never): never {
-  throw new Error(`Unhandled claim outcome ${JSON.stringify(value)}`);
-}
