@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server } from 'node:net';
 import type { Context } from 'aws-lambda';
+import { describeError } from '../lib/describe-error.js';
 
 /**
  * Small pieces the local HTTP and WebSocket gateways share: their log callback, reading a request body under
@@ -92,9 +93,8 @@ export async function invokeWithTimeout<TEvent, TResult>(
 }
 
 /** An error as a log detail: name and message, and the stack for the ones we did not expect. */
-export function describeError(error: unknown): Record<string, unknown> {
-  if (!(error instanceof Error)) return { error: String(error) };
-  return { error: `${error.name}: ${error.message}`, stack: error.stack };
+export function errorFields(error: unknown): Record<string, unknown> {
+  return { error: describeError(error), ...(error instanceof Error ? { stack: error.stack } : {}) };
 }
 
 /** `12/Mar/2020:19:03:58 +0000`, the format of API Gateway's `requestTime`. */

@@ -5,7 +5,7 @@ import { matchRoute } from '../functions/app/http/route-match.js';
 import {
   BodyTooLarge,
   defaultGatewayLog,
-  describeError,
+  errorFields,
   hostUrl,
   IntegrationTimeout,
   invokeWithTimeout,
@@ -115,7 +115,7 @@ export async function startHttpGateway(options: HttpGatewayOptions): Promise<Htt
 
   const server = createServer((request, response) => {
     handle(request, response).catch((error: unknown) => {
-      log({ level: 'error', message: 'HTTP gateway failed on a request', url: request.url, ...describeError(error) });
+      log({ level: 'error', message: 'HTTP gateway failed on a request', url: request.url, ...errorFields(error) });
       sendJson(response, 500, INTERNAL_ERROR);
     });
   });
@@ -208,7 +208,7 @@ export async function startHttpGateway(options: HttpGatewayOptions): Promise<Htt
     } catch (error) {
       const timedOut = error instanceof IntegrationTimeout;
       sendJson(response, timedOut ? 503 : 500, timedOut ? SERVICE_UNAVAILABLE : INTERNAL_ERROR, { 'apigw-requestid': requestId });
-      answered(timedOut ? 503 : 500, match.routeKey, { integrationError: describeError(error) });
+      answered(timedOut ? 503 : 500, match.routeKey, { integrationError: errorFields(error) });
       return;
     }
 

@@ -24,6 +24,7 @@ import {
   partitionKeyOf,
   topicMatches,
 } from './topic-rules.js';
+import { describeError } from '../lib/describe-error.js';
 
 /**
  * The local stand-in for AWS IoT Core's message broker, thing policy and rules engine: aedes (MQTT 3.1.1) behind a
@@ -188,7 +189,7 @@ export async function startIotBroker(options: IotBrokerOptions): Promise<IotBrok
           done(null, true);
         },
         (error: unknown) => {
-          log({ level: 'error', message: 'The thing registry could not be read', error: errorMessage(error) });
+          log({ level: 'error', message: 'The thing registry could not be read', error: describeError(error) });
           refuse('the thing registry could not be read', { certificateId }, SERVER_UNAVAILABLE);
         },
       );
@@ -351,7 +352,7 @@ export async function startIotBroker(options: IotBrokerOptions): Promise<IotBrok
     void route(topic, payload, undefined, { lifecycle: true }).catch(() => undefined);
     track(
       publishPacket(topic, payload, { routed: true }).catch((error: unknown) =>
-        log({ level: 'error', message: 'Lifecycle event not published', clientId: event.clientId, error: errorMessage(error) }),
+        log({ level: 'error', message: 'Lifecycle event not published', clientId: event.clientId, error: describeError(error) }),
       ),
     );
   }
@@ -379,7 +380,7 @@ export async function startIotBroker(options: IotBrokerOptions): Promise<IotBrok
             message: 'A rule could not put the message into its stream: no PUBACK, disconnecting',
             clientId: client.id,
             topic: packet.topic,
-            error: errorMessage(error),
+            error: describeError(error),
           });
         }
         callback(error instanceof Error ? error : new Error(String(error)));
@@ -458,7 +459,7 @@ export async function startIotBroker(options: IotBrokerOptions): Promise<IotBrok
         rule: name,
         topic,
         partitionKey,
-        error: errorMessage(error),
+        error: describeError(error),
       });
       throw error;
     });
@@ -605,7 +606,7 @@ function refuseOversizedPackets(client: Client, onRefused: () => void): void {
 class EarlierPutFailed extends Error {
   override readonly name = 'EarlierPutFailed';
   constructor(partitionKey: string, cause: unknown) {
-    super(`an earlier message with partition key "${partitionKey}" was not put (${errorMessage(cause)})`, { cause });
+    super(`an earlier message with partition key "${partitionKey}" was not put (${describeError(cause)})`, { cause });
   }
 }
 
@@ -632,10 +633,6 @@ async function waitForClockPast(version: number, log: (entry: BrokerLogEntry) =>
     }
     await new Promise((resolve) => setTimeout(resolve, Math.min(1000 - (Date.now() % 1000) + 5, 250)));
   }
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 function defaultLog(entry: BrokerLogEntry): void {

@@ -14,6 +14,7 @@
  * `health()` reports every part (`{ name, status: 'up' | 'restarting' | 'down', restarts, lastError? }`) for the
  * local cloud's `GET /health`.
  */
+import { describeError } from '../lib/describe-error.js';
 
 export type PartStatus = 'up' | 'restarting' | 'down';
 
@@ -172,7 +173,7 @@ export class Supervisor {
           watch(next);
           return;
         } catch (error) {
-          lastError = `${name} could not be restarted: ${errorMessage(error)}`;
+          lastError = `${name} could not be restarted: ${describeError(error)}`;
           this.log({ level: 'error', message: lastError, part: name });
         }
       }
@@ -215,10 +216,10 @@ export class Supervisor {
       } catch (error) {
         if (stopped || this.stopping) return health();
         failures++;
-        lastError = `${name} failed a health check: ${errorMessage(error)}`;
+        lastError = `${name} failed a health check: ${describeError(error)}`;
         if (failures >= failuresBeforeDown) {
           status = 'down';
-          const message = `${name} stopped working: ${failures} health checks in a row failed (last: ${errorMessage(error)}). ${advice}`;
+          const message = `${name} stopped working: ${failures} health checks in a row failed (last: ${describeError(error)}). ${advice}`;
           this.log({ level: 'error', message, part: name });
           this.fatal(message, health());
         } else {
@@ -268,10 +269,6 @@ function withTimeout<T>(work: Promise<T>, ms: number, message: string): Promise<
       timer = setTimeout(() => reject(new Error(message)), ms);
     }),
   ]).finally(() => clearTimeout(timer));
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 function defaultLog(entry: SupervisorLogEntry): void {

@@ -12,7 +12,7 @@ import {
   apiGatewayTime,
   BodyTooLarge,
   defaultGatewayLog,
-  describeError,
+  errorFields,
   hostUrl,
   IntegrationTimeout,
   invokeWithTimeout,
@@ -199,7 +199,7 @@ export async function startWebSocketGateway(options: WebSocketGatewayOptions): P
   const sockets = new WebSocketServer({ noServer: true, maxPayload: maxMessageBytes, perMessageDeflate: false });
   const server = createServer((request, response) => {
     handleHttp(request, response).catch((error: unknown) => {
-      log({ level: 'error', message: 'WebSocket gateway failed on an HTTP request', url: request.url, ...describeError(error) });
+      log({ level: 'error', message: 'WebSocket gateway failed on an HTTP request', url: request.url, ...errorFields(error) });
       sendJson(response, 500, { message: 'Internal server error' });
     });
   });
@@ -208,7 +208,7 @@ export async function startWebSocketGateway(options: WebSocketGatewayOptions): P
     socket.on('error', () => undefined);
     upgrade(request, socket, head).catch((error: unknown) => {
       const refusal = error instanceof Refusal ? error : new Refusal(500, 'the gateway failed');
-      if (!(error instanceof Refusal)) log({ level: 'error', message: 'WebSocket upgrade failed', ...describeError(error) });
+      if (!(error instanceof Refusal)) log({ level: 'error', message: 'WebSocket upgrade failed', ...errorFields(error) });
       refuse(socket, refusal.statusCode);
     });
   });
@@ -261,7 +261,7 @@ export async function startWebSocketGateway(options: WebSocketGatewayOptions): P
       try {
         result = await invokeWithTimeout(options.connect, event, lambdaContext('ws-connect', integrationTimeoutMs), integrationTimeoutMs);
       } catch (error) {
-        log({ level: 'error', message: '$connect failed', connectionId, ...describeError(error) });
+        log({ level: 'error', message: '$connect failed', connectionId, ...errorFields(error) });
         throw new Refusal(500, '$connect failed');
       }
       const statusCode = statusOf(result) ?? 200;
@@ -306,7 +306,7 @@ export async function startWebSocketGateway(options: WebSocketGatewayOptions): P
         log({ level: 'info', message: 'WebSocket connection refused: Unauthorized', connectionId });
         throw new Refusal(401, 'Unauthorized');
       }
-      log({ level: 'error', message: 'The $connect authorizer failed', connectionId, ...describeError(error) });
+      log({ level: 'error', message: 'The $connect authorizer failed', connectionId, ...errorFields(error) });
       throw new Refusal(500, 'authorizer failed');
     }
     const verdict = policyVerdict(result, event.methodArn);
@@ -334,7 +334,7 @@ export async function startWebSocketGateway(options: WebSocketGatewayOptions): P
       connection.lastActiveAt = Date.now();
       idle.refresh();
       message(connection, data, isBinary).catch((error: unknown) =>
-        log({ level: 'error', message: 'WebSocket message handling failed', connectionId: id, ...describeError(error) }),
+        log({ level: 'error', message: 'WebSocket message handling failed', connectionId: id, ...errorFields(error) }),
       );
     });
     // ws reports protocol errors (such as a message over maxPayload, closed with 1009) here before it closes.
@@ -367,7 +367,7 @@ export async function startWebSocketGateway(options: WebSocketGatewayOptions): P
       result = await invokeWithTimeout(route.handler, event, lambdaContext(functionName, integrationTimeoutMs), integrationTimeoutMs);
     } catch (error) {
       const timedOut = error instanceof IntegrationTimeout;
-      log({ level: 'error', message: `WebSocket route ${routeKey} failed`, connectionId: connection.id, ...describeError(error) });
+      log({ level: 'error', message: `WebSocket route ${routeKey} failed`, connectionId: connection.id, ...errorFields(error) });
       reply(
         connection,
         JSON.stringify({
@@ -436,7 +436,7 @@ export async function startWebSocketGateway(options: WebSocketGatewayOptions): P
     const handler = options.disconnect;
     const pending = invokeWithTimeout(handler, event, lambdaContext('ws-disconnect', integrationTimeoutMs), integrationTimeoutMs)
       .then(() => undefined)
-      .catch((error: unknown) => log({ level: 'error', message: '$disconnect failed', connectionId: connection.id, ...describeError(error) }))
+      .catch((error: unknown) => log({ level: 'error', message: '$disconnect failed', connectionId: connection.id, ...errorFields(error) }))
       .finally(() => pendingDisconnects.delete(pending));
     pendingDisconnects.add(pending);
   }

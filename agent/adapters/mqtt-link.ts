@@ -9,6 +9,7 @@ import {
   type ConnectionProblem,
 } from '../core/connection-failure.js';
 import { silentLog, type Logger } from './json-log.js';
+import { describeError } from '../../lib/describe-error.js';
 
 /**
  * The agent's one connection to AWS IoT Core: MQTT 3.1.1 over mTLS through AWS's own client (aws-crt, the C MQTT
@@ -84,7 +85,7 @@ export class LinkGaveUpError extends LinkError {
     readonly attempts: number,
     options: { cause: unknown },
   ) {
-    super(`cannot connect (${problem}) after ${attempts} attempt(s): ${describe(options.cause)}; ${check}`, options);
+    super(`cannot connect (${problem}) after ${attempts} attempt(s): ${describeError(options.cause)}; ${check}`, options);
     this.exitCode = exitCodeFor(problem);
   }
 }
@@ -180,7 +181,7 @@ export class MqttLink extends EventEmitter<LinkEvents> implements Link {
     try {
       await connection.publish(topic, payload, qos === 1 ? mqtt.QoS.AtLeastOnce : mqtt.QoS.AtMostOnce);
     } catch (error) {
-      throw new LinkError(`publish to ${topic} failed: ${describe(error)}`, { cause: error });
+      throw new LinkError(`publish to ${topic} failed: ${describeError(error)}`, { cause: error });
     }
   }
 
@@ -318,7 +319,7 @@ export class MqttLink extends EventEmitter<LinkEvents> implements Link {
     try {
       granted = await connection.subscribe(filter, mqtt.QoS.AtLeastOnce, (topic, payload) => this.deliver(filter, topic, payload));
     } catch (error) {
-      throw new LinkError(`subscribe to ${filter} failed: ${describe(error)}`, { cause: error });
+      throw new LinkError(`subscribe to ${filter} failed: ${describeError(error)}`, { cause: error });
     }
     if (Number(granted.qos) === SUBACK_FAILURE) throw new LinkError(`the broker refused the subscription to ${filter}`);
     this.log.debug('subscribed', { filter, qos: granted.qos });
@@ -379,18 +380,6 @@ export class MqttLink extends EventEmitter<LinkEvents> implements Link {
 /** aws-crt rejects with plain strings or CrtError objects; the log wants an Error with a message. */
 function toError(error: unknown): Error {
   if (error instanceof Error) return error;
-  return new LinkError(describe(error));
+  return new LinkError(describeError(error));
 }
 
-function describe(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  if (typeof error === 'string') return error;
-  const fields = error as { error_name?: unknown; message?: unknown; code?: unknown } | undefined;
-  if (typeof fields?.error_name === 'string') return fields.error_name;
-  if (typeof fields?.message === 'string') return fields.message;
-  try {
-    return JSON.stringify(error);
-  } catch {
-    return String(error);
-  }
-}
