@@ -6,10 +6,9 @@ import type { FleetQueries } from '../../functions/app/http/fleet-queries.js';
 import { createHttpApi } from '../../functions/app/http/http-api.js';
 import { ROUTE_KEYS } from '../../functions/app/http/routes.js';
 import type { RobotCommandChannel } from '../../functions/app/ports.js';
-import { evolve, initialRobotState } from '../../functions/domain/robot-state.js';
 import { toHttpApiEvent } from '../../local/http-api-event.js';
 import { createTestEventLog } from '../support/dynamo.js';
-import { robotHistory } from '../support/read-model-seed.js';
+import { appendConnectedRobot } from '../support/read-model-seed.js';
 
 /**
  * Idempotency-Key on the write routes, as payment APIs treat it, against the real event log on DynamoDB Local (its
@@ -76,23 +75,6 @@ async function post(
   return { status: result.statusCode, body: JSON.parse(result.body) };
 }
 
-/** A registered, online robot in the log. */
-async function robotInLog(): Promise<string> {
-  const robotId = `lekiwi-I${randomUUID().slice(0, 8)}`;
-  const events = robotHistory(robotId).slice(0, 2);
-  const outcome = await log.append({
-    robotId,
-    expectedRevision: null,
-    expectedLastSeq: 0,
-    events,
-    state: events.reduce(evolve, initialRobotState(robotId)),
-    recordedAt: events.at(-1)!.at,
-    previousTelemetry: null,
-  });
-  expect(outcome.status).toBe('appended');
-  return robotId;
-}
-
 async function eventTypes(robotId: string): Promise<string[]> {
   return (await log.readEvents(robotId)).events.map((recorded) => recorded.event.type);
 }
@@ -102,7 +84,7 @@ const newKey = () => `key-${randomUUID()}`;
 describe('an Idempotency-Key reused for the same request', () => {
   it('answers exactly the first answer again and writes nothing', async () => {
     // Given a failure recorded under a key whose answer the client never got
-    const robotId = await robotInLog();
+    const robotId = await appendConnectedRobot(log, 'lekiwi-I');
     const key = newKey();
     const first = await post(`/api/v2/robots/${robotId}/fail`, { reason: 'overheats' }, { key });
     expect(first.status).toBe(200);
@@ -117,7 +99,7 @@ describe('an Idempotency-Key reused for the same request', () => {
   });
 
   it('answers the first answer even after the robot moved on, and does not fail it again', async () => {
-    const robotId = await robotInLog();
+    const robotId = await appendConnectedRobot(log, 'lekiwi-I');
     const key = newKey();
     const first = await post(`/api/v2/robots/${robotId}/fail`, { reason: 'overheats' }, { key });
     expect((await post(`/api/v2/robots/${robotId}/recover`, {})).status).toBe(200);
@@ -129,7 +111,7 @@ describe('an Idempotency-Key reused for the same request', () => {
   });
 
   it('counts once when the same request arrives twice at the same moment', async () => {
-    const robotId = await robotInLog();
+    const robotId = await appendConnectedRobot(log, 'lekiwi-I');
     const key = newKey();
 
     const answers = await Promise.all([1, 2, 3].map(() => post(`/api/v2/robots/${robotId}/fail`, { reason: 'twice' }, { key })));
@@ -141,7 +123,7 @@ describe('an Idempotency-Key reused for the same request', () => {
   });
 
   it('treats a body that means the same (spaces the route trims away) as the same request', async () => {
-    const robotId = await robotInLog();
+    const robotId = await appendConnectedRobot(log, 'lekiwi-I');
     const key = newKey();
     expect((await post(`/api/v2/robots/${robotId}/fail`, { reason: 'overheats' }, { key })).status).toBe(200);
 
@@ -155,7 +137,7 @@ describe('an Idempotency-Key reused for the same request', () => {
 describe('an Idempotency-Key reused for another request', () => {
   it('answers 422 IDEMPOTENCY_KEY_REUSED when a /fail key comes back on /recover, and recovers nothing', async () => {
     // Given a robot failed under a key
-    const robotId = await robotInLog();
+    const robotId = await appendConnectedRobot(log, 'lekiwi-I');
     const key = newKey();
     expect((await post(`/api/v2/robots/${robotId}/fail`, { reason: 'overheats' }, { key })).status).toBe(200);
 
@@ -170,7 +152,7 @@ describe('an Idempotency-Key reused for another request', () => {
   });
 
   it('answers 422 when the same route comes with another body', async () => {
-    const robotId = await robotInLog();
+    const robotId = await appendConnectedRobot(log, 'lekiwi-I');
     const key = newKey();
     expect((await post(`/api/v2/robots/${robotId}/fail`, { reason: 'overheats' }, { key })).status).toBe(200);
     expect((await post(`/api/v2/robots/${robotId}/recover`, {})).status).toBe(200);
@@ -186,7 +168,7 @@ describe('an Idempotency-Key reused for another request', () => {
 describe('whose an Idempotency-Key is', () => {
   it('belongs to its caller: two people with the same key send two independent commands', async () => {
     // Given erin failed the robot under a key, and it was recovered
-    const robotId = await robotInLog();
+    const robotId = await appendConnectedRobot(log, 'lekiwi-I');
     const key = newKey();
     expect((await post(`/api/v2/robots/${robotId}/fail`, { reason: 'overheats' }, { key })).status).toBe(200);
     expect((await post(`/api/v2/robots/${robotId}/recover`, {})).status).toBe(200);
@@ -201,7 +183,7 @@ describe('whose an Idempotency-Key is', () => {
   });
 
   it('belongs to one robot: the same key on another robot is another command', async () => {
-    const [first, second] = [await robotInLog(), await robotInLog()];
+    const [first, second] = [await appendConnectedRobot(log, 'lekiwi-I'), await appendConnectedRobot(log, 'lekiwi-I')];
     const key = newKey();
     expect((await post(`/api/v2/robots/${first}/fail`, { reason: 'overheats' }, { key })).status).toBe(200);
 
@@ -214,7 +196,7 @@ describe('whose an Idempotency-Key is', () => {
 
   it('cannot be taken by a robot: an agent event whose id looks like a person’s command does not pre-claim it', async () => {
     // Given a robot that published an event with the id a person's command under this key used to get
-    const robotId = await robotInLog();
+    const robotId = await appendConnectedRobot(log, 'lekiwi-I');
     const key = newKey();
     const agentEvent = {
       eventId: `request:${key}`,
@@ -240,7 +222,7 @@ describe('query parameters on the write routes', () => {
     ['fail', { reason: 'overheats' }, false],
     ['recover', {}, true],
   ] as const)('POST /%s answers 400 naming a parameter it does not know, and writes nothing', async (route, body, failFirst) => {
-    const robotId = await robotInLog();
+    const robotId = await appendConnectedRobot(log, 'lekiwi-I');
     if (failFirst) expect((await post(`/api/v2/robots/${robotId}/fail`, { reason: 'first' })).status).toBe(200);
     const before = await eventTypes(robotId);
 

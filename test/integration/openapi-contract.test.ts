@@ -9,12 +9,11 @@ import { DynamoEventLog } from '../../functions/adapters/dynamo-event-log.js';
 import { PgFleetQueries } from '../../functions/adapters/pg-fleet-queries.js';
 import { createHttpApi } from '../../functions/app/http/http-api.js';
 import { ROUTE_KEYS } from '../../functions/app/http/routes.js';
-import { evolve, initialRobotState } from '../../functions/domain/robot-state.js';
 import { toHttpApiEvent, type PlainHttpRequest } from '../../local/http-api-event.js';
 import { JwtAuthorizer } from '../../local/jwt-authorizer.js';
 import { createTestEventLog } from '../support/dynamo.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
-import { robotHistory, sample, seedReadModel } from '../support/read-model-seed.js';
+import { appendConnectedRobot, robotHistory, sample, seedReadModel } from '../support/read-model-seed.js';
 
 /**
  * The published contract against the running API: every answer of /api/v2 (successes and failures, through the
@@ -116,22 +115,6 @@ function expectDocumented(routeKey: string, answer: Answer, status: number): voi
   expect(valid).toBe(true);
 }
 
-async function robotInLog(): Promise<string> {
-  const robotId = `lekiwi-K${randomUUID().slice(0, 8)}`;
-  const events = robotHistory(robotId).slice(0, 2);
-  const outcome = await log.append({
-    robotId,
-    expectedRevision: null,
-    expectedLastSeq: 0,
-    events,
-    state: events.reduce(evolve, initialRobotState(robotId)),
-    recordedAt: events.at(-1)!.at,
-    previousTelemetry: null,
-  });
-  expect(outcome.status).toBe('appended');
-  return robotId;
-}
-
 const OPERATOR = ['operator'];
 const ENGINEER = ['engineer'];
 const get = (path: string, query: Record<string, string> = {}, groups: string[] | null = OPERATOR) => call({ method: 'GET', path, query }, groups);
@@ -150,7 +133,7 @@ describe('every answer of /api/v2 is what schemas/openapi.json documents', () =>
   });
 
   it('the commands: fail, recover and discover, and the report-now commands discover sends', async () => {
-    const robotId = await robotInLog();
+    const robotId = await appendConnectedRobot(log, 'lekiwi-K');
     const key = { 'idempotency-key': `contract-${randomUUID()}` };
     expectDocumented('POST /api/v2/robots/{id}/fail', await post(`/api/v2/robots/${robotId}/fail`, { reason: 'wheel off' }, ENGINEER, key), 200);
     expectDocumented('POST /api/v2/robots/{id}/fail', await post(`/api/v2/robots/${robotId}/fail`, { reason: 'again' }), 409);

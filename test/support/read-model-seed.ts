@@ -1,9 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { expect } from 'vitest';
 import type { DomainEvent, RobotView, TelemetrySample } from '../../schemas/index.js';
 import { robotRow } from '../../functions/adapters/read-model-changes.js';
 import { telemetryView } from '../../functions/domain/latest-telemetry.js';
-import { fold, initialRobotState } from '../../functions/domain/robot-state.js';
+import type { EventLog } from '../../functions/app/ports.js';
+import { evolve, fold, initialRobotState } from '../../functions/domain/robot-state.js';
 import { toRobotView } from '../../functions/domain/robot-view.js';
 
 /** One robot for the read model: its history in the log, and the latest telemetry sample if any. */
@@ -129,4 +131,21 @@ export async function seedReadModel(pool: pg.Pool, robots: readonly SeedRobot[])
     );
   }
   return views;
+}
+
+/** A registered, connected robot appended to an event log (its first two facts of `robotHistory`); its id. */
+export async function appendConnectedRobot(log: Pick<EventLog, 'append'>, idPrefix: string): Promise<string> {
+  const robotId = `${idPrefix}${randomUUID().slice(0, 8)}`;
+  const events = robotHistory(robotId).slice(0, 2);
+  const outcome = await log.append({
+    robotId,
+    expectedRevision: null,
+    expectedLastSeq: 0,
+    events,
+    state: events.reduce(evolve, initialRobotState(robotId)),
+    recordedAt: events.at(-1)!.at,
+    previousTelemetry: null,
+  });
+  if (outcome.status !== 'appended') throw new Error(`could not append ${robotId}: ${outcome.status}`);
+  return robotId;
 }
