@@ -56,7 +56,7 @@ export function addStatefulStack(app: App, options: StageOptions): StatefulStack
   const { prefix, common, origins } = resolved(app, options);
   const stack = new StatefulStack(app, `${prefix}-Stateful`, {
     ...common,
-    description: 'Lekiwi Heartbeat: event log, connections, read-model database, dead-letter queues, users',
+    description: 'Lekiwi Heartbeat: event log, factory allow-list, connections, read-model database, dead-letter queues, users',
     dashboardOrigins: origins,
   });
   tag(stack, options.stage);
@@ -90,9 +90,10 @@ export function addIotStack(app: App, options: StageOptions, stateful: StatefulS
   const { prefix, common } = resolved(app, options);
   const stack = new IotStack(app, `${prefix}-Iot`, {
     ...common,
-    description: 'Lekiwi Heartbeat: thing types, thing policy, topic rules and the ingest stream consumer',
+    description: 'Lekiwi Heartbeat: thing types, thing policy, topic rules, the ingest stream consumer and fleet provisioning',
     stage: options.stage,
     eventLog: stateful.eventLog,
+    factoryTable: stateful.factory,
     ingestStream: stateful.ingestStream,
     ingestDlq: stateful.ingestDlq,
     ruleErrorDlq: stateful.iotRuleErrorDlq,

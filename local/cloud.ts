@@ -39,7 +39,7 @@ import {
 import { startStreamPoller, type StreamPoller } from './stream-poller.js';
 import { Supervisor } from './supervisor.js';
 import { FileStreamCheckpoints } from './stream-checkpoints.js';
-import { createConnectionsTable, createEventLogTable } from './tables.js';
+import { createConnectionsTable, createEventLogTable, createFactoryTable, LOCAL_FACTORY_TABLE } from './tables.js';
 import { ThingRegistry } from './thing-registry.js';
 import { startWebSocketGateway, type WebSocketGateway } from './websocket-gateway.js';
 
@@ -96,6 +96,8 @@ export interface LocalEndpoints {
   readonly dynamodbEndpoint: string;
   readonly eventLogTable: string;
   readonly connectionsTable: string;
+  /** The factory's allow-list (`npm run factory`), read by the pre-provisioning hook. */
+  readonly factoryTable: string;
   readonly databaseUrl: string;
   readonly database: 'pglite' | 'server';
   readonly pid: number;
@@ -474,6 +476,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       dynamodbEndpoint: dynamo.endpoint,
       eventLogTable: EVENT_LOG_TABLE,
       connectionsTable: CONNECTIONS_TABLE,
+      factoryTable: LOCAL_FACTORY_TABLE,
       databaseUrl: postgres.url,
       database: postgres.kind,
       pid: process.pid,
@@ -500,14 +503,18 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
   }
 }
 
-/** Creates the event log and connections tables on first start; later starts find them in the persisted db. */
+/** Creates the event log, connections and factory tables on first start; later starts find them in the persisted db. */
 async function ensureTables(client: DynamoDBClient): Promise<string> {
   const streamArn = await describeStream(client, EVENT_LOG_TABLE);
   if (streamArn === '') throw new LocalCloudError(`Table ${EVENT_LOG_TABLE} has no stream; delete the state dir's dynamodb folder to recreate it.`);
   const eventLog = streamArn ?? (await createEventLogTable(client, EVENT_LOG_TABLE));
-  if ((await describeStream(client, CONNECTIONS_TABLE)) === undefined) {
+  for (const [tableName, create] of [
+    [CONNECTIONS_TABLE, createConnectionsTable],
+    [LOCAL_FACTORY_TABLE, createFactoryTable],
+  ] as const) {
+    if ((await describeStream(client, tableName)) !== undefined) continue;
     try {
-      await createConnectionsTable(client, CONNECTIONS_TABLE);
+      await create(client, tableName);
     } catch (error) {
       if ((error as Error).name !== 'ResourceInUseException') throw error;
     }

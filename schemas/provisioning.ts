@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { RobotId, RobotModel } from './robot-id.js';
+import type { ThingPolicyStatement } from './thing-policy.js';
+import { STAGE_PATTERN } from './topics.js';
 
 /**
  * Zero-touch provisioning by claim (issue 11): the factory's allow-list of serials, its batches, and AWS IoT's
@@ -163,3 +165,77 @@ export const PreProvisioningHookResponse = z
   })
   .strict();
 export type PreProvisioningHookResponse = z.infer<typeof PreProvisioningHookResponse>;
+
+/**
+ * The fleet provisioning template of a stage: `heartbeat-<stage>-claim` (template names are unique per account and
+ * region, at most 36 of `[0-9A-Za-z_-]`: a 20-character stage just fits). Without a stage (the local cloud, one
+ * IoT Core per run): `heartbeat-claim`. The agent's config and the claim policy name the template through this.
+ */
+export const PROVISIONING_TEMPLATE_NAME_PATTERN = /^[0-9A-Za-z_-]{1,36}$/;
+export function provisioningTemplateName(stage?: string): string {
+  const name = stage === undefined ? 'heartbeat-claim' : `heartbeat-${stage}-claim`;
+  if (stage !== undefined && !STAGE_PATTERN.test(stage)) {
+    throw new Error(`stage ${JSON.stringify(stage)} is not a stage name (lower-case letters, digits and single inner hyphens, at most 20)`);
+  }
+  if (!PROVISIONING_TEMPLATE_NAME_PATTERN.test(name)) throw new Error(`${name} cannot name a provisioning template`);
+  return name;
+}
+
+/** One MQTT API of fleet provisioning: the robot publishes the request, and hears back on accepted or rejected. */
+export interface ProvisioningExchange {
+  readonly request: string;
+  readonly accepted: string;
+  readonly rejected: string;
+}
+
+/**
+ * The reserved topics of fleet provisioning by claim (AWS IoT's MQTT API, JSON payloads), the only topics a claim
+ * certificate may use: CreateCertificateFromCsr (the key is made on the robot and never leaves it; `certificates/
+ * create/json`, where AWS would make the key, is deliberately not among them) and RegisterThing of `templateName`.
+ */
+export function provisioningTopics(templateName: string): {
+  readonly createCertificateFromCsr: ProvisioningExchange;
+  readonly registerThing: ProvisioningExchange;
+} {
+  if (!PROVISIONING_TEMPLATE_NAME_PATTERN.test(templateName)) {
+    throw new Error(`template name ${JSON.stringify(templateName)} must be 1–36 letters, digits, "_" or "-"`);
+  }
+  const exchange = (request: string): ProvisioningExchange => ({
+    request,
+    accepted: `${request}/accepted`,
+    rejected: `${request}/rejected`,
+  });
+  return {
+    createCertificateFromCsr: exchange('$aws/certificates/create-from-csr/json'),
+    registerThing: exchange(`$aws/provisioning-templates/${templateName}/provision/json`),
+  };
+}
+
+/**
+ * The MQTT client id a robot uses while it holds only the claim certificate: `claim-<serial>`. Never its thing name:
+ * IoT Core drops the older of two connections with one client id, so a claim certificate (the same in every robot of
+ * a batch, and on every SD card) allowed to connect as `lekiwi-LK0001` could knock that robot offline at will. The
+ * claim policy allows only this prefix.
+ */
+export const CLAIM_CLIENT_ID_PREFIX = 'claim-';
+export function claimClientId(serial: string): string {
+  return `${CLAIM_CLIENT_ID_PREFIX}${Serial.parse(serial)}`;
+}
+
+/**
+ * The claim certificate's policy, as plain data in the thing policy's shape (schemas/thing-policy.ts): infra renders
+ * it into the IoT policy document, and the local IoT Core can enforce the same statements (`isAllowed(action,
+ * clientId, topic, claimPolicy(name))`: no statement names a thing, so the client id stands in). Connect under the
+ * claim prefix; publish the two requests; subscribe to and receive their accepted and rejected replies. Nothing
+ * else: no telemetry, no commands, no other robot's topics, no `$aws/certificates/create/json`.
+ */
+export function claimPolicy(templateName: string): readonly ThingPolicyStatement[] {
+  const { createCertificateFromCsr: csr, registerThing: register } = provisioningTopics(templateName);
+  const replies = [csr.accepted, csr.rejected, register.accepted, register.rejected];
+  return [
+    { sid: 'ConnectAsClaim', action: 'Connect', resources: [`${CLAIM_CLIENT_ID_PREFIX}*`] },
+    { sid: 'PublishProvisioningRequests', action: 'Publish', resources: [csr.request, register.request] },
+    { sid: 'SubscribeProvisioningReplies', action: 'Subscribe', resources: replies },
+    { sid: 'ReceiveProvisioningReplies', action: 'Receive', resources: replies },
+  ];
+}

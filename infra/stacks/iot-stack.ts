@@ -8,6 +8,8 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { KinesisEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
+import { claimPolicy, PROVISIONING_PARAMETERS, provisioningTemplateName } from '../../schemas/provisioning.js';
+import type { RobotModel } from '../../schemas/robot-id.js';
 import { RESOURCE_TYPE, THING_NAME_VARIABLE, thingPolicy, type ThingPolicyStatement } from '../../schemas/thing-policy.js';
 import { INGEST_ACK_TOPICS, TOPIC_RULES, topicRuleName } from '../../schemas/topics.js';
 import { AppFunction } from '../constructs/app-function.js';
@@ -17,7 +19,7 @@ import { IotDataEndpoint } from '../constructs/iot-data-endpoint.js';
 export const THING_TYPES = {
   lekiwi: 'LeRobot LeKiwi mobile manipulator',
   xle: 'XLeRobot dual-arm robot',
-} as const;
+} as const satisfies Record<RobotModel, string>;
 /**
  * Thing type and group names are unique per account and region: each stage has its own (`heartbeat-prod-lekiwi`,
  * `heartbeat-prod-fleet`), published as stack outputs for whoever registers robots.
@@ -31,11 +33,15 @@ export const THING_NAME = THING_NAME_VARIABLE;
 export const INGEST_BATCH_SIZE = 500;
 /** Batches in flight per shard; records with the same partition key (one robot) still go one batch at a time. */
 export const INGEST_PARALLELIZATION = 10;
+/** The hook's p99 above this alarms: IoT gives it 5 s, the goal is 500 ms. */
+export const PRE_PROVISIONING_HOOK_SLOW_MS = 2_000;
 
 export interface IotStackProps extends StackProps {
   /** The deployment stage (infra/heartbeat.ts checks it): thing types, the group and the rules are named after it. */
   readonly stage: string;
   readonly eventLog: dynamodb.ITable;
+  /** The factory's allow-list (the stateful stack's): the pre-provisioning hook reads and claims serials in it. */
+  readonly factoryTable: dynamodb.ITable;
   /** The ordered channel: every rule puts into it, keyed by robot. */
   readonly ingestStream: kinesis.IStream;
   /** Records the consumer could not hand over before they expired (the mapping's on-failure destination). */
@@ -45,7 +51,8 @@ export interface IotStackProps extends StackProps {
 }
 
 /**
- * The robot link: thing types and group, the thing policy, the topic rules, the ingest stream's consumer.
+ * The robot link: thing types and group, the thing policy, the topic rules, the ingest stream's consumer, and fleet
+ * provisioning by claim (the template, its pre-provisioning hook, the claim certificate policy).
  *
  * Every rule puts its messages into the ingest Kinesis stream with the robot as partition key (schemas/topics.ts),
  * instead of invoking a Lambda per message: IoT Core runs a rule's actions concurrently and in any order, so per-
@@ -58,15 +65,20 @@ export class IotStack extends Stack {
   readonly thingPolicy: iot.CfnPolicy;
   readonly topicRules: Record<keyof typeof TOPIC_RULES, iot.CfnTopicRule>;
   readonly iteratorAgeAlarm: cloudwatch.Alarm;
+  readonly preProvisioningHook: lambda.IFunction;
+  readonly provisioningTemplate: iot.CfnProvisioningTemplate;
+  readonly claimPolicy: iot.CfnPolicy;
 
   constructor(scope: Construct, id: string, props: IotStackProps) {
     super(scope, id, props);
 
-    for (const [model, description] of Object.entries(THING_TYPES) as [keyof typeof THING_TYPES, string][]) {
+    const thingTypes = {} as Record<RobotModel, iot.CfnThingType>;
+    for (const [model, description] of Object.entries(THING_TYPES) as [RobotModel, string][]) {
       const thingType = new iot.CfnThingType(this, `ThingType-${model}`, {
         thingTypeName: thingTypeName(props.stage, model),
         thingTypeProperties: { thingTypeDescription: description, searchableAttributes: ['serial'] },
       });
+      thingTypes[model] = thingType;
       new CfnOutput(this, `ThingTypeName-${model}`, { value: thingType.ref, description: `The thing type of ${model} robots` });
     }
     const fleet = new iot.CfnThingGroup(this, 'FleetGroup', {
@@ -156,6 +168,12 @@ export class IotStack extends Stack {
     }
     this.topicRules = rules;
 
+    ({ hook: this.preProvisioningHook, template: this.provisioningTemplate, claimPolicy: this.claimPolicy } = this.fleetProvisioning(props, {
+      thingTypes,
+      fleet,
+      thingPolicy: this.thingPolicy,
+    }));
+
     new CfnOutput(this, 'ThingPolicyName', {
       value: this.thingPolicy.ref,
       description: 'Attach to each robot certificate (the provisioning template does this)',
@@ -166,6 +184,164 @@ export class IotStack extends Stack {
       description: 'The Basic Ingest rule of this stage: the agent config `telemetryRule`',
     });
   }
+
+  /**
+   * Zero-touch provisioning by claim (issue 11): a robot connects with its batch's claim certificate (the claim policy
+   * allows the two provisioning exchanges and nothing else), gets a certificate for the key it made, and registers
+   * through the template; IoT asks the pre-provisioning hook first, which admits only a serial the factory
+   * registered, within its batch's allowance.
+   */
+  private fleetProvisioning(
+    props: IotStackProps,
+    targets: { thingTypes: Record<RobotModel, iot.CfnThingType>; fleet: iot.CfnThingGroup; thingPolicy: iot.CfnPolicy },
+  ): { hook: lambda.IFunction; template: iot.CfnProvisioningTemplate; claimPolicy: iot.CfnPolicy } {
+    const templateName = provisioningTemplateName(props.stage);
+    const templateArn = Arn.format(
+      { service: 'iot', resource: 'provisioningtemplate', resourceName: templateName, arnFormat: ArnFormat.SLASH_RESOURCE_NAME },
+      this,
+    );
+
+    // IoT waits 5 s for the hook, then refuses the registration: the function may not outlive that.
+    const hook = new AppFunction(this, 'PreProvisioningHook', {
+      handler: 'pre-provisioning-hook',
+      description: 'Fleet provisioning: admits only serials the factory registered, within their batch allowance',
+      environment: { FACTORY_TABLE: props.factoryTable.tableName, EVENT_LOG_TABLE: props.eventLog.tableName },
+      timeout: Duration.seconds(5),
+    }).fn;
+    // Exactly what functions/adapters/dynamo-factory-registry.ts does for the hook: reads a serial and its batch
+    // (GetItem), claims (a transaction of two Updates) and remembers a refusal (UpdateItem). Transactions are
+    // authorised per item action. And the presence check reads the holder's head in the event log (GetItem).
+    props.factoryTable.grant(hook, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
+    props.eventLog.grant(hook, 'dynamodb:GetItem');
+    // A refusal is an answer; an error is not: IoT then tells a robot the factory registered ACCESS_DENIED (a claim
+    // that lost its race 8 times, DynamoDB failing), and the line sees robots that will not come online.
+    hook
+      .metricErrors({ period: Duration.minutes(1), statistic: cloudwatch.Stats.SUM })
+      .createAlarm(this, 'PreProvisioningHookErrors', {
+        alarmDescription: 'The pre-provisioning hook failed: IoT refused those registrations whatever the allow-list says',
+        threshold: 0,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+    hook
+      .metricDuration({ period: Duration.minutes(5), statistic: cloudwatch.Stats.p(99) })
+      .createAlarm(this, 'PreProvisioningHookSlow', {
+        alarmDescription: 'The pre-provisioning hook p99 is above 2 s; IoT refuses a registration whose hook takes over 5 s',
+        threshold: PRE_PROVISIONING_HOOK_SLOW_MS,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+    hook.addPermission('InvokeFromProvisioningTemplate', {
+      principal: new iam.ServicePrincipal('iot.amazonaws.com'),
+      action: 'lambda:InvokeFunction',
+      // Only this stage's template, in this account, may call it (no confused deputy).
+      sourceAccount: this.account,
+      sourceArn: templateArn,
+    });
+
+    const role = new iam.Role(this, 'ProvisioningRole', {
+      assumedBy: new iam.ServicePrincipal('iot.amazonaws.com'),
+      description: 'Lets IoT fleet provisioning create the robot thing, activate its certificate and attach the thing policy',
+      managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName('service-role/AWSIoTThingsRegistration')],
+    });
+    Validations.of(role).acknowledge({
+      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSIoTThingsRegistration]',
+      reason:
+        'AWSIoTThingsRegistration is the AWS-maintained role policy that fleet provisioning documents for the provisioning role: ' +
+        'it covers registering things, certificates and policy attachments, which only IoT itself assumes this role to do.',
+    });
+
+    const template = new iot.CfnProvisioningTemplate(this, 'ProvisioningTemplate', {
+      templateName,
+      description: `Robots of ${props.stage} provisioning by claim: thing <model>-<serial>, its type, the fleet group, the thing policy`,
+      enabled: true,
+      templateType: 'FLEET_PROVISIONING',
+      provisioningRoleArn: role.roleArn,
+      preProvisioningHook: { targetArn: hook.functionArn, payloadVersion: '2020-04-01' },
+      templateBody: this.toJsonString(
+        provisioningTemplateBody({
+          thingTypeNames: Object.fromEntries(
+            Object.entries(targets.thingTypes).map(([model, thingType]) => [model, thingType.ref]),
+          ) as Record<RobotModel, string>,
+          thingGroupName: targets.fleet.ref,
+          thingPolicyName: targets.thingPolicy.ref,
+        }),
+      ),
+    });
+    // IoT checks that it may invoke the hook and pass the role when the template is created.
+    template.node.addDependency(hook.node.findChild('InvokeFromProvisioningTemplate'), role);
+
+    const claim = new iot.CfnPolicy(this, 'ClaimPolicy', { policyDocument: thingPolicyDocument(this, claimPolicy(templateName)) });
+
+    new CfnOutput(this, 'ProvisioningTemplateName', {
+      value: template.ref,
+      description: 'The fleet provisioning template robots register through (RegisterThing): goes into the boot bundle',
+    });
+    new CfnOutput(this, 'ClaimPolicyName', {
+      value: claim.ref,
+      description: "Attach to each batch's claim certificate: it allows the provisioning exchanges and nothing else",
+    });
+    return { hook, template, claimPolicy: claim };
+  }
+}
+
+export interface ProvisioningTemplateTargets {
+  /** The thing type of each model, by reference (the template is created after them). */
+  readonly thingTypeNames: Record<RobotModel, string>;
+  readonly thingGroupName: string;
+  readonly thingPolicyName: string;
+}
+
+/**
+ * The fleet provisioning template's body (https://docs.aws.amazon.com/iot/latest/developerguide/provision-template.html):
+ * the thing `ThingName` (the hook overrides it with `<model>-<serial>` from the factory's record, so a robot cannot
+ * name itself), of the thing type of `Model` (a mapping: a model without a thing type fails the registration), in the
+ * fleet group, with the serial and batch as attributes; the certificate from CreateCertificateFromCsr, activated;
+ * the thing policy attached by name.
+ *
+ * A re-image registers under the same thing name again: the thing is kept (its attributes merged, its type and its
+ * groups left as they are, operators may have moved it), the new certificate is attached beside the old one, which
+ * the re-image flow deactivates and revokes.
+ */
+export function provisioningTemplateBody(targets: ProvisioningTemplateTargets): Record<string, unknown> {
+  const p = PROVISIONING_PARAMETERS;
+  const ref = (name: string) => ({ Ref: name });
+  return {
+    Parameters: {
+      [p.serial]: { Type: 'String' },
+      [p.model]: { Type: 'String' },
+      [p.thingName]: { Type: 'String' },
+      [p.batch]: { Type: 'String' },
+      'AWS::IoT::Certificate::Id': { Type: 'String' },
+    },
+    Mappings: {
+      ThingTypes: Object.fromEntries(
+        Object.entries(targets.thingTypeNames).map(([model, name]) => [model, { ThingTypeName: name }]),
+      ),
+    },
+    Resources: {
+      thing: {
+        Type: 'AWS::IoT::Thing',
+        Properties: {
+          ThingName: ref(p.thingName),
+          ThingTypeName: { 'Fn::FindInMap': ['ThingTypes', ref(p.model), 'ThingTypeName'] },
+          ThingGroups: [targets.thingGroupName],
+          AttributePayload: { serial: ref(p.serial), batch: ref(p.batch) },
+        },
+        OverrideSettings: { AttributePayload: 'MERGE', ThingTypeName: 'DO_NOTHING', ThingGroups: 'DO_NOTHING' },
+      },
+      certificate: {
+        Type: 'AWS::IoT::Certificate',
+        Properties: { CertificateId: ref('AWS::IoT::Certificate::Id'), Status: 'ACTIVE' },
+      },
+      policy: {
+        Type: 'AWS::IoT::Policy',
+        Properties: { PolicyName: targets.thingPolicyName },
+      },
+    },
+  };
 }
 
 /**

@@ -11,7 +11,7 @@ import * as rds from 'aws-cdk-lib/aws-rds';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
-import { CONNECTIONS_TABLE, EVENT_LOG_TABLE, type TableKeys } from '../../schemas/tables.js';
+import { CONNECTIONS_TABLE, EVENT_LOG_TABLE, FACTORY_TABLE, type TableKeys } from '../../schemas/tables.js';
 
 /** The PostgreSQL role the Lambdas log in as (through RDS Proxy, with IAM tokens) and the database they use. */
 export const DB_USER = 'heartbeat_admin';
@@ -27,13 +27,16 @@ export interface StatefulStackProps extends StackProps {
 }
 
 /**
- * Everything that holds data or identity and must survive a redeploy of the code: the event log, the WebSocket
- * connections, the read-model database with its proxy and network, the dead-letter queues and the user pool.
+ * Everything that holds data or identity and must survive a redeploy of the code: the event log, the factory's
+ * allow-list, the WebSocket connections, the read-model database with its proxy and network, the dead-letter queues
+ * and the user pool.
  * The stateless stacks receive these constructs through props.
  */
 export class StatefulStack extends Stack {
   readonly eventLog: dynamodb.Table;
   readonly connections: dynamodb.Table;
+  /** The factory's allow-list of serials and its batches (issue 11), read and claimed by the pre-provisioning hook. */
+  readonly factory: dynamodb.Table;
   readonly vpc: ec2.Vpc;
   /** The subnets for everything that talks to PostgreSQL. */
   readonly dbSubnets: ec2.SubnetSelection = { subnetType: ec2.SubnetType.PRIVATE_ISOLATED };
@@ -88,6 +91,16 @@ export class StatefulStack extends Stack {
       id: 'AwsSolutions-DDB3',
       reason:
         'Connections are ephemeral (API Gateway closes a WebSocket after at most 2 hours and items expire by TTL); a restore would only bring back dead connection ids.',
+    });
+
+    // ---- The factory's allow-list: which serials may provision, and how many robots each batch's claim may admit.
+    // Records, not a cache: a lost claim count would let a leaked claim certificate register robots again.
+    this.factory = new dynamodb.Table(this, 'Factory', {
+      ...tableKeys(FACTORY_TABLE),
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      deletionProtection: true,
+      removalPolicy: RemovalPolicy.RETAIN,
     });
 
     // ---- Network: isolated subnets only. Nothing here needs the internet: Lambda reads streams through its
@@ -259,6 +272,10 @@ export class StatefulStack extends Stack {
     });
 
     new CfnOutput(this, 'EventLogTableName', { value: this.eventLog.tableName });
+    new CfnOutput(this, 'FactoryTableName', {
+      value: this.factory.tableName,
+      description: 'The factory allow-list: `npm run factory -- … --table <this>` (or FACTORY_TABLE)',
+    });
     new CfnOutput(this, 'UserPoolId', { value: this.userPool.userPoolId });
     new CfnOutput(this, 'DashboardClientId', { value: this.dashboardClient.userPoolClientId });
     new CfnOutput(this, 'ProxyEndpoint', { value: this.proxy.endpoint });

@@ -138,6 +138,7 @@ describe('the whole app', () => {
           AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
           EVENT_LOG_TABLE: 'event-log',
           CONNECTIONS_TABLE: 'connections',
+          FACTORY_TABLE: 'factory',
           WS_ENDPOINT: 'https://example.execute-api.eu-west-1.amazonaws.com/live',
           JWT_ISSUER: 'https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_example',
           JWT_AUDIENCE: 'client',
