@@ -131,6 +131,39 @@ export type ListRobotsQuery = z.infer<typeof ListRobotsQuery>;
 export const ListEventsQuery = z.object({ limit, cursor }).strict();
 export type ListEventsQuery = z.infer<typeof ListEventsQuery>;
 
+/**
+ * `GET /api/v2/robots/{id}/telemetry`: a robot's stored samples (the `telemetry_samples` read model, kept a week
+ * back from its newest sample) in a window `from` (inclusive) to `to` (exclusive). Without `to` the window ends now;
+ * without `from` it starts TELEMETRY_HISTORY_DEFAULT_MS before `to`. A window longer than TELEMETRY_HISTORY_MAX_MS,
+ * or empty, is a 400 naming `from`. At most TELEMETRY_HISTORY_MAX_SAMPLES come back: the newest of the window, with
+ * `truncated: true`; ask again with `to` set to the first sample's `sampledAt` for the ones before.
+ */
+export const TELEMETRY_HISTORY_DEFAULT_MS = 3_600_000;
+export const TELEMETRY_HISTORY_MAX_MS = 24 * 3_600_000;
+/** An hour of samples at the agent's default interval (1 s). */
+export const TELEMETRY_HISTORY_MAX_SAMPLES = 3_600;
+
+const windowEdge = z.iso.datetime({ offset: true });
+export const RobotTelemetryQuery = z
+  .object({
+    from: windowEdge.optional().describe('Start of the window, inclusive (ISO 8601 with offset). Default: an hour before `to`.'),
+    to: windowEdge.optional().describe('End of the window, exclusive (ISO 8601 with offset). Default: now. At most 24 hours after `from`.'),
+  })
+  .strict();
+export type RobotTelemetryQuery = z.infer<typeof RobotTelemetryQuery>;
+
+export const TelemetryHistory = z.object({
+  robotId: RobotId,
+  /** The window answered, after defaults (ISO 8601, UTC). */
+  from: z.string(),
+  to: z.string(),
+  /** Oldest first, each as the robot sent it (a sample may carry only some metrics). */
+  samples: z.array(TelemetrySample),
+  /** The window held more than TELEMETRY_HISTORY_MAX_SAMPLES: these are its newest; older ones are before `samples[0]`. */
+  truncated: z.boolean(),
+});
+export type TelemetryHistory = z.infer<typeof TelemetryHistory>;
+
 export const MarkFailedRequest = z.object({ reason: z.string().trim().min(1).max(500) }).strict();
 export const RecoverRequest = z.object({ note: z.string().trim().max(500).optional() }).strict();
 /** `POST /api/v2/discover` takes no options (yet): an empty body or `{}`. */

@@ -8,6 +8,7 @@ export const HTTP_ROUTE_KEYS = [
   'GET /api/v2/robots/deployable',
   'GET /api/v2/robots/{id}',
   'GET /api/v2/robots/{id}/events',
+  'GET /api/v2/robots/{id}/telemetry',
   'GET /api/v2/metrics',
   'POST /api/v2/robots/{id}/fail',
   'POST /api/v2/robots/{id}/recover',

@@ -11,8 +11,15 @@ import {
   type RobotPage,
   type LatestTelemetry,
   type RobotView,
+  type TelemetrySample,
 } from '../../schemas/index.js';
-import { InvalidCursor, type EventListQuery, type FleetQueries, type RobotListQuery } from '../app/http/fleet-queries.js';
+import {
+  InvalidCursor,
+  type EventListQuery,
+  type FleetQueries,
+  type RobotListQuery,
+  type TelemetryHistoryQuery,
+} from '../app/http/fleet-queries.js';
 import { telemetryView } from '../domain/latest-telemetry.js';
 import { decodeCursor, encodeCursor } from './keyset-cursor.js';
 
@@ -85,6 +92,31 @@ export class PgFleetQueries implements FleetQueries {
       nextCursor:
         events.length > query.limit && last ? encodeCursor({ ...eventCursorBase, robotId, before: last.seq }) : null,
     };
+  }
+
+  async telemetryHistory(
+    robotId: string,
+    { from, to, limit }: TelemetryHistoryQuery,
+  ): Promise<{ samples: TelemetrySample[]; truncated: boolean } | null> {
+    // As listEvents: the outer row says whether the robot exists, the lateral join walks the primary key
+    // (robot_id, sampled_at) backwards from `to`, one row more than asked to know whether the window held more.
+    const { rows } = await this.pool.query<{ sampled_at: Date | null; sample: TelemetrySample | null }>(
+      `SELECT s.sampled_at, s.sample
+         FROM robots r
+         LEFT JOIN LATERAL (
+           SELECT sampled_at, sample
+             FROM telemetry_samples
+            WHERE robot_id = r.robot_id AND sampled_at >= $2 AND sampled_at < $3
+            ORDER BY sampled_at DESC
+            LIMIT $4
+         ) s ON true
+        WHERE r.robot_id = $1
+        ORDER BY s.sampled_at DESC`,
+      [robotId, from, to, limit + 1],
+    );
+    if (rows.length === 0) return null;
+    const found = rows.flatMap((row) => (row.sample === null ? [] : [row.sample]));
+    return { samples: found.slice(0, limit).reverse(), truncated: found.length > limit };
   }
 
   async metrics(): Promise<FleetMetrics> {

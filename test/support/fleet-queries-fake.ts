@@ -41,6 +41,10 @@ export class InMemoryFleetQueries implements FleetQueries {
   metrics(): Promise<never> {
     return Promise.reject(new Error('not used here'));
   }
+
+  telemetryHistory(): Promise<never> {
+    return Promise.reject(new Error('not used here'));
+  }
 }
 
 /** Records every command, fails the ones `fails` picks, and tracks how many were in flight at once. */

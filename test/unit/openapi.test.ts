@@ -138,7 +138,7 @@ describe('the handlers take exactly what the document says', () => {
   // Validation runs before any dependency is reached: a request that passes it meets a read side that is down (500).
   const down = () => Promise.reject(new Error('read side down'));
   const api = createHttpApi({
-    queries: { listRobots: down, getRobot: down, listEvents: down, metrics: down },
+    queries: { listRobots: down, getRobot: down, listEvents: down, metrics: down, telemetryHistory: down },
     eventLog: new InMemoryEventLog(),
     robotCommands: { send: down },
     now: () => new Date('2026-11-22T10:00:00.000Z'),
@@ -149,6 +149,7 @@ describe('the handlers take exactly what the document says', () => {
   /** A value the parameter's documented schema accepts. */
   function validValue(schema: any): string {
     if (schema.enum) return String(schema.enum[0]);
+    if (schema.format === 'date-time') return '2026-11-22T09:30:00.000Z';
     if (schema.type === 'integer' || schema.type === 'number') return String(schema.minimum ?? 1);
     if (schema.pattern === RobotId.toJSONSchema().pattern) return 'lekiwi-LK0001';
     return 'x'.repeat(schema.minLength ?? 1);

@@ -1,4 +1,4 @@
-import type { EventPage, FleetMetrics, Lifecycle, PresenceStatus, RobotModel, RobotPage, RobotView } from '../../../schemas/index.js';
+import type { EventPage, FleetMetrics, Lifecycle, PresenceStatus, RobotModel, RobotPage, RobotView, TelemetrySample } from '../../../schemas/index.js';
 
 /** Which robots a list asks for: everyone, or only the healthy or deployable ones, narrowed by the filters. */
 export interface RobotListQuery {
@@ -22,6 +22,17 @@ export interface FleetQueries {
   /** Newest first; null when the robot is not in the read model. */
   listEvents(robotId: string, query: EventListQuery): Promise<EventPage | null>;
   metrics(): Promise<FleetMetrics>;
+  /**
+   * The robot's stored samples with `from <= sampledAt < to`: the newest `limit` of them, oldest first, and whether
+   * the window held more. Null when the robot is not in the read model.
+   */
+  telemetryHistory(robotId: string, query: TelemetryHistoryQuery): Promise<{ samples: TelemetrySample[]; truncated: boolean } | null>;
+}
+
+export interface TelemetryHistoryQuery {
+  readonly from: Date;
+  readonly to: Date;
+  readonly limit: number;
 }
 
 /**

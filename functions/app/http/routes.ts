@@ -10,7 +10,10 @@ import {
   RecoverRequest,
   RobotId,
   RobotPage,
+  RobotTelemetryQuery,
   RobotView,
+  TELEMETRY_HISTORY_MAX_SAMPLES,
+  TelemetryHistory,
 } from '../../../schemas/index.js';
 import { openApiDocument, OpenApiDocumentSchema, type OpenApiDocument, type RouteContract } from '../../../schemas/openapi.js';
 import { logger } from '../../platform/observability.js';
@@ -20,6 +23,7 @@ import { HttpError } from './errors.js';
 import type { FleetQueries } from './fleet-queries.js';
 import { allValid, IdempotencyKey, noQuery, parseBody, parseQuery, robotIdParameter, type ApiRequest } from './request.js';
 import { markFailed, recover, type CommandDependencies } from './robot-commands.js';
+import { telemetryWindow } from './telemetry-window.js';
 import { HTTP_ROUTE_KEYS, type HttpRouteKey } from '../../../schemas/routes.js';
 
 export interface RouteDependencies extends CommandDependencies {
@@ -98,6 +102,25 @@ export const ROUTES = {
         () => parseQuery(request, ListEventsQuery),
       );
       return (await queries.listEvents(robotId, query)) ?? robotNotFound(robotId);
+    },
+  },
+  'GET /api/v2/robots/{id}/telemetry': {
+    operationId: 'getRobotTelemetry',
+    summary:
+      "A robot's telemetry samples from `from` to `to`, oldest first: the last hour by default, at most 24 hours and 3600 samples (the newest; `truncated` says more were left out)",
+    role: 'operator',
+    pathParameters: { id: RobotId },
+    query: RobotTelemetryQuery,
+    response: TelemetryHistory,
+    errors: { 404: ['ROBOT_NOT_FOUND'] },
+    handle: async (request, { queries, now }): Promise<TelemetryHistory> => {
+      const [robotId, window] = allValid(
+        () => robotIdParameter(request),
+        () => telemetryWindow(parseQuery(request, RobotTelemetryQuery), now()),
+      );
+      const history = await queries.telemetryHistory(robotId, { ...window, limit: TELEMETRY_HISTORY_MAX_SAMPLES });
+      if (!history) return robotNotFound(robotId);
+      return { robotId, from: window.from.toISOString(), to: window.to.toISOString(), ...history };
     },
   },
   'GET /api/v2/metrics': {

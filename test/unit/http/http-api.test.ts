@@ -23,6 +23,7 @@ const unreachableDatabase: FleetQueries = {
   getRobot: () => Promise.reject(new Error('connect ECONNREFUSED 10.0.3.7:5432')),
   listEvents: () => Promise.reject(new Error('connect ECONNREFUSED 10.0.3.7:5432')),
   metrics: () => Promise.reject(new Error('connect ECONNREFUSED 10.0.3.7:5432')),
+  telemetryHistory: () => Promise.reject(new Error('connect ECONNREFUSED 10.0.3.7:5432')),
 };
 
 /** These tests send no command to a robot. */
