@@ -2,7 +2,8 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
-import { ROBOT_ID_PATTERN } from '../schemas/robot-id.js';
+import { BatchId, PROVISIONING_TEMPLATE_NAME_PATTERN } from '../schemas/provisioning.js';
+import { ROBOT_ID_PATTERN, RobotModel } from '../schemas/robot-id.js';
 import { TOPIC_RULES } from '../schemas/topics.js';
 import { isLogLevel, LOG_LEVELS, type LogLevel } from './adapters/json-log.js';
 import { DEFAULT_DELIVERY_SETTINGS } from './core/outbox-delivery.js';
@@ -94,6 +95,27 @@ const AgentConfigFile = z
       .default({ minSeconds: 1, maxSeconds: 120 }),
     logLevel: z.enum(LOG_LEVELS).optional(),
     /**
+     * Zero-touch provisioning by claim (issue 11), as the factory's boot bundle writes it (`npm run factory -- bundle`):
+     * the batch's claim credentials and where the robot's serial comes from. Validated, but NOT USED by the agent yet:
+     * the agent still connects with certificateFile/privateKeyFile, which provisioning is to create in stateDir.
+     */
+    provisioning: z
+      .object({
+        /** The fleet provisioning template RegisterThing calls (schemas/provisioning.ts `provisioningTemplateName`). */
+        templateName: z.string().regex(PROVISIONING_TEMPLATE_NAME_PATTERN, 'must be 1–36 letters, digits, "_" or "-", e.g. heartbeat-prod-claim'),
+        claimCertificateFile: filePath,
+        claimPrivateKeyFile: filePath,
+        /**
+         * The serial: `raspberry-pi` (the SoC serial, /proc/device-tree/serial-number, else /proc/cpuinfo's Serial),
+         * or `{ "file": path }` (its first line; tests and robots without one).
+         */
+        serialSource: z.union([z.literal('raspberry-pi'), z.object({ file: filePath }).strict()]),
+        model: RobotModel,
+        batch: BatchId,
+      })
+      .strict()
+      .optional(),
+    /**
      * How events reach the cloud (agent/core/outbox-delivery.ts). Each queued event stays on disk until the cloud's
      * EventsAck covers it; meanwhile up to `maxInFlightBatches` messages (of up to 100 events each) may await their
      * acknowledgement. With no acknowledgement progress for `ackTimeoutMs`, everything unacknowledged is sent again in
@@ -132,6 +154,13 @@ const AgentConfigFile = z
   })
   .strict()
   .superRefine((config, context) => {
+    if (config.provisioning && !config.thingName.startsWith(`${config.provisioning.model}-`)) {
+      context.addIssue({
+        code: 'custom',
+        path: ['thingName'],
+        message: `must be ${config.provisioning.model}-<serial>: provisioning.model is ${config.provisioning.model}`,
+      });
+    }
     if (config.clientId !== undefined && config.clientId !== config.thingName) {
       context.addIssue({
         code: 'custom',
@@ -174,6 +203,17 @@ export interface AgentConfig {
   readonly delivery: { readonly maxInFlightBatches: number; readonly ackTimeoutMs: number };
   readonly logLevel: LogLevel | undefined;
   readonly teleoperation: TeleoperationSettings;
+  /** Claim provisioning settings, paths absolute; not used by the agent yet (see the schema). */
+  readonly provisioning: ProvisioningSettings | undefined;
+}
+
+export interface ProvisioningSettings {
+  readonly templateName: string;
+  readonly claimCertificateFile: string;
+  readonly claimPrivateKeyFile: string;
+  readonly serialSource: 'raspberry-pi' | { readonly file: string };
+  readonly model: RobotModel;
+  readonly batch: string;
 }
 
 export interface TeleoperationSettings {
@@ -279,6 +319,13 @@ export function parseAgentConfig(raw: unknown, configFile: string): AgentConfig 
     delivery: file.delivery,
     logLevel: isLogLevel(file.logLevel) ? file.logLevel : undefined,
     teleoperation,
+    provisioning: file.provisioning && {
+      ...file.provisioning,
+      claimCertificateFile: resolve(base, file.provisioning.claimCertificateFile),
+      claimPrivateKeyFile: resolve(base, file.provisioning.claimPrivateKeyFile),
+      serialSource:
+        file.provisioning.serialSource === 'raspberry-pi' ? 'raspberry-pi' : { file: resolve(base, file.provisioning.serialSource.file) },
+    },
   };
 }
 

@@ -121,6 +121,41 @@ export class CertificateAuthority {
     ]);
   }
 
+  /**
+   * A client certificate for a certificate signing request (fleet provisioning's CreateCertificateFromCsr): the
+   * CSR's subject and public key, client authentication only; the key never leaves the robot. Throws
+   * InvalidCsrError for a CSR that is not PEM PKCS #10 or whose signature does not verify.
+   */
+  async signCertificateRequest(csrPem: string): Promise<Omit<IssuedCertificate, 'privateKeyPem'>> {
+    let csr: x509.Pkcs10CertificateRequest;
+    try {
+      csr = new x509.Pkcs10CertificateRequest(csrPem);
+    } catch (error) {
+      throw new InvalidCsrError(`not a PEM PKCS #10 certificate signing request (${error instanceof Error ? error.message : String(error)})`);
+    }
+    if (!(await csr.verify().catch(() => false))) throw new InvalidCsrError('its signature does not verify with its own public key');
+    const notBefore = new Date(Date.now() - 60_000);
+    const notAfter = new Date(notBefore.getTime() + 3650 * DAY_MS);
+    const certificate = await x509.X509CertificateGenerator.create({
+      serialNumber: serialNumber(),
+      subject: csr.subject,
+      issuer: this.certificate.subject,
+      notBefore,
+      notAfter,
+      publicKey: csr.publicKey,
+      signingKey: this.keys.privateKey,
+      signingAlgorithm: SIGNING,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        await x509.AuthorityKeyIdentifierExtension.create(this.keys.publicKey),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
+      ],
+    });
+    const certificatePem = certificate.toString('pem');
+    return { certificatePem, certificateId: certificateIdOf(certificatePem), notBefore, notAfter };
+  }
+
   /** The broker's certificate, valid for the given host names and IP addresses. */
   async issueServerCertificate(hosts: readonly string[]): Promise<IssuedCertificate> {
     const notBefore = new Date(Date.now() - 60_000);
@@ -163,6 +198,11 @@ export class CertificateAuthority {
   private async privateKeyPem(): Promise<string> {
     return sec1Pem(this.keys.privateKey);
   }
+}
+
+/** A certificate signing request the CA cannot sign; the message says why. */
+export class InvalidCsrError extends Error {
+  override readonly name = 'InvalidCsrError';
 }
 
 /** IoT Core's certificate id of a PEM certificate: SHA-256 of its DER bytes, lower-case hex. */

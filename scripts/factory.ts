@@ -5,6 +5,7 @@
  *   npm run factory -- register --batch B --model lekiwi --csv serials.csv
  *   npm run factory -- status --batch B [--json]
  *   npm run factory -- retire --serial LK0001
+ *   npm run factory -- bundle --batch B --model lekiwi --out dir [--iot-endpoint host --stage s --claim-cert f --claim-key f]
  *
  * Where the table is: `--endpoint`/`--table` when given; else the running local cloud's DynamoDB (its
  * `<LOCAL_STATE_DIR>/endpoints.json`, the table created on first use); else AWS with the usual credential chain and
@@ -16,6 +17,10 @@ import { parseArgs } from 'node:util';
 import { DescribeTableCommand, DynamoDBClient, ResourceNotFoundException } from '@aws-sdk/client-dynamodb';
 import { BatchId, RobotModel, Serial, type FactoryRecord } from '../schemas/index.js';
 import { DynamoFactoryRegistry } from '../functions/adapters/dynamo-factory-registry.js';
+import { TOPIC_RULES, topicRuleName } from '../schemas/topics.js';
+import { BootBundleError, buildBootBundle, caFileName, templateNameFor } from './factory/boot-bundle.js';
+import { amazonRootCa1, BundleInputError, claimFromFiles, SYSTEM_AMAZON_ROOT_CA_1, writeBundle } from './factory/bundle-inputs.js';
+import { LocalClaimError, openOrIssueLocalClaim } from '../local/claim-certificates.js';
 import {
   registerSerials,
   SerialListError,
@@ -36,6 +41,15 @@ Commands:
       Each serial of the batch: state, thing name, certificate, last refusal.
   retire --serial <serial>
       The serial is never admitted again.
+  bundle --batch <id> --model <model> --out <dir> [options]
+      Writes the batch's boot bundle for Raspberry Pi OS: user-data and meta-data (copy both to the SD card's boot
+      partition: user-data carries every other file), agent.json, the batch's claim certificate and key, the root CA,
+      heartbeat-agent.service, install.sh, manifest.json. No per-robot secret; the same inputs give the same files.
+      AWS:   --iot-endpoint <xxxx-ats.iot.<region>.amazonaws.com> --stage <stage> --claim-cert <file> --claim-key <file>
+             [--root-ca <AmazonRootCA1.pem>, default ${SYSTEM_AMAZON_ROOT_CA_1}] [--template <name>]
+      Local: without --claim-cert: the local cloud's CA issues the batch's claim once (LOCAL_STATE_DIR/claims/<batch>);
+             the broker is --iot-endpoint/--iot-port, else the running local cloud's, else localhost:8883.
+      Both:  --node <path> (default /usr/bin/node, Node ≥ 20) --agent <path> (default /opt/heartbeat/agent/main.mjs)
 
 Where: --endpoint <DynamoDB URL> --table <name>; default the running local cloud (LOCAL_STATE_DIR, default .local),
 else AWS (credentials from the environment) with --table or FACTORY_TABLE.`;
@@ -65,6 +79,16 @@ async function main(argv: string[]): Promise<number> {
         json: { type: 'boolean', default: false },
         endpoint: { type: 'string' },
         table: { type: 'string' },
+        out: { type: 'string' },
+        'iot-endpoint': { type: 'string' },
+        'iot-port': { type: 'string' },
+        stage: { type: 'string' },
+        template: { type: 'string' },
+        'claim-cert': { type: 'string' },
+        'claim-key': { type: 'string' },
+        'root-ca': { type: 'string' },
+        node: { type: 'string' },
+        agent: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -77,7 +101,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const [command, ...extra] = positionals;
-  if (!command) throw new UsageError('Give a command: register, status or retire.');
+  if (!command) throw new UsageError('Give a command: register, status, retire or bundle.');
   if (extra.length > 0) throw new UsageError(`Unexpected argument ${extra[0]}.`);
 
   switch (command) {
@@ -105,8 +129,10 @@ async function main(argv: string[]): Promise<number> {
       const serial = required(Serial, values.serial, '--serial');
       return retire(await resolveTarget(values), serial);
     }
+    case 'bundle':
+      return bundle(values);
     default:
-      throw new UsageError(`Unknown command ${command}: use register, status or retire.`);
+      throw new UsageError(`Unknown command ${command}: use register, status, retire or bundle.`);
   }
 }
 
@@ -181,6 +207,104 @@ async function retire(target: Target, serial: string): Promise<number> {
           '\n',
       );
       return 0;
+  }
+}
+
+interface BundleOptions {
+  batch?: string | undefined;
+  model?: string | undefined;
+  out?: string | undefined;
+  'iot-endpoint'?: string | undefined;
+  'iot-port'?: string | undefined;
+  stage?: string | undefined;
+  template?: string | undefined;
+  'claim-cert'?: string | undefined;
+  'claim-key'?: string | undefined;
+  'root-ca'?: string | undefined;
+  node?: string | undefined;
+  agent?: string | undefined;
+}
+
+/** The boot bundle: inputs read and checked here, files built by scripts/factory/boot-bundle.ts. */
+async function bundle(values: BundleOptions): Promise<number> {
+  const batchId = required(BatchId, values.batch, '--batch');
+  const model = required(RobotModel, values.model, '--model');
+  if (!values.out) throw new UsageError('--out <dir> is required.');
+  const aws = values['claim-cert'] !== undefined || values['claim-key'] !== undefined;
+  const iotPort = values['iot-port'] === undefined ? undefined : Number(values['iot-port']);
+  if (iotPort !== undefined && (!Number.isInteger(iotPort) || iotPort < 1 || iotPort > 65_535)) throw new UsageError('--iot-port must be a port number.');
+  const common = { nodePath: values.node ?? '/usr/bin/node', agentEntry: values.agent ?? '/opt/heartbeat/agent/main.mjs' };
+  let input: Parameters<typeof buildBootBundle>[0];
+  try {
+    if (aws) {
+      if (!values['claim-cert'] || !values['claim-key']) throw new UsageError('Give both --claim-cert and --claim-key (the batch\'s claim from AWS).');
+      if (!values['iot-endpoint']) throw new UsageError('--iot-endpoint is required with --claim-cert: the IoT data endpoint (aws iot describe-endpoint --endpoint-type iot:Data-ATS).');
+      if (!values.stage) throw new UsageError('--stage is required with --claim-cert: it names the provisioning template and the telemetry rule.');
+      const claim = await claimFromFiles(values['claim-cert'], values['claim-key']);
+      input = {
+        batchId,
+        model,
+        target: 'aws',
+        iotEndpoint: values['iot-endpoint'],
+        iotPort: iotPort ?? 8883,
+        templateName: templateNameFor(values.stage, values.template),
+        telemetryRule: topicRuleName(TOPIC_RULES.telemetry, values.stage),
+        claimCertificatePem: claim.certificatePem,
+        claimPrivateKeyPem: claim.privateKeyPem,
+        rootCaPem: await amazonRootCa1(values['root-ca']),
+        ...common,
+        generatedAt: new Date(),
+      };
+    } else {
+      if (values.stage !== undefined || values['root-ca'] !== undefined) {
+        throw new UsageError('--stage and --root-ca are for AWS bundles, which need --claim-cert and --claim-key.');
+      }
+      const stateDir = resolve(process.env.LOCAL_STATE_DIR || '.local');
+      const claim = await openOrIssueLocalClaim(stateDir, batchId);
+      const running = await localBroker(join(stateDir, 'endpoints.json'));
+      process.stderr.write(
+        `${claim.issued ? 'Issued' : 'Using'} the local claim certificate of batch ${batchId} (${join(stateDir, 'claims', batchId)}).\n`,
+      );
+      input = {
+        batchId,
+        model,
+        target: 'local',
+        iotEndpoint: values['iot-endpoint'] ?? running?.host ?? 'localhost',
+        iotPort: iotPort ?? running?.port ?? 8883,
+        templateName: templateNameFor(undefined, values.template),
+        telemetryRule: TOPIC_RULES.telemetry.name,
+        claimCertificatePem: claim.certificatePem,
+        claimPrivateKeyPem: claim.privateKeyPem,
+        rootCaPem: claim.caPem,
+        ...common,
+        generatedAt: new Date(),
+      };
+    }
+    const files = buildBootBundle(input);
+    await writeBundle(values.out, files);
+    process.stdout.write(
+      `Boot bundle of batch ${batchId} (${model}, ${input.target === 'aws' ? 'AWS' : 'local cloud'}, ${input.iotEndpoint}:${input.iotPort}, ` +
+        `template ${input.templateName}, CA ${caFileName(input.target)}) in ${resolve(values.out)}:\n` +
+        files.map((file) => `  ${file.name}\n`).join('') +
+        'Copy user-data and meta-data to the boot partition of each Raspberry Pi OS card (user-data carries the rest).\n',
+    );
+    return 0;
+  } catch (error) {
+    if (error instanceof BundleInputError || error instanceof BootBundleError || error instanceof LocalClaimError) throw new FactoryError(error.message);
+    throw error;
+  }
+}
+
+async function localBroker(file: string): Promise<{ host: string; port: number } | undefined> {
+  const text = await readFile(file, 'utf8').catch(() => undefined);
+  if (!text) return undefined;
+  try {
+    const endpoints = JSON.parse(text) as { mqttHost?: unknown; mqttPort?: unknown };
+    return typeof endpoints.mqttHost === 'string' && typeof endpoints.mqttPort === 'number'
+      ? { host: endpoints.mqttHost, port: endpoints.mqttPort }
+      : undefined;
+  } catch {
+    return undefined;
   }
 }
 
