@@ -64,6 +64,15 @@ if (mode === 'test') {
   if (firstLine('python3', ['--version']) === undefined) {
     problems.push("python3 is missing: the agent's socket counters run in it (apt-get install -y python3).");
   }
+  if (firstLine('cloud-init', ['--version']) === undefined) {
+    problems.push("cloud-init is missing: the factory's boot bundle is checked with it (apt-get install -y --no-install-recommends cloud-init).");
+  }
+  if (firstLine('systemd-analyze', ['--version']) === undefined) {
+    problems.push("systemd-analyze is missing: the boot bundle's unit is checked with it (apt-get install -y systemd).");
+  }
+  if (!existsSync('/etc/ssl/certs/Amazon_Root_CA_1.pem')) {
+    problems.push('Amazon Root CA 1 is not in /etc/ssl/certs: an AWS boot bundle carries it (apt-get install -y ca-certificates).');
+  }
   const url = new URL(process.env.TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres');
   const port = Number(url.port || 5432);
   if (!(await reachable(url.hostname, port))) {
