@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { POLL } from './test/support/poll.js';
 
 // This machine runs Node 20; Lambda runs 22+. The SDK's warning about it would repeat in every test worker.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -15,6 +16,7 @@ export default defineConfig({
     setupFiles: ['test/support/setup-env.ts'],
     testTimeout: 30_000,
     hookTimeout: 120_000,
+    expect: { poll: POLL }, // expect.poll's default wait (15 s, every 25 ms); vi.waitFor is passed POLL itself
     reporters: ['default', ['json', { outputFile: '.reports/vitest.json' }]],
     projects: [
       { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
