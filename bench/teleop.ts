@@ -28,8 +28,16 @@ import {
   watching,
   sleep,
   startHostStandIn,
-  waitFor,
 } from '../test/support/lekiwi-stand-ins.js';
+
+/** Polls `condition` every 10 ms until it holds or `timeoutMs` passes (then throws naming `what`). A bench runs outside vitest, so no vi.waitFor. */
+async function waitFor(condition: () => boolean, what: string, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
 
 const { values } = parseArgs({
   options: {

@@ -1,5 +1,5 @@
 import { readFile, writeFile } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { WebSocket } from 'ws';
 import { DiscoverResult } from '../../schemas/index.js';
 import {
@@ -11,11 +11,11 @@ import {
   removeStateDir,
   startAgentProcess,
   startCloudProcess,
-  waitFor,
   type AgentProcess,
   type CloudProcess,
   type LiveClient,
 } from '../support/local-cloud-process.js';
+import { POLL } from '../support/poll.js';
 
 /**
  * "Report now" for the fleet, end to end on the local cloud process: POST /api/v2/discover → the http-api handler →
@@ -67,10 +67,7 @@ describe('POST /api/v2/discover on the local cloud', { timeout: 120_000 }, () =>
     agent = startAgentProcess(configFile);
     await live.waitFor((m) => m.type === 'RobotConnected' && m.robotId === ROBOT, `${ROBOT} to connect`, 60_000);
     await live.waitFor((m) => m.type === 'RobotTelemetry' && m.robotId === ROBOT, `${ROBOT}'s first sample`, 30_000);
-    await waitFor(async () => (await getJson(cloud.endpoints, `/robots/${ROBOT}`)).body?.status === 'online', {
-      timeoutMs: 30_000,
-      what: `${ROBOT} online in the read model`,
-    });
+    await expect.poll(async () => (await getJson(cloud.endpoints, `/robots/${ROBOT}`)).body?.status, { message: `${ROBOT} online in the read model` }).toBe('online');
     const samplesBefore = telemetryOf(ROBOT).length;
     expect(samplesBefore).toBe(1);
 
@@ -84,11 +81,10 @@ describe('POST /api/v2/discover on the local cloud', { timeout: 120_000 }, () =>
     expect(result.asked).toBeGreaterThanOrEqual(1);
     expect(result.failed).toBe(0);
     // and a new sample of this robot, taken after the request, arrives on the live feed
-    await waitFor(() => telemetryOf(ROBOT).length > samplesBefore, {
-      timeoutMs: 30_000,
-      what: `${ROBOT}'s sample answering report-now`,
-      describe: () => `agent output: ${agent?.output().slice(-2000)}`,
-    });
+    await vi.waitFor(
+      () => expect(telemetryOf(ROBOT).length, `${ROBOT}'s sample answering report-now; agent output: ${agent?.output().slice(-2000)}`).toBeGreaterThan(samplesBefore),
+      POLL,
+    );
     const answered = telemetryOf(ROBOT).at(-1)!;
     expect(Date.parse(answered.at as string)).toBeGreaterThanOrEqual(askedAt - 1_000);
     expect(answered.data).toMatchObject({ sampledAt: answered.at, cpuPercent: expect.any(Number) });
@@ -108,7 +104,7 @@ describe('POST /api/v2/discover on the local cloud', { timeout: 120_000 }, () =>
     // An admin may: proof that the route works for them, and a fence for the check below.
     const admin = await post('/discover', 'admin', '{}');
     expect(admin.status).toBe(202);
-    await waitFor(() => telemetryOf(ROBOT).length === before + 1, { timeoutMs: 30_000, what: 'the admin request’s sample' });
+    await expect.poll(() => telemetryOf(ROBOT).length, { message: 'the admin request’s sample' }).toBe(before + 1);
     // Only the admin's request produced a sample: the refused ones (sent before it) asked nobody. A while longer for
     // a straggler from them to show up, had there been one.
     await new Promise((resolve) => setTimeout(resolve, 2_000));
@@ -128,7 +124,7 @@ describe('the local cloud’s WebSocket API', { timeout: 60_000 }, () => {
     });
     try {
       socket.send(JSON.stringify({ action: 'watch', robotIds: ['*'] }));
-      await waitFor(() => replies.length > 0, { timeoutMs: 20_000, what: 'the answer to an unknown action' });
+      await expect.poll(() => replies.length, { message: 'the answer to an unknown action' }).toBeGreaterThan(0);
       expect(replies[0]).toMatchObject({
         type: 'Error',
         error: { code: 'UNKNOWN_ACTION', message: expect.stringContaining('"subscribe" or "unsubscribe"'), details: { actions: ['subscribe', 'unsubscribe'] } },

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { access, chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoEventLog } from '../../functions/adapters/dynamo-event-log.js';
 import { freePort, LOCAL_AWS } from '../../local/dynamodb-local.js';
@@ -16,10 +16,10 @@ import {
   removeStateDir,
   ROOT,
   startCloudProcess,
-  waitFor,
   type CloudProcess,
   type Ports,
 } from '../support/local-cloud-process.js';
+import { POLL } from '../support/poll.js';
 
 /**
  * `npm start` as a developer runs it in a terminal, where Ctrl-C signals the whole process group (npm, the shell,
@@ -108,11 +108,13 @@ beforeAll(async () => {
   npmStart.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   npmStart.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   exited = new Promise((resolve) => npmStart.once('exit', (code, signal) => resolve({ code, signal })));
-  await waitFor(() => output.includes('Ready:'), {
-    timeoutMs: 180_000,
-    what: 'npm start to be ready',
-    failFast: () => (npmStart.exitCode !== null ? `it exited with ${npmStart.exitCode}:\n${output}` : undefined),
-  });
+  // npm, tsx and the local cloud starting (DynamoDB Local, the stand-ins): far longer than the default wait; an exit ends it.
+  await Promise.race([
+    vi.waitFor(() => expect(output, 'npm start to be ready').toContain('Ready:'), { ...POLL, timeout: 180_000 }),
+    exited.then(({ code, signal }) => {
+      throw new Error(`npm start exited (${code ?? signal}) before it was ready:\n${output}`);
+    }),
+  ]);
 }, 240_000);
 
 afterAll(async () => {
@@ -156,7 +158,7 @@ describe('npm start', () => {
     robot.on('error', () => undefined);
     const endpoints = JSON.parse(await readFile(join(stateDir, 'endpoints.json'), 'utf8')) as LocalEndpoints;
     await expect
-      .poll(async () => (await getJson(endpoints, `/robots/${ROBOT}`)).body?.status, { timeout: 60_000, interval: 250 })
+      .poll(async () => (await getJson(endpoints, `/robots/${ROBOT}`)).body?.status, { message: `${ROBOT} online in the API` })
       .toBe('online');
 
     process.kill(-npmStart.pid!, 'SIGINT');

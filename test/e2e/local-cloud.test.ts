@@ -13,7 +13,6 @@ import {
   removeStateDir,
   startAgentProcess,
   startCloudProcess,
-  waitFor,
   type AgentProcess,
   type CloudProcess,
   type LiveClient,
@@ -72,7 +71,8 @@ async function startConnectedAgent(): Promise<AgentProcess> {
   const before = countOf('RobotConnected', ROBOT);
   const agent = startAgentProcess(join(stateDir, 'certs', ROBOT, 'agent.json'));
   agents.push(agent);
-  await waitFor(() => countOf('RobotConnected', ROBOT) > before, { timeoutMs: 60_000, what: `${ROBOT} to connect` });
+  // A process starting (tsx compiles the agent first): longer than the default wait.
+  await expect.poll(() => countOf('RobotConnected', ROBOT), { message: `${ROBOT} to connect`, timeout: 60_000 }).toBeGreaterThan(before);
   return agent;
 }
 
@@ -98,7 +98,7 @@ describe('the local cloud, end to end', { timeout: 120_000 }, () => {
 
     const connected = await live.waitFor(isEvent('RobotConnected', ROBOT), `${ROBOT} RobotConnected`, 60_000);
     expect(connected.data).toMatchObject({ sessionIdentifier: expect.any(String) });
-    await waitFor(async () => (await robotStatus(ROBOT)) === 'online', { timeoutMs: 20_000, what: `${ROBOT} online in the API` });
+    await expect.poll(() => robotStatus(ROBOT), { message: `${ROBOT} online in the API` }).toBe('online');
     const { body } = await getJson(cloud.endpoints, `/robots/${ROBOT}`);
     expect(body).toMatchObject({ robotId: ROBOT, model: 'lekiwi', status: 'online', registered: true });
   });
@@ -110,7 +110,7 @@ describe('the local cloud, end to end', { timeout: 120_000 }, () => {
 
     const disconnected = await live.waitFor(isEvent('RobotDisconnected', ROBOT), `${ROBOT} RobotDisconnected`);
     expect(disconnected.data).toMatchObject({ clientInitiated: true, reason: 'CLIENT_INITIATED_DISCONNECT' });
-    await waitFor(async () => (await robotStatus(ROBOT)) === 'offline', { timeoutMs: 20_000, what: `${ROBOT} offline` });
+    await expect.poll(() => robotStatus(ROBOT), { message: `${ROBOT} offline` }).toBe('offline');
   });
 
   it('kill -9: the robot goes offline (here the kernel closes its socket at once, so the broker sees the connection lost)', async () => {
@@ -118,10 +118,10 @@ describe('the local cloud, end to end', { timeout: 120_000 }, () => {
     const disconnectsBefore = countOf('RobotDisconnected', ROBOT);
 
     agent.child.kill('SIGKILL');
-    await waitFor(() => countOf('RobotDisconnected', ROBOT) > disconnectsBefore, { timeoutMs: 30_000, what: 'the disconnect' });
+    await expect.poll(() => countOf('RobotDisconnected', ROBOT), { message: 'the disconnect' }).toBeGreaterThan(disconnectsBefore);
     const disconnected = live.messages.filter(isEvent('RobotDisconnected', ROBOT)).at(-1)!;
     expect(disconnected.data).toMatchObject({ clientInitiated: false, reason: 'CONNECTION_LOST' });
-    await waitFor(async () => (await robotStatus(ROBOT)) === 'offline', { timeoutMs: 20_000, what: `${ROBOT} offline` });
+    await expect.poll(() => robotStatus(ROBOT), { message: `${ROBOT} offline` }).toBe('offline');
   });
 
   it('a robot that falls silent with its connection open (power cut, cable pulled) goes offline when its keep-alive window passes', async () => {
@@ -132,10 +132,9 @@ describe('the local cloud, end to end', { timeout: 120_000 }, () => {
     const frozenAt = Date.now();
     agent.child.kill('SIGSTOP');
     try {
-      await waitFor(() => countOf('RobotDisconnected', ROBOT) > disconnectsBefore, {
-        timeoutMs: 30_000,
-        what: 'the keep-alive timeout (2 s keep-alive × 1.5)',
-      });
+      await expect
+        .poll(() => countOf('RobotDisconnected', ROBOT), { message: 'the keep-alive timeout (2 s keep-alive × 1.5)' })
+        .toBeGreaterThan(disconnectsBefore);
     } finally {
       agent.child.kill('SIGKILL');
     }
@@ -143,7 +142,7 @@ describe('the local cloud, end to end', { timeout: 120_000 }, () => {
     expect(disconnected.data).toMatchObject({ clientInitiated: false, reason: 'MQTT_KEEP_ALIVE_TIMEOUT' });
     // Not before the window: 1.5 × the 2 s keep-alive (the last ping may have been up to one interval earlier).
     expect(Date.now() - frozenAt).toBeGreaterThanOrEqual(1_000);
-    await waitFor(async () => (await robotStatus(ROBOT)) === 'offline', { timeoutMs: 20_000, what: `${ROBOT} offline` });
+    await expect.poll(() => robotStatus(ROBOT), { message: `${ROBOT} offline` }).toBe('offline');
   });
 
   it("a robot publishing under another robot's topic is disconnected and nothing is recorded for the other", async () => {

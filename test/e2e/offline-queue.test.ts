@@ -9,7 +9,6 @@ import {
   removeStateDir,
   startAgentProcess,
   startCloudProcess,
-  waitFor,
   type AgentProcess,
   type CloudProcess,
   type Ports,
@@ -39,7 +38,7 @@ const agents: AgentProcess[] = [];
 async function driveOneSession(): Promise<void> {
   const operator = connectOperator({ commandPort: host.commandPort, observationPort: host.observationPort });
   try {
-    await waitFor(() => operator.observations > 0, { timeoutMs: 10_000, what: 'the operator to connect' });
+    await expect.poll(() => operator.observations, { message: 'the operator to connect' }).toBeGreaterThan(0);
     await operator.startDriving(30);
     await sleep(400);
     operator.stopDriving();
@@ -102,7 +101,8 @@ describe('the offline queue, end to end', { timeout: 240_000 }, () => {
         .sort((a, b) => a.seq - b.seq);
     };
     try {
-      await waitFor(async () => (await teleoperation()).length >= 6, { timeoutMs: 60_000, what: 'six teleoperation events in the log' });
+      // The cloud process starting again, the agent reconnecting and draining its queue: longer than the default wait.
+      await expect.poll(async () => (await teleoperation()).length, { message: 'six teleoperation events in the log', timeout: 60_000 }).toBeGreaterThanOrEqual(6);
     } catch (error) {
       const { body } = await getJson(cloud.endpoints, `/robots/${ROBOT}/events?limit=100`);
       throw new Error(

@@ -62,7 +62,7 @@ describe('a partial sample over raw MQTT', { timeout: 120_000 }, () => {
       await client.publishAsync(topics.telemetry(ROBOT), JSON.stringify(partial), { qos: 1 });
 
       // The API still shows CPU, memory and disk, each with the time of the sample that carried it
-      await expect.poll(async () => (await robot())?.telemetry?.sampledAt, { timeout: 60_000, interval: 250 }).toBe(partial.sampledAt);
+      await expect.poll(async () => (await robot())?.telemetry?.sampledAt, { message: 'the partial sample in the API' }).toBe(partial.sampledAt);
       const online = await robot();
       expect(online.telemetry).toMatchObject({ cpuPercent: 31, memoryPercent: 42, diskPercent: 53, stale: false });
       for (const metric of ['cpuPercent', 'memoryPercent', 'diskPercent']) {
@@ -79,7 +79,7 @@ describe('a partial sample over raw MQTT', { timeout: 120_000 }, () => {
     }
 
     // Offline: the last values stay, marked stale
-    await expect.poll(async () => (await robot())?.status, { timeout: 60_000, interval: 250 }).toBe('offline');
+    await expect.poll(async () => (await robot())?.status, { message: 'the robot offline in the API' }).toBe('offline');
     const offline = await robot();
     expect(offline.telemetry).toMatchObject({ cpuPercent: 31, memoryPercent: 42, diskPercent: 53, stale: true });
     expect(offline.telemetry.metrics.diskPercent).toMatchObject({ value: 53, sampledAt: full.sampledAt, stale: true });

@@ -18,6 +18,7 @@ import {
   type LiveClient,
   type Ports,
 } from '../support/local-cloud-process.js';
+import { POLL } from '../support/poll.js';
 
 /**
  * Issue 9, item 1, end to end: a robot kicked off MQTT for a moment (another client with its client id) while someone
@@ -29,6 +30,8 @@ const AGENT_ROBOT = 'lekiwi-LINK001';
 const FOREIGN_ROBOT = 'xle-LINK002';
 /** Short for the test: the sweep runs every quarter of it locally. */
 const OFFLINE_TIMEOUT_SECONDS = 10;
+/** Longer than the default wait: the agent process reconnecting (4 s backoff), or a first round trip through the whole local cloud. */
+const RECONNECT = { ...POLL, timeout: 30_000 };
 
 let stateDir: string;
 let ports: Ports;
@@ -142,7 +145,7 @@ describe('teleoperation survives a link drop (LeKiwi host and client, the real a
     await operator.startDriving(30);
     await vi.waitFor(
       async () => expect(await robot(AGENT_ROBOT)).toMatchObject({ status: 'online', deployable: false, teleoperation: { active: true, confirmed: true } }),
-      { timeout: 30_000, interval: 200 },
+      RECONNECT,
     );
     const session = (await robot(AGENT_ROBOT))!.teleoperation.since;
 
@@ -160,7 +163,7 @@ describe('teleoperation survives a link drop (LeKiwi host and client, the real a
             lifecycle: expect.stringMatching(/offline|active/),
             teleoperation: { active: true, confirmed: false, since: session },
           }),
-        { timeout: 20_000, interval: 100 },
+        POLL,
       );
       // The agent reconnects by itself and states it is still driven: confirmed, the same session.
       await vi.waitFor(
@@ -170,7 +173,7 @@ describe('teleoperation survives a link drop (LeKiwi host and client, the real a
             deployable: false,
             teleoperation: { active: true, confirmed: true, since: session },
           }),
-        { timeout: 30_000, interval: 200 },
+        RECONNECT,
       );
     } finally {
       await api.stop();
@@ -192,7 +195,7 @@ describe('teleoperation survives a link drop (LeKiwi host and client, the real a
     agent.child.kill('SIGKILL');
     await vi.waitFor(
       async () => expect(await robot(AGENT_ROBOT)).toMatchObject({ status: 'offline', deployable: false, teleoperation: { active: true, confirmed: false } }),
-      { timeout: 20_000, interval: 200 },
+      POLL,
     );
     const stopped = await live.waitFor(
       (m) => m.type === 'TeleoperationStopped' && m.robotId === AGENT_ROBOT,
@@ -200,10 +203,7 @@ describe('teleoperation survives a link drop (LeKiwi host and client, the real a
       (OFFLINE_TIMEOUT_SECONDS + 20) * 1000,
     );
     expect(stopped.data).toMatchObject({ reason: 'robot-offline', durationMs: expect.any(Number) });
-    await vi.waitFor(async () => expect(await robot(AGENT_ROBOT)).toMatchObject({ teleoperation: { active: false, confirmed: true } }), {
-      timeout: 20_000,
-      interval: 200,
-    });
+    await vi.waitFor(async () => expect(await robot(AGENT_ROBOT)).toMatchObject({ teleoperation: { active: false, confirmed: true } }), POLL);
     // Closed once, however many sweeps ran meanwhile.
     await new Promise((resolve) => setTimeout(resolve, (OFFLINE_TIMEOUT_SECONDS * 1000) / 2));
     expect((await history(AGENT_ROBOT)).filter((event) => event.type === 'TeleoperationStopped')).toHaveLength(1);
@@ -226,10 +226,7 @@ describe('teleoperation survives a link drop (an MQTT client that is not ours)',
       type: 'TeleoperationStarted',
       data: { operatorAddress: '192.0.2.44', signals: ['joycon'] },
     });
-    await vi.waitFor(async () => expect(await robot(FOREIGN_ROBOT)).toMatchObject({ teleoperation: { active: true, confirmed: true } }), {
-      timeout: 30_000,
-      interval: 200,
-    });
+    await vi.waitFor(async () => expect(await robot(FOREIGN_ROBOT)).toMatchObject({ teleoperation: { active: true, confirmed: true } }), RECONNECT);
 
     // The same client id connects again (the firmware restarted its MQTT stack): the first connection is closed.
     const firstClosed = new Promise<void>((resolve) => first.once('close', () => resolve()));
@@ -237,25 +234,19 @@ describe('teleoperation survives a link drop (an MQTT client that is not ours)',
     await firstClosed;
     await vi.waitFor(
       async () => expect(await robot(FOREIGN_ROBOT)).toMatchObject({ deployable: false, teleoperation: { active: true, confirmed: false } }),
-      { timeout: 20_000, interval: 100 },
+      POLL,
     );
     // Its statement, in the exported device schema, with no outbox: confirmed.
     await publishEvent(second, { eventId: `state-${randomUUID()}`, occurredAt: new Date().toISOString(), type: 'TeleoperationState', data: { active: true, since } });
     await vi.waitFor(
       async () => expect(await robot(FOREIGN_ROBOT)).toMatchObject({ status: 'online', deployable: false, teleoperation: { active: true, confirmed: true } }),
-      { timeout: 20_000, interval: 200 },
+      POLL,
     );
 
     // Gone for good: closed as robot-offline once the timeout has passed.
     await second.endAsync();
-    await vi.waitFor(async () => expect(await robot(FOREIGN_ROBOT)).toMatchObject({ status: 'offline', teleoperation: { active: true, confirmed: false } }), {
-      timeout: 20_000,
-      interval: 200,
-    });
-    await vi.waitFor(async () => expect(await robot(FOREIGN_ROBOT)).toMatchObject({ teleoperation: { active: false } }), {
-      timeout: (OFFLINE_TIMEOUT_SECONDS + 20) * 1000,
-      interval: 250,
-    });
+    await vi.waitFor(async () => expect(await robot(FOREIGN_ROBOT)).toMatchObject({ status: 'offline', teleoperation: { active: true, confirmed: false } }), POLL);
+    await vi.waitFor(async () => expect(await robot(FOREIGN_ROBOT)).toMatchObject({ teleoperation: { active: false } }), { ...POLL, timeout: (OFFLINE_TIMEOUT_SECONDS + 20) * 1000 });
     const stops = (await history(FOREIGN_ROBOT)).filter((event) => event.type === 'TeleoperationStopped');
     expect(stops.map((event) => event.data.reason)).toEqual(['robot-offline']);
   });

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LinkGaveUpError, MqttLink } from '../../agent/adapters/mqtt-link.js';
 import { CertificateAuthority } from '../../local/certificate-authority.js';
 import { freePort, startMosquitto, type Mosquitto, type MosquittoCredentials } from '../support/mosquitto.js';
@@ -193,7 +193,8 @@ describe('an agent that did connect', () => {
     const agent = runAgent(await writeAgentConfig('outage', { port, firstConnectionBudgetSeconds: 1, ...credentials }));
     try {
       const logged = (message: string) => agent.lines().filter((line) => line.message === message);
-      await vi.waitFor(() => expect(logged('connected')).toHaveLength(1), { timeout: 30_000, interval: 100 });
+      // The agent process starting (tsx compiles it first): longer than the default wait.
+      await expect.poll(() => logged('connected'), { message: 'the agent to connect', timeout: 30_000 }).toHaveLength(1);
 
       await current.stop();
       // A listener that hangs up on every connection: the SDK's reconnections, 1 s apart, are counted as they come.
@@ -205,14 +206,14 @@ describe('an agent that did connect', () => {
       });
       await new Promise<void>((resolve) => hangUp.listen(port, '127.0.0.1', resolve));
       try {
-        await vi.waitFor(() => expect(attempts).toBeGreaterThanOrEqual(3), { timeout: 30_000, interval: 100 });
+        await expect.poll(() => attempts, { message: 'three reconnection attempts' }).toBeGreaterThanOrEqual(3);
       } finally {
         await new Promise<void>((resolve) => hangUp.close(() => resolve()));
       }
       expect(agent.child.exitCode, agent.output()).toBeNull();
 
       current = await startMosquitto({ ca, port });
-      await vi.waitFor(() => expect(logged('reconnected')).toHaveLength(1), { timeout: 30_000, interval: 100 });
+      await expect.poll(() => logged('reconnected'), { message: 'the agent to reconnect' }).toHaveLength(1);
       expect(agent.child.exitCode).toBeNull();
     } finally {
       await current.stop();

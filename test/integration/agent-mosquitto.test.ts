@@ -3,12 +3,13 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Logger, LogFields } from '../../agent/adapters/json-log.js';
 import { MqttLink, type MqttLinkOptions } from '../../agent/adapters/mqtt-link.js';
 import { CertificateAuthority } from '../../local/certificate-authority.js';
 import { TelemetrySample } from '../../schemas/device.js';
 import { freePort, startMosquitto, type Mosquitto, type MosquittoCredentials } from '../support/mosquitto.js';
+import { POLL } from '../support/poll.js';
 
 /**
  * The agent against a real broker: Debian's Mosquitto 2 with mTLS (certificates from the local CA: EC P-256, SEC1
@@ -71,15 +72,8 @@ afterAll(async () => {
   await rm(workDir, { recursive: true, force: true });
 });
 
-async function until<T>(probe: () => T | undefined, what: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+/** An agent process starting (tsx compiles it first) may take longer than the default wait; within the test's 30 s. */
+const PROCESS_START = { ...POLL, timeout: 25_000 };
 
 const messagesOn = (topic: string, since = 0) => received.filter((message) => message.topic === topic && message.at >= since);
 
@@ -156,7 +150,11 @@ describe('agent process against Mosquitto', () => {
     const telemetryTopic = `dt/heartbeat/${ROBOT}/telemetry`;
 
     // Telemetry arrives, and it is a sample the cloud accepts.
-    const first = await until(() => messagesOn(telemetryTopic, startedAt)[0], `telemetry (agent log: ${agent.stdout()}${agent.stderr()})`);
+    const first = await vi.waitFor(() => {
+      const message = messagesOn(telemetryTopic, startedAt)[0];
+      expect(message, `telemetry (agent log: ${agent.stdout()}${agent.stderr()})`).toBeDefined();
+      return message!;
+    }, PROCESS_START);
     const sample = TelemetrySample.parse(JSON.parse(first.payload));
     expect(sample.agentVersion).toBe('0.1.0');
     expect(sample.memoryPercent).toBeGreaterThan(0);
@@ -167,7 +165,11 @@ describe('agent process against Mosquitto', () => {
     await broker.waitForLog(new RegExp(`${ROBOT} 1 cmd/heartbeat/${ROBOT}/\\+`));
     const asked = Date.now();
     await observer.publishAsync(`cmd/heartbeat/${ROBOT}/report-now`, JSON.stringify({ requestId: 'req-1' }), { qos: 1 });
-    const reply = await until(() => messagesOn(`cmd/heartbeat/${ROBOT}/report-now/reply`, asked)[0], 'the report-now reply');
+    const reply = await vi.waitFor(() => {
+      const message = messagesOn(`cmd/heartbeat/${ROBOT}/report-now/reply`, asked)[0];
+      expect(message, 'the report-now reply').toBeDefined();
+      return message!;
+    }, POLL);
     const answer = JSON.parse(reply.payload) as { requestId: string; sentAt: string };
     expect(answer.requestId).toBe('req-1');
     expect(Date.parse(answer.sentAt)).toBeGreaterThanOrEqual(asked - 1_000);
@@ -176,7 +178,7 @@ describe('agent process against Mosquitto', () => {
 
     // A malformed command is logged and changes nothing.
     await observer.publishAsync(`cmd/heartbeat/${ROBOT}/report-now`, '{not json', { qos: 1 });
-    await until(() => agent.stdout().includes('malformed command ignored'), 'the malformed command to be logged');
+    await expect.poll(() => agent.stdout(), { message: 'the malformed command to be logged' }).toContain('malformed command ignored');
     expect(agent.child.exitCode).toBeNull();
 
     // SIGTERM: a clean DISCONNECT (Mosquitto logs receiving it), then exit 0.
@@ -193,17 +195,16 @@ describe('agent process against Mosquitto', () => {
   it('a killed agent leaves no DISCONNECT behind (what the clean-stop check tells apart)', async () => {
     const before = broker.log().length;
     const agent = runAgent(['--config', await writeAgentConfig('killed')]);
-    await until(() => broker.log().slice(before).includes(`as ${ROBOT} `) || undefined, 'the agent to connect');
+    await expect.poll(() => broker.log().slice(before), { message: 'the agent to connect', ...PROCESS_START }).toContain(`as ${ROBOT} `);
     // A power cut: every process of the tree at once, no chance to say goodbye.
     killGroup(agent.child, 'SIGKILL');
     await agent.exited;
     // Mosquitto words an unclean end by what the socket did ("closed its connection", "disconnected: Protocol
     // error", …); a clean one is only "Received DISCONNECT" followed by "disconnected." with nothing after it.
     const slice = () => broker.log().slice(before);
-    await until(
-      () => new RegExp(`Client ${ROBOT} (closed its connection|disconnected: |has exceeded timeout)|Socket error on client ${ROBOT}`).test(slice()) || undefined,
-      'Mosquitto to notice the dead agent',
-    );
+    await expect
+      .poll(slice, { message: 'Mosquitto to notice the dead agent' })
+      .toMatch(new RegExp(`Client ${ROBOT} (closed its connection|disconnected: |has exceeded timeout)|Socket error on client ${ROBOT}`));
     expect(slice()).not.toMatch(new RegExp(`Received DISCONNECT from ${ROBOT}`));
   });
 
@@ -271,8 +272,8 @@ describe('MqttLink against Mosquitto', () => {
       await observer.publishAsync(`cmd/heartbeat/${ROBOT}/report-now`, '{}', { qos: 1 });
 
       // Each client's messages arrive in order, so once the marker is in, the forged message would have been too.
-      await until(() => messagesOn(`dt/heartbeat/${ROBOT}/events`, since)[0], 'the marker');
-      await until(() => commands.length > 0 || undefined, 'the own command');
+      await expect.poll(() => messagesOn(`dt/heartbeat/${ROBOT}/events`, since), { message: 'the marker' }).not.toEqual([]);
+      await expect.poll(() => commands, { message: 'the own command' }).not.toEqual([]);
       expect(messagesOn(`dt/heartbeat/${OTHER_ROBOT}/telemetry`, since)).toEqual([]);
       expect(broker.log()).toMatch(new RegExp(`Denied PUBLISH from ${ROBOT} .*'dt/heartbeat/${OTHER_ROBOT}/telemetry'`));
       expect(commands).toEqual([`cmd/heartbeat/${ROBOT}/report-now`]);
@@ -282,8 +283,9 @@ describe('MqttLink against Mosquitto', () => {
       try {
         await other.start();
         await other.publish(`dt/heartbeat/${OTHER_ROBOT}/telemetry`, JSON.stringify({ genuine: true }), 1);
-        const genuine = await until(() => messagesOn(`dt/heartbeat/${OTHER_ROBOT}/telemetry`, since)[0], 'the genuine message');
-        expect(JSON.parse(genuine.payload)).toEqual({ genuine: true });
+        await expect
+          .poll(() => messagesOn(`dt/heartbeat/${OTHER_ROBOT}/telemetry`, since).map((message) => JSON.parse(message.payload)), { message: 'the genuine message' })
+          .toEqual([{ genuine: true }]);
       } finally {
         await other.stop();
       }
@@ -309,7 +311,7 @@ describe('MqttLink against Mosquitto', () => {
       link.on('connected', () => (connected = true));
       const started = link.start();
       const failures = () => log.lines.filter((line) => line.message === 'connection failed; retrying');
-      await until(() => failures().length >= 2 || undefined, 'two failed attempts');
+      await expect.poll(() => failures().length, { message: 'two failed attempts' }).toBeGreaterThanOrEqual(2);
       for (const [index, failure] of failures().entries()) {
         expect(failure.fields).toMatchObject({ attempt: index + 1, port });
         expect(String((failure.fields?.error as Error).message)).toMatch(/CONNECTION_REFUSED/);
@@ -353,12 +355,12 @@ describe('MqttLink against Mosquitto', () => {
       await current.waitForLog(new RegExp(`${ROBOT} 1 cmd/heartbeat/${ROBOT}/\\+`));
 
       await current.stop();
-      await until(() => events.includes('interrupted') || undefined, 'the link to notice the broker is gone');
+      await expect.poll(() => events, { message: 'the link to notice the broker is gone' }).toContain('interrupted');
       expect(link.isConnected).toBe(false);
       await expect(link.publish(`dt/heartbeat/${ROBOT}/telemetry`, '{}', 0)).rejects.toThrow(/not connected/);
 
       current = await startMosquitto({ ca, port, admins: [OBSERVER] });
-      await until(() => events.includes('resumed (session false)') || undefined, 'the link to resume', 60_000);
+      await expect.poll(() => events, { message: 'the link to resume' }).toContain('resumed (session false)');
       // The new broker knows nothing of the old subscription: the link must have subscribed again by itself.
       await current.waitForLog(new RegExp(`${ROBOT} 1 cmd/heartbeat/${ROBOT}/\\+`));
       const admin = await mqtt.connectAsync(`mqtts://localhost:${port}`, {
@@ -374,8 +376,7 @@ describe('MqttLink against Mosquitto', () => {
       } finally {
         await admin.endAsync();
       }
-      await until(() => commands[0], 'the command after the restart');
-      expect(commands).toEqual(['{"requestId":"after-restart"}']);
+      await expect.poll(() => commands, { message: 'the command after the restart' }).toEqual(['{"requestId":"after-restart"}']);
       expect(events).toEqual(['connected', 'interrupted', 'resumed (session false)']);
     } finally {
       await link.stop();

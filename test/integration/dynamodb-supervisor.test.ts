@@ -2,10 +2,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { LOCAL_AWS, freePort, startDynamoDbLocal, type DynamoDbLocal } from '../../local/dynamodb-local.js';
 import { type PartHealth, type RestartablePart, type SupervisedPart, Supervisor, type SupervisorLogEntry } from '../../local/supervisor.js';
 import { createEventLogTable } from '../../local/tables.js';
+import { POLL } from '../support/poll.js';
 
 /**
  * DynamoDB Local killed under the running local cloud must never be a silent failure: the supervisor restarts the
@@ -13,16 +14,6 @@ import { createEventLogTable } from '../../local/tables.js';
  * bound calls onFatal with a message naming what died and what to do. Then the supervisor's rules on fakes, where
  * timing can be controlled.
  */
-
-async function waitFor<T>(find: () => T | undefined | false, what: string, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = find();
-    if (found) return found;
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 function isAlive(pid: number): boolean {
   try {
@@ -81,7 +72,7 @@ describe('DynamoDB Local under the supervisor', () => {
     const pid = dynamo.current().pid!;
     expect(isAlive(pid)).toBe(true);
     process.kill(pid, 'SIGKILL');
-    await waitFor(() => !isAlive(pid), `pid ${pid} to die`, 10_000);
+    await expect.poll(() => isAlive(pid), { message: `pid ${pid} to die` }).toBe(false);
     return pid;
   }
 
@@ -94,9 +85,10 @@ describe('DynamoDB Local under the supervisor', () => {
     for (const restart of [1, 2]) {
       const killed = await kill();
       // Noticed at once, and said loudly.
-      await waitFor(() => dynamo.health().restarts === restart, `restart ${restart} to begin`, 5_000);
+      await expect.poll(() => dynamo.health().restarts, { message: `restart ${restart} to begin` }).toBe(restart);
       expect(logs.some((entry) => entry.level === 'error' && String(entry.message).includes('was killed by SIGKILL') && entry.message.includes('restarting'))).toBe(true);
-      await waitFor(() => dynamo.health().status === 'up', `restart ${restart} to finish`);
+      // A Java process starting: longer than the default wait.
+      await expect.poll(() => dynamo.health().status, { message: `restart ${restart} to finish`, timeout: 60_000 }).toBe('up');
       expect(dynamo.current().pid).not.toBe(killed);
       expect(dynamo.current().endpoint).toBe(endpoint);
       // The same client, the same endpoint: everything written before the kill is there, and it takes writes.
@@ -110,7 +102,10 @@ describe('DynamoDB Local under the supervisor', () => {
 
   it('past the bound, stays down and calls onFatal once with what died and what to do', async () => {
     const killed = await kill();
-    const { message, part } = await waitFor(() => fatal[0], 'onFatal', 10_000);
+    const { message, part } = await vi.waitFor(() => {
+      expect(fatal[0], 'onFatal').toBeDefined();
+      return fatal[0]!;
+    }, POLL);
     expect(message).toContain('DynamoDB Local (event log) died and was not restarted');
     expect(message).toContain(`was killed by SIGKILL (pid ${killed}, port ${port})`);
     expect(message).toContain('restarted 2 time(s) within 120 s');
@@ -151,7 +146,10 @@ describe('the supervisor', () => {
     for (let i = 0; i < 4; i++) {
       const before = part.current();
       before.die();
-      await waitFor(() => part.current() !== before && part.health().status === 'up', `restart ${i + 1}`, 2_000);
+      await vi.waitFor(() => {
+        expect(part.current(), `restart ${i + 1}`).not.toBe(before);
+        expect(part.health().status, `restart ${i + 1}`).toBe('up');
+      }, POLL);
       // Two deaths per window at most: wait the window out after every second one.
       if (i % 2 === 1) await new Promise((resolve) => setTimeout(resolve, 350));
     }
@@ -180,7 +178,7 @@ describe('the supervisor', () => {
       advice: 'free the port',
     });
     part.current().die('was killed by SIGKILL');
-    await waitFor(() => fatal.length > 0, 'onFatal', 2_000);
+    await expect.poll(() => fatal.length, { message: 'onFatal' }).toBeGreaterThan(0);
     expect(starts).toBe(4);
     expect(fatal[0]).toBe(
       'fake died and was not restarted: fake could not be restarted: port 8000 is in use. It has been restarted 3 time(s) within 60 s and keeps dying. free the port',

@@ -28,6 +28,7 @@ const noReadModel: FleetQueries = {
   getRobot: () => Promise.reject(new Error('no read model in this test')),
   listEvents: () => Promise.reject(new Error('no read model in this test')),
   metrics: () => Promise.reject(new Error('no read model in this test')),
+  telemetryHistory: () => Promise.reject(new Error('no read model in this test')),
 };
 const noRobotCommands: RobotCommandChannel = { send: () => Promise.reject(new Error('no robot commands in this test')) };
 

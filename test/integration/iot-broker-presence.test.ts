@@ -142,7 +142,11 @@ async function storm(round: number, next: () => number, disconnects: boolean, in
   return contenders;
 }
 
-/** Waits until every contender is closed or connected and nothing changed for 300 ms, then for the broker. */
+/**
+ * Waits until every contender is closed or connected and nothing changed for 300 ms, then for the broker. A loop of
+ * its own, not vi.waitFor / expect.poll: it waits for stability (the same state over a quiet period), which a poll of
+ * a condition cannot express.
+ */
 async function settle(contenders: readonly Contender[]): Promise<void> {
   const snapshot = (): string =>
     `${contenders.map((c) => (c.closed ? 'x' : c.acked ? 'c' : '.')).join('')}|${lifecycle.length}`;

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
 import mqtt, { type MqttClient } from 'mqtt';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CertificateAuthority, type IssuedCertificate } from '../../local/certificate-authority.js';
 import type { KinesisStreamRecord } from 'aws-lambda';
 import { type BrokerLogEntry, type IotBroker, type RuleAction, type RuleRecord, startIotBroker } from '../../local/iot-broker.js';
@@ -15,6 +15,7 @@ import { LifecycleVersions } from '../../local/presence-events.js';
 import { ThingRegistry } from '../../local/thing-registry.js';
 import { LifecycleEvent } from '../../schemas/lifecycle.js';
 import { TOPIC_RULES, type TopicRule } from '../../schemas/topics.js';
+import { POLL } from '../support/poll.js';
 
 /**
  * The local IoT Core over real TLS sockets: the `mqtt` package as the robots' client (MQTT 3.1.1, mqtts://), hand-made
@@ -63,23 +64,18 @@ async function start(minKeepAliveSeconds = 1): Promise<IotBroker> {
   });
 }
 
-async function waitFor<T>(find: () => T | undefined | false, what: string, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = find();
-    if (found) return found;
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 const presence = (clientId: string, eventType: 'connected' | 'disconnected') =>
   invocations.filter(
     (i) => i.rule === TOPIC_RULES.presence.name && i.payload.clientId === clientId && i.payload.eventType === eventType,
   );
 
+/** The `count`th presence event of that type for the client, once it was put. */
 const waitForPresence = (clientId: string, eventType: 'connected' | 'disconnected', count = 1) =>
-  waitFor(() => presence(clientId, eventType)[count - 1]?.payload, `${eventType} #${count} of ${clientId}`);
+  vi.waitFor(() => {
+    const payload = presence(clientId, eventType)[count - 1]?.payload;
+    expect(payload, `${eventType} #${count} of ${clientId}`).toBeDefined();
+    return payload!;
+  }, POLL);
 
 const invoked = (rule: string, predicate: (payload: Record<string, unknown>) => boolean) =>
   invocations.filter((i) => i.rule === rule && predicate(i.payload));
@@ -256,7 +252,7 @@ describe('local IoT broker: connecting', () => {
     const thing = robot(3);
     const { socket, data, closed } = await rawTls(thing);
     socket.write(connectPacket(thing, 1));
-    await waitFor(() => Buffer.concat(data).length >= 4, 'CONNACK');
+    await expect.poll(() => Buffer.concat(data).length, { message: 'CONNACK' }).toBeGreaterThanOrEqual(4);
     expect([...Buffer.concat(data).subarray(0, 4)]).toEqual([0x20, 2, 0, 0]);
     // Silent from here on: no PINGREQ.
     const disconnected = await waitForPresence(thing, 'disconnected');
@@ -308,7 +304,9 @@ describe('local IoT broker: connecting', () => {
     // Attached, so only the TLS layer stands between this certificate and a session.
     await registry.attach(thing, cert.certificateId);
     await refusedConnect(thing, { cert });
-    await waitFor(() => logs.find((l) => l.message.startsWith('TLS connection refused') && /^UNABLE_TO_(GET_ISSUER_CERT_LOCALLY|VERIFY_LEAF_SIGNATURE)$/.test(String(l.code))), 'TLS refusal log');
+    await expect
+      .poll(() => logs.find((l) => l.message.startsWith('TLS connection refused') && /^UNABLE_TO_(GET_ISSUER_CERT_LOCALLY|VERIFY_LEAF_SIGNATURE)$/.test(String(l.code))), { message: 'TLS refusal log' })
+      .toBeDefined();
     expect(presence(thing, 'connected')).toEqual([]);
   });
 
@@ -318,7 +316,7 @@ describe('local IoT broker: connecting', () => {
     const cert = await ca.issueClientCertificate(thing, { notBefore: new Date(Date.now() - 10 * day), notAfter: new Date(Date.now() - day) });
     await registry.attach(thing, cert.certificateId);
     await refusedConnect(thing, { cert });
-    await waitFor(() => logs.find((l) => l.message.startsWith('TLS connection refused') && l.code === 'CERT_HAS_EXPIRED'), 'expiry log');
+    await expect.poll(() => logs.find((l) => l.message.startsWith('TLS connection refused') && l.code === 'CERT_HAS_EXPIRED'), { message: 'expiry log' }).toBeDefined();
     expect(presence(thing, 'connected')).toEqual([]);
   });
 
@@ -358,12 +356,14 @@ describe('local IoT broker: policy and rules', () => {
     await client.publishAsync(`dt/heartbeat/${thing}/telemetry`, JSON.stringify({ id: 'q0', cpuPercent: 12, thingName: 'forged' }), { qos: 0 });
     await client.publishAsync(`dt/heartbeat/${thing}/telemetry`, JSON.stringify({ id: 'q1', cpuPercent: 13 }), { qos: 1 });
     await client.publishAsync(`dt/heartbeat/${thing}/events`, JSON.stringify({ id: 'ev' }), { qos: 1 });
-    const q0 = await waitFor(() => invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'q0')[0], 'QoS 0 telemetry');
-    const q1 = await waitFor(() => invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'q1')[0], 'QoS 1 telemetry');
     const topic = `dt/heartbeat/${thing}/telemetry`;
-    expect(q0).toEqual({ rule: TOPIC_RULES.telemetry.name, payload: { id: 'q0', cpuPercent: 12, thingName: thing, topic }, partitionKey: thing });
-    expect(q1.payload).toEqual({ id: 'q1', cpuPercent: 13, thingName: thing, topic });
-    await waitFor(() => invoked(TOPIC_RULES.events.name, (p) => p.id === 'ev' && p.thingName === thing)[0], 'events rule');
+    await expect
+      .poll(() => invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'q0'), { message: 'QoS 0 telemetry' })
+      .toEqual([{ rule: TOPIC_RULES.telemetry.name, payload: { id: 'q0', cpuPercent: 12, thingName: thing, topic }, partitionKey: thing }]);
+    await expect
+      .poll(() => invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'q1').map((i) => i.payload), { message: 'QoS 1 telemetry' })
+      .toEqual([{ id: 'q1', cpuPercent: 13, thingName: thing, topic }]);
+    await expect.poll(() => invoked(TOPIC_RULES.events.name, (p) => p.id === 'ev' && p.thingName === thing), { message: 'events rule' }).toHaveLength(1);
     expect(invoked(TOPIC_RULES.events.name, (p) => p.id === 'q0' || p.id === 'q1')).toEqual([]);
   });
 
@@ -379,13 +379,17 @@ describe('local IoT broker: policy and rules', () => {
       JSON.stringify({ id: 'ingest', cpuPercent: 5 }),
       { qos: 1 },
     );
-    const invocation = await waitFor(() => invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'ingest')[0], 'Basic Ingest invocation');
+    const invocation = await vi.waitFor(() => {
+      const found = invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'ingest')[0];
+      expect(found, 'Basic Ingest invocation').toBeDefined();
+      return found!;
+    }, POLL);
     // topic() is the topic after `$aws/rules/<rule>/`, as IoT Core gives it.
     expect(invocation.payload).toEqual({ id: 'ingest', cpuPercent: 5, thingName: thing, topic: `dt/heartbeat/${thing}/telemetry` });
     expect(invocation.partitionKey).toBe(thing);
     // A marker through the same connection proves everything before it was delivered (or not).
     await broker.publish(`cmd/heartbeat/${thing}/marker`, { id: 'marker' });
-    await waitFor(() => received.includes(`cmd/heartbeat/${thing}/marker`), 'marker');
+    await expect.poll(() => received, { message: 'marker' }).toContain(`cmd/heartbeat/${thing}/marker`);
     await broker.idle();
     expect(received).toEqual([`cmd/heartbeat/${thing}/marker`]);
     expect(invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'ingest')).toHaveLength(1);
@@ -393,7 +397,7 @@ describe('local IoT broker: policy and rules', () => {
 
     // An unknown rule is dropped with a warning (the policy keeps robots from even trying).
     await broker.publish(`$aws/rules/no_such_rule/dt/heartbeat/${thing}/telemetry`, { id: 'unknown-rule' });
-    await waitFor(() => logs.find((l) => l.level === 'warn' && /unknown rule "no_such_rule"/.test(l.message)), 'unknown-rule warning');
+    await expect.poll(() => logs.find((l) => l.level === 'warn' && /unknown rule "no_such_rule"/.test(l.message)), { message: 'unknown-rule warning' }).toBeDefined();
     await broker.idle();
     expect(invocations.filter((i) => i.payload.id === 'unknown-rule')).toEqual([]);
   });
@@ -410,7 +414,7 @@ describe('local IoT broker: policy and rules', () => {
 
     await broker.publish(`cmd/heartbeat/${other}/report-now`, { requestId: 'theirs' });
     await broker.publish(`cmd/heartbeat/${thing}/report-now`, { requestId: 'mine' });
-    await waitFor(() => messages.length > 0, 'the command');
+    await expect.poll(() => messages.length, { message: 'the command' }).toBeGreaterThan(0);
     await broker.idle();
     expect(messages).toEqual([{ topic: `cmd/heartbeat/${thing}/report-now`, payload: { requestId: 'mine' } }]);
     // A forbidden subscription is refused, not punished.
@@ -422,12 +426,13 @@ describe('local IoT broker: policy and rules', () => {
     const client = await connect(thing);
     await client.publishAsync(`dt/heartbeat/${thing}/telemetry`, 'not json at all', { qos: 1 });
     await client.publishAsync(`dt/heartbeat/${thing}/telemetry`, '[1,2,3]', { qos: 1 });
-    await waitFor(
-      () => logs.filter((l) => l.level === 'warn' && l.rule === TOPIC_RULES.telemetry.name && l.topic === `dt/heartbeat/${thing}/telemetry`).length >= 2,
-      'two warnings naming rule and topic',
-    );
+    await expect
+      .poll(() => logs.filter((l) => l.level === 'warn' && l.rule === TOPIC_RULES.telemetry.name && l.topic === `dt/heartbeat/${thing}/telemetry`).length, {
+        message: 'two warnings naming rule and topic',
+      })
+      .toBeGreaterThanOrEqual(2);
     await client.publishAsync(`dt/heartbeat/${thing}/telemetry`, JSON.stringify({ id: 'after-garbage' }), { qos: 1 });
-    await waitFor(() => invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'after-garbage')[0], 'a later valid message');
+    await expect.poll(() => invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'after-garbage'), { message: 'a later valid message' }).toHaveLength(1);
     expect(invocations.filter((i) => i.rule === TOPIC_RULES.telemetry.name && i.payload.thingName === thing && !i.payload.id)).toEqual([]);
   });
 });
@@ -459,15 +464,15 @@ describe('local IoT broker: garbage', () => {
     // Reserved packet type 0 with garbage: not MQTT.
     bad.socket.write(Buffer.from([0x00, 0x02, 0xde, 0xad]));
     await bad.closed;
-    const disconnected = await waitFor(
-      () => presence(thing, 'disconnected').find((i) => i.payload.sessionIdentifier === connected.sessionIdentifier)?.payload,
-      'disconnect after garbage',
-    );
-    expect(disconnected).toMatchObject({ disconnectReason: 'CLIENT_ERROR', clientInitiatedDisconnect: false });
+    await expect
+      .poll(() => presence(thing, 'disconnected').find((i) => i.payload.sessionIdentifier === connected.sessionIdentifier)?.payload, {
+        message: 'disconnect after garbage',
+      })
+      .toMatchObject({ disconnectReason: 'CLIENT_ERROR', clientInitiatedDisconnect: false });
 
     const client = await connect(robot(1));
     await client.publishAsync(`dt/heartbeat/${robot(1)}/telemetry`, JSON.stringify({ id: 'after-junk' }), { qos: 1 });
-    await waitFor(() => invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'after-junk')[0], 'service after garbage');
+    await expect.poll(() => invoked(TOPIC_RULES.telemetry.name, (p) => p.id === 'after-junk'), { message: 'service after garbage' }).toHaveLength(1);
   });
 });
 
@@ -613,7 +618,11 @@ describe('local IoT broker: the ordered channel (puts before PUBACK)', () => {
     const publishing = client
       .publishAsync(`dt/heartbeat/${thing}/telemetry`, JSON.stringify({ id: 'held' }), { qos: 1 })
       .then(() => void (acknowledgedAt = performance.now()));
-    const held = await waitFor(() => puts.find((put) => put.record.data.id === 'held'), 'the put to start');
+    const held = await vi.waitFor(() => {
+      const put = puts.find((p) => p.record.data.id === 'held');
+      expect(put, 'the put to start').toBeDefined();
+      return put!;
+    }, POLL);
     // Another robot's message is its own partition key: put and acknowledged while the first put hangs.
     await otherClient.publishAsync(`dt/heartbeat/${other}/telemetry`, JSON.stringify({ id: 'meanwhile' }), { qos: 1 });
     await sleep(300);
@@ -634,14 +643,14 @@ describe('local IoT broker: the ordered channel (puts before PUBACK)', () => {
     behaviour.set('fails', () => Promise.reject(new Error('stream down')));
     const { socket, data, closed } = await rawTls(thing, channel.port);
     socket.write(connectPacket(thing, 30));
-    await waitFor(() => Buffer.concat(data).length >= 4, 'CONNACK');
+    await expect.poll(() => Buffer.concat(data).length, { message: 'CONNACK' }).toBeGreaterThanOrEqual(4);
     const topic = `dt/heartbeat/${thing}/events`;
     // Two publishes in one write: aedes handles them concurrently, the broker puts them one after the other.
     socket.write(Buffer.concat([publishPacketQos1(topic, 1, { id: 'fails' }), publishPacketQos1(topic, 2, { id: 'behind' })]));
     await closed;
 
     expect(packetsIn(Buffer.concat(data))).toEqual([['CONNACK', 0]]);
-    await waitFor(() => putsOf(thing).find((put) => put.record.data.eventType === 'disconnected'), 'the disconnected event');
+    await expect.poll(() => putsOf(thing).map(label), { message: 'the disconnected event' }).toContain('disconnected');
     await channel.idle();
     expect(putsOf(thing).map(label)).toEqual(['connected', 'fails', 'disconnected']);
     expect(putsOf(thing).at(-1)?.record.data).toMatchObject({ disconnectReason: 'SERVER_ERROR', clientInitiatedDisconnect: false });
@@ -657,7 +666,7 @@ describe('local IoT broker: the ordered channel (puts before PUBACK)', () => {
     again.socket.write(
       Buffer.concat([connectPacket(thing, 30), publishPacketQos1(topic, 1, { id: 'fails-resent' }), publishPacketQos1(topic, 2, { id: 'behind' })]),
     );
-    await waitFor(() => packetsIn(Buffer.concat(again.data)).length === 3, 'CONNACK and two PUBACKs');
+    await expect.poll(() => packetsIn(Buffer.concat(again.data)).length, { message: 'CONNACK and two PUBACKs' }).toBe(3);
     expect(packetsIn(Buffer.concat(again.data))).toEqual([
       ['CONNACK', 0],
       ['PUBACK', 1],
@@ -684,10 +693,10 @@ describe('local IoT broker: the ordered channel (puts before PUBACK)', () => {
         publishPacketQos1(telemetry, 5, { id: 'o5' }),
       ]),
     );
-    await waitFor(() => packetsIn(Buffer.concat(data)).length === 6, 'CONNACK and five PUBACKs');
+    await expect.poll(() => packetsIn(Buffer.concat(data)).length, { message: 'CONNACK and five PUBACKs' }).toBe(6);
     socket.end();
     await closed;
-    await waitFor(() => putsOf(thing).find((put) => put.record.data.eventType === 'disconnected'), 'the disconnected event');
+    await expect.poll(() => putsOf(thing).map(label), { message: 'the disconnected event' }).toContain('disconnected');
     await channel.idle();
 
     const mine = putsOf(thing);
@@ -703,7 +712,7 @@ describe('local IoT broker: the ordered channel (puts before PUBACK)', () => {
     behaviour.set('cmd-fails', () => Promise.reject(new Error('stream down')));
     let published = false;
     const publishing = channel.publish(`cmd/heartbeat/${thing}/report-now`, { id: 'cmd-held' }).then(() => void (published = true));
-    await waitFor(() => puts.find((put) => put.record.data.id === 'cmd-held'), 'the put to start');
+    await expect.poll(() => puts.map(label), { message: 'the put to start' }).toContain('cmd-held');
     await sleep(200);
     expect(published).toBe(false);
     release.resolve();
@@ -751,7 +760,7 @@ describe('local IoT broker: into a real Kinesis stream', () => {
         ),
       );
       await client.endAsync();
-      await waitFor(() => toStream.connectedThings().length === 0, 'the disconnect');
+      await expect.poll(() => toStream.connectedThings(), { message: 'the disconnect' }).toEqual([]);
       await toStream.idle();
       await poller.idle();
 

@@ -3,12 +3,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import vm from 'node:vm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { WebSocket } from 'ws';
 import { startHttpGateway, type HttpGateway } from '../../local/http-gateway.js';
 import { LocalJwtIssuer } from '../../local/jwt-issuer.js';
 import { LIVE_PAGE_HEADERS, renderLivePage } from '../../local/live-page.js';
 import { startWebSocketGateway, type WebSocketGateway } from '../../local/websocket-gateway.js';
+import { POLL } from '../support/poll.js';
 
 /**
  * The live page: its markup and the safety of what it embeds, then its script run for real (node:vm, a small DOM
@@ -273,13 +274,8 @@ describe('the live page, running', () => {
   const rowOf = (id: string) => rows().find((cells) => cells[0] === id);
   const cellOf = (id: string, column: number) => elements.get('robots')?.children.find((tr) => tr.children[0]?.textContent === id)?.children[column];
 
-  async function until(check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!check()) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; page says ${text('connection')} / ${text('error')}`);
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-  }
+  /** What is awaited, with what the page says now (a failed wait shows it as it was at the last check). */
+  const awaiting = (what: string) => `${what}; page says ${text('connection')} / ${text('error')}`;
 
   async function push(message: unknown): Promise<void> {
     for (const connectionId of subscribers) {
@@ -292,7 +288,10 @@ describe('the live page, running', () => {
   }
 
   it('lists every robot over all cursor pages, in order, and goes live on the WebSocket', async () => {
-    await until(() => rows().length === 3 && text('connection') === 'live', 'the list and the subscription');
+    await vi.waitFor(() => {
+      expect(rows(), awaiting('the list')).toHaveLength(3);
+      expect(text('connection'), awaiting('the subscription')).toBe('live');
+    }, POLL);
     expect(rows().map((cells) => cells[0])).toEqual(['lekiwi-LP0001', 'lekiwi-LP0002', 'xle-LP0003']);
     expect(rowOf('lekiwi-LP0001')).toEqual(['lekiwi-LP0001', 'lekiwi', 'online', 'active', expect.any(String), 'no', '51.3 °C', '12 %', '40 %', '70 %', '0']);
     expect(rowOf('xle-LP0003')?.[10]).toBe('1');
@@ -317,7 +316,7 @@ describe('the live page, running', () => {
 
     await push({ type: 'RobotDisconnected', robotId: 'lekiwi-LP0002', seq: 4, at: '2026-11-22T10:05:00.000Z', data: {} });
 
-    await until(() => rowOf('lekiwi-LP0002')?.[2] === 'offline', 'the row to show the robot offline');
+    await vi.waitFor(() => expect(rowOf('lekiwi-LP0002')?.[2], awaiting('the row to show the robot offline')).toBe('offline'), POLL);
     expect(rowOf('lekiwi-LP0002')).toMatchObject({ 5: 'yes (10.0.0.9)', 10: '2' });
     expect(cellOf('lekiwi-LP0002', 2)?.className).toBe('offline');
     expect(reads.filter((read) => read === 'lekiwi-LP0002').length - before).toBeGreaterThanOrEqual(2);
@@ -327,7 +326,7 @@ describe('the live page, running', () => {
   it('adds a robot it first hears of, in its place', async () => {
     fleet.set('lekiwi-LP0000', robot('lekiwi-LP0000', { lastSeq: 1 }));
     await push({ type: 'RobotConnected', robotId: 'lekiwi-LP0000', seq: 1, at: '2026-11-22T10:06:00.000Z', data: {} });
-    await until(() => rows().length === 4, 'the new row');
+    await vi.waitFor(() => expect(rows(), awaiting('the new row')).toHaveLength(4), POLL);
     expect(rows().map((cells) => cells[0])).toEqual(['lekiwi-LP0000', 'lekiwi-LP0001', 'lekiwi-LP0002', 'xle-LP0003']);
   });
 
@@ -337,9 +336,13 @@ describe('the live page, running', () => {
     const deleted = await fetch(`${ws.managementUrl}/@connections/${encodeURIComponent(connectionId ?? '')}`, { method: 'DELETE' });
     expect(deleted.status).toBe(204);
 
-    await until(() => text('connection').startsWith('disconnected (1000)'), 'the page to notice');
-    await until(() => text('connection') === 'live' && subscribers.size === 1 && !subscribers.has(connectionId ?? ''), 'a new subscription');
-    await until(() => reads.filter((read) => read === 'list').length > listsBefore, 'the list to be reloaded');
+    await vi.waitFor(() => expect(text('connection'), awaiting('the page to notice')).toMatch(/^disconnected \(1000\)/), POLL);
+    await vi.waitFor(() => {
+      expect(text('connection'), awaiting('a new subscription')).toBe('live');
+      expect(subscribers.size, awaiting('a new subscription')).toBe(1);
+      expect(subscribers.has(connectionId ?? ''), awaiting('the old subscription to be gone')).toBe(false);
+    }, POLL);
+    await vi.waitFor(() => expect(reads.filter((read) => read === 'list').length, awaiting('the list to be reloaded')).toBeGreaterThan(listsBefore), POLL);
   });
 
   it('shows how old each value is, and marks stale values: an old one, then every one once the robot is offline', async () => {
@@ -359,7 +362,7 @@ describe('the live page, running', () => {
     fleet.set('lekiwi-LP0001', robot('lekiwi-LP0001', { lastSeq: 5, telemetry: telemetry(false) }));
     await push({ type: 'RobotTelemetry', robotId: 'lekiwi-LP0001', seq: 5, at: '2026-11-22T10:10:00.000Z', data: {} });
 
-    await until(() => rowOf('lekiwi-LP0001')?.[7] === '20 % · 5 s ago', 'the new values with their ages');
+    await vi.waitFor(() => expect(rowOf('lekiwi-LP0001')?.[7], awaiting('the new values with their ages')).toBe('20 % · 5 s ago'), POLL);
     expect(rowOf('lekiwi-LP0001')?.slice(6)).toEqual(['50.0 °C · 5 s ago', '20 % · 5 s ago', '–', '70 % · 20 min ago (stale)', '0']);
     expect(cellOf('lekiwi-LP0001', 7)?.className).toBe('');
     expect(cellOf('lekiwi-LP0001', 9)?.className).toBe('stale');
@@ -367,7 +370,7 @@ describe('the live page, running', () => {
     fleet.set('lekiwi-LP0001', robot('lekiwi-LP0001', { status: 'offline', lastSeq: 6, telemetry: telemetry(true) }));
     await push({ type: 'RobotDisconnected', robotId: 'lekiwi-LP0001', seq: 6, at: '2026-11-22T10:11:00.000Z', data: {} });
 
-    await until(() => rowOf('lekiwi-LP0001')?.[2] === 'offline', 'the robot offline');
+    await vi.waitFor(() => expect(rowOf('lekiwi-LP0001')?.[2], awaiting('the robot offline')).toBe('offline'), POLL);
     expect(rowOf('lekiwi-LP0001')?.slice(6, 8)).toEqual(['50.0 °C · 5 s ago (stale)', '20 % · 5 s ago (stale)']);
     expect([6, 7, 9].map((column) => cellOf('lekiwi-LP0001', column)?.className)).toEqual(['stale', 'stale', 'stale']);
   });

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { createProcessWatch } from '../../agent/adapters/process-watch.js';
 
 /**
@@ -75,9 +75,9 @@ describe('process watch on the real /proc', () => {
     await new Promise<void>((resolve) => teleop.stdout!.once('data', () => resolve()));
 
     // Then it is seen, and it is gone once the program exits while tail still follows the file
-    await vi.waitFor(() => expect(scan()).toEqual([script]), { timeout: 10_000, interval: 50 });
+    await expect.poll(scan, { message: 'the script to be seen running' }).toEqual([script]);
     teleop.kill('SIGTERM');
-    await vi.waitFor(() => expect(scan()).toEqual([]), { timeout: 10_000, interval: 50 });
+    await expect.poll(scan, { message: 'the script to be gone' }).toEqual([]);
     expect(tail.exitCode).toBeNull();
   });
 
@@ -93,6 +93,6 @@ describe('process watch on the real /proc', () => {
     await new Promise<void>((resolve) => host.stdout!.once('data', () => resolve()));
 
     // Then that module, and only it, is running
-    await vi.waitFor(() => expect(watch.scan(performance.now())).toEqual([module]), { timeout: 10_000, interval: 50 });
+    await expect.poll(() => watch.scan(performance.now()), { message: 'the module to be seen running' }).toEqual([module]);
   });
 });

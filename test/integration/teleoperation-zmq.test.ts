@@ -13,7 +13,6 @@ import {
   spawnLocalTeleop,
   spawnOperatorProcess,
   startHostStandIn,
-  waitFor,
   type HostStandIn,
 } from '../support/lekiwi-stand-ins.js';
 
@@ -81,7 +80,7 @@ async function watch(options: { python?: string } = {}): Promise<Watch> {
     types: () => reported.map(({ event }) => event.type),
     async ticks(count) {
       const target = monitor.state().ticks + count;
-      await waitFor(() => monitor.state().ticks >= target, `${count} readings`, 20_000);
+      await expect.poll(() => monitor.state().ticks, { message: `${count} readings` }).toBeGreaterThanOrEqual(target);
     },
   };
 }
@@ -103,7 +102,7 @@ describe('teleoperation detection against a LeKiwi host stand-in (real ZeroMQ on
     const operator = connectOperator({ commandPort: host.commandPort, observationPort: host.observationPort });
     cleanups.push(() => operator.close());
 
-    await waitFor(() => monitor.state().decision.signals.includes('observation-stream'), 'the stream seen');
+    await expect.poll(() => monitor.state().decision.signals, { message: 'the stream seen' }).toContain('observation-stream');
     expect(monitor.state().decision.signals).toEqual(
       expect.arrayContaining(['command-peer', 'observation-stream', 'host-process']),
     );
@@ -117,10 +116,10 @@ describe('teleoperation detection against a LeKiwi host stand-in (real ZeroMQ on
     const { reported, types } = await watch();
     const operator = connectOperator({ commandPort: host.commandPort, observationPort: host.observationPort });
     cleanups.push(() => operator.close());
-    await waitFor(() => operator.observations > 0, 'the operator connected');
+    await expect.poll(() => operator.observations, { message: 'the operator connected' }).toBeGreaterThan(0);
 
     const firstActionAt = await operator.startDriving(30);
-    await waitFor(() => reported.length >= 1, 'TeleoperationStarted');
+    await expect.poll(() => reported.length, { message: 'TeleoperationStarted' }).toBeGreaterThanOrEqual(1);
     expect(reported[0]!.at, 'a start is reported only once someone drives').toBeGreaterThanOrEqual(firstActionAt);
     const started = reported[0]!.event;
     expect(started.type).toBe('TeleoperationStarted');
@@ -132,7 +131,7 @@ describe('teleoperation detection against a LeKiwi host stand-in (real ZeroMQ on
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     expect(types()).toEqual(['TeleoperationStarted']);
     const lastActionAt = operator.stopDriving();
-    await waitFor(() => reported.length >= 2, 'TeleoperationStopped');
+    await expect.poll(() => reported.length, { message: 'TeleoperationStopped' }).toBeGreaterThanOrEqual(2);
     expect(reported[1]!.at, 'a stop is reported only after the last action').toBeGreaterThan(lastActionAt);
     expect(reported[1]!.event).toMatchObject({ type: 'TeleoperationStopped', data: { reason: 'idle' } });
     expect(types()).toEqual(['TeleoperationStarted', 'TeleoperationStopped']);
@@ -142,12 +141,12 @@ describe('teleoperation detection against a LeKiwi host stand-in (real ZeroMQ on
     const { reported, types } = await watch();
     const operator = await spawnOperatorProcess({ commandPort: host.commandPort });
     cleanups.push(() => operator.stop());
-    await waitFor(() => reported.length >= 1, 'TeleoperationStarted');
+    await expect.poll(() => reported.length, { message: 'TeleoperationStarted' }).toBeGreaterThanOrEqual(1);
     expect(reported[0]!.event).toMatchObject({ type: 'TeleoperationStarted', data: { operatorAddress: '127.0.0.1' } });
 
     const killedAt = performance.now();
     operator.child.kill('SIGKILL');
-    await waitFor(() => reported.length >= 2, 'TeleoperationStopped');
+    await expect.poll(() => reported.length, { message: 'TeleoperationStopped' }).toBeGreaterThanOrEqual(2);
 
     const stopped = reported[1]!.event;
     expect(stopped.type).toBe('TeleoperationStopped');
@@ -163,7 +162,7 @@ describe('teleoperation detection against a LeKiwi host stand-in (real ZeroMQ on
     const viewer = connectViewer({ observationPort: host.observationPort });
     cleanups.push(() => viewer.close());
 
-    await waitFor(() => monitor.state().decision.signals.includes('observation-stream'), 'the stream seen');
+    await expect.poll(() => monitor.state().decision.signals, { message: 'the stream seen' }).toContain('observation-stream');
     await ticks(45);
 
     expect(viewer.frames).toBeGreaterThan(10);
@@ -176,14 +175,14 @@ describe('teleoperation detection against a LeKiwi host stand-in (real ZeroMQ on
     const teleop = await spawnLocalTeleop('4_xlerobot_teleop_keyboard.py');
     cleanups.push(() => teleop.stop());
 
-    await waitFor(() => reported.length >= 1, 'TeleoperationStarted');
+    await expect.poll(() => reported.length, { message: 'TeleoperationStarted' }).toBeGreaterThanOrEqual(1);
     expect(reported[0]!.event).toMatchObject({
       type: 'TeleoperationStarted',
       data: { operatorAddress: 'local', signals: expect.arrayContaining(['local-teleop:keyboard']) },
     });
 
     await teleop.stop();
-    await waitFor(() => reported.length >= 2, 'TeleoperationStopped');
+    await expect.poll(() => reported.length, { message: 'TeleoperationStopped' }).toBeGreaterThanOrEqual(2);
     expect(reported[1]!.event).toMatchObject({ type: 'TeleoperationStopped', data: { reason: 'process-exited' } });
     expect(types()).toEqual(['TeleoperationStarted', 'TeleoperationStopped']);
   });
@@ -195,7 +194,7 @@ describe('teleoperation detection against a LeKiwi host stand-in (real ZeroMQ on
     cleanups.push(() => operator.close());
 
     await operator.startDriving(30);
-    await waitFor(() => monitor.state().decision.signals.includes('command-peer'), 'the operator seen');
+    await expect.poll(() => monitor.state().decision.signals, { message: 'the operator seen' }).toContain('command-peer');
     await ticks(30);
 
     expect(reported).toEqual([]);

@@ -127,16 +127,6 @@ function refused(url: string): Promise<{ status: number; body: string }> {
   });
 }
 
-async function until<T>(check: () => T | Promise<T>, what: string, timeoutMs = 10_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
 /** Wraps a handler so the test sees every event it got. */
 function recorded<T extends (event: never, context: never) => unknown>(handler: T) {
   const events: Parameters<T>[0][] = [];
@@ -302,7 +292,7 @@ describe('the WebSocket gateway with the real handlers', () => {
     expect((await connectionItem(connectionId))?.subscriptions.size).toBe(MAX_SUBSCRIPTIONS_PER_CONNECTION + 1);
     client.socket.close();
     await client.closed;
-    await until(async () => !(await connectionItem(connectionId)), 'the connection to be removed');
+    await expect.poll(() => connectionItem(connectionId), { message: 'the connection to be removed' }).toBeUndefined();
   });
 
   it('runs $disconnect exactly once when the client closes, and the connection is forgotten', async () => {
@@ -311,9 +301,9 @@ describe('the WebSocket gateway with the real handlers', () => {
     client.socket.close(1000, 'bye');
     await client.closed;
 
-    await until(async () => !(await connectionItem(connectionId)), 'the connection to be removed');
+    await expect.poll(() => connectionItem(connectionId), { message: 'the connection to be removed' }).toBeUndefined();
     const events = () => disconnect.events.filter((event) => event.requestContext.connectionId === connectionId);
-    await until(() => events().length === 1, '$disconnect');
+    await expect.poll(() => events(), { message: '$disconnect' }).toHaveLength(1);
     expect(events()[0]).toMatchObject({
       requestContext: { routeKey: '$disconnect', eventType: 'DISCONNECT', disconnectStatusCode: 1000, disconnectReason: 'bye' },
     });
@@ -337,7 +327,7 @@ describe('the WebSocket gateway with the real handlers', () => {
 
     await management.send(new DeleteConnectionCommand({ ConnectionId: connectionId }));
     expect((await client.closed).code).toBe(1000);
-    await until(() => disconnect.events.some((event) => event.requestContext.connectionId === connectionId), '$disconnect');
+    await expect.poll(() => disconnect.events.map((event) => event.requestContext.connectionId), { message: '$disconnect' }).toContain(connectionId);
 
     const post = management.send(new PostToConnectionCommand({ ConnectionId: connectionId, Data: new TextEncoder().encode('late') }));
     await expect(post).rejects.toBeInstanceOf(GoneException);
@@ -361,7 +351,7 @@ describe('the WebSocket gateway with the real handlers', () => {
 
     expect(response).toEqual({ batchItemFailures: [] });
     expect(LiveMessage.parse(JSON.parse(await client.next()))).toMatchObject({ type: 'RobotConnected', robotId, seq: 1 });
-    await until(async () => !(await connectionItem(ghost)), 'the gone connection to be removed');
+    await expect.poll(() => connectionItem(ghost), { message: 'the gone connection to be removed' }).toBeUndefined();
     client.socket.close();
     await client.closed;
   });
@@ -443,7 +433,7 @@ describe('API Gateway’s behaviour', () => {
     client.socket.send(JSON.stringify({ action: 'slow' }));
     expect(JSON.parse(await client.next())).toMatchObject({ message: 'Endpoint request timed out', connectionId });
     client.socket.send(JSON.stringify({ action: 'oneway' }));
-    await until(() => messages.at(-1)?.body === '{"action":"oneway"}', 'the one-way route');
+    await expect.poll(() => messages.at(-1)?.body, { message: 'the one-way route' }).toBe('{"action":"oneway"}');
     client.socket.send(JSON.stringify({ action: 'echo', n: 2 }));
     // The next frame is the echo: the one-way route sent nothing.
     expect(await client.next()).toBe('echo:{"action":"echo","n":2}');
@@ -492,7 +482,7 @@ describe('API Gateway’s behaviour', () => {
       expect(client.socket.readyState).toBe(WebSocket.OPEN);
       // ...silence does not.
       expect(await client.closed).toEqual({ code: 1001, reason: 'Going away' });
-      await until(() => disconnectOf(connectionId).length === 1, '$disconnect');
+      await expect.poll(() => disconnectOf(connectionId), { message: '$disconnect' }).toHaveLength(1);
       expect(disconnectOf(connectionId)[0]?.requestContext).toMatchObject({ eventType: 'DISCONNECT', disconnectStatusCode: 1001 });
       expect(timedGateway.connectionCount()).toBe(0);
     } finally {
@@ -511,7 +501,7 @@ describe('API Gateway’s behaviour', () => {
       } finally {
         clearInterval(chatter);
       }
-      await until(() => disconnectOf(connectionId).length === 1, '$disconnect');
+      await expect.poll(() => disconnectOf(connectionId), { message: '$disconnect' }).toHaveLength(1);
     } finally {
       await timedGateway.stop();
     }
@@ -521,7 +511,7 @@ describe('API Gateway’s behaviour', () => {
     const client = await open(`${gateway.url}?token=ok`);
     client.socket.send(JSON.stringify({ action: 'echo', pad: 'x'.repeat(2000) }));
     expect((await client.closed).code).toBe(1009);
-    await until(() => gateway.connectionCount() === 0, 'the connection to go');
+    await expect.poll(() => gateway.connectionCount(), { message: 'the connection to go' }).toBe(0);
   });
 
   it('accepts the management API with or without the stage prefix, and refuses oversized posts', async () => {

@@ -165,6 +165,10 @@ export async function getJson(endpoints: LocalEndpoints, path: string, role: 'ad
   return { status: response.status, body: text ? JSON.parse(text) : null };
 }
 
+/**
+ * Polls `condition` until it holds, `failFast` names a reason to stop, or `timeoutMs` passes. For the benchmarks
+ * (bench/), which run these processes outside vitest; a test waits with `expect.poll` / `vi.waitFor` (test/support/poll.ts).
+ */
 export async function waitFor(
   condition: () => boolean | Promise<boolean>,
   options: { timeoutMs: number; what: string; failFast?: () => string | undefined; describe?: () => string },

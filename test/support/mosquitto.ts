@@ -1,9 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
+import { expect, vi } from 'vitest';
 import { CertificateAuthority, type IssuedCertificate } from '../../local/certificate-authority.js';
+import { POLL } from './poll.js';
 
 /**
  * A real Mosquitto 2 broker (Debian's /usr/sbin/mosquitto) for interop tests: mTLS on a free loopback port with the
@@ -37,8 +39,8 @@ export interface Mosquitto {
   readonly caFile: string;
   /** Everything the broker logged so far (log_type all). */
   log(): string;
-  /** Waits until the log matches `pattern` (polling), or throws after `timeoutMs` with the log tail. */
-  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** Waits (the default wait, POLL) until the log matches `pattern`; fails with the log tail, at once if mosquitto exits. */
+  waitForLog(pattern: RegExp): Promise<RegExpMatchArray>;
   /** Issues a client certificate (CN = `commonName`) into the temp dir. */
   issueClient(commonName: string): Promise<MosquittoCredentials & { readonly certificate: IssuedCertificate }>;
   stop(): Promise<void>;
@@ -102,19 +104,21 @@ export async function startMosquitto(options: StartMosquittoOptions = {}): Promi
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  /** Rejects once mosquitto has exited, with its log: a wait for it to do something ends there, not at its timeout. */
+  const died = exited.then(() => {
+    throw new Error(`mosquitto exited (${child.exitCode ?? child.signalCode}):\n${output.slice(-3000)}`);
+  });
+  died.catch(() => undefined); // only raced against waits; a stop() is no failure
 
-  const waitForLog = async (pattern: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const match = output.match(pattern);
-      if (match) return match;
-      if (Date.now() > deadline) {
-        throw new Error(`mosquitto never logged ${pattern} within ${timeoutMs} ms; log tail:\n${output.slice(-3000)}`);
-      }
-      if (child.exitCode !== null) throw new Error(`mosquitto exited (${child.exitCode}):\n${output.slice(-3000)}`);
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-  };
+  const waitForLog = (pattern: RegExp): Promise<RegExpMatchArray> =>
+    Promise.race([
+      vi.waitFor(() => {
+        const match = output.match(pattern);
+        expect(match, `mosquitto to log ${pattern}; log tail:\n${output.slice(-3000)}`).not.toBeNull();
+        return match!;
+      }, POLL),
+      died,
+    ]);
 
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) {
@@ -127,7 +131,7 @@ export async function startMosquitto(options: StartMosquittoOptions = {}): Promi
   };
 
   try {
-    await waitForTcp(port, child, () => output);
+    await Promise.race([waitForTcp(port, () => output), died]);
   } catch (error) {
     await stop();
     throw error;
@@ -165,22 +169,18 @@ export function freePort(): Promise<number> {
   });
 }
 
-async function waitForTcp(port: number, child: ChildProcess, output: () => string): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`mosquitto exited (${child.exitCode ?? child.signalCode}) before listening:\n${output()}`);
-    }
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (open) return;
-    if (Date.now() > deadline) throw new Error(`mosquitto did not listen on ${port} within 20 s:\n${output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+/** Waits until something accepts TCP connections on the loopback port (a process starting: 20 s, not the default). */
+function waitForTcp(port: number, output: () => string): Promise<void> {
+  return vi.waitFor(
+    () =>
+      new Promise<void>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1');
+        socket.once('connect', () => {
+          socket.destroy();
+          resolve();
+        });
+        socket.once('error', () => reject(new Error(`mosquitto did not listen on ${port}:\n${output().slice(-3000)}`)));
+      }),
+    { ...POLL, timeout: 20_000 },
+  );
 }
