@@ -138,14 +138,6 @@ function event(n: number): AgentEvent {
 }
 
 /** Waits (in real time) for something the real on-disk queue does; fake timers do not move file I/O. */
-async function until(condition: () => boolean, what: string): Promise<void> {
-  const deadline = performance.now() + 10_000;
-  while (!condition()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-}
-
 let stateDir: string;
 let link: FakeLink;
 let log: RecordingLog;
@@ -357,7 +349,7 @@ describe('agent runtime: events', () => {
     expect(link.on_(EVENTS_TOPIC)).toHaveLength(0);
     expect(queue?.stats().pending).toBe(3);
     link.connect();
-    await until(() => link.on_(EVENTS_TOPIC).length === 1, 'the backlog to go out');
+    await expect.poll(() => link.on_(EVENTS_TOPIC).length === 1, { message: 'the backlog to go out' }).toBe(true);
     const sent = link.on_(EVENTS_TOPIC);
     // The backlog went out as one batch, oldest first, with its place in the outbox
     expect(link.batches()[0]?.outbox).toEqual({ id: queue?.outboxId, after: 0, first: 1 });
@@ -369,7 +361,7 @@ describe('agent runtime: events', () => {
     const running = await startAgent();
     link.connect();
     await running.report(event(7));
-    await until(() => link.on_(EVENTS_TOPIC).length === 1, 'the event to go out');
+    await expect.poll(() => link.on_(EVENTS_TOPIC).length === 1, { message: 'the event to go out' }).toBe(true);
     expect(link.on_(EVENTS_TOPIC)[0]?.payload).toEqual({
       outbox: { id: queue?.outboxId, after: 0, first: 1 },
       events: [event(7)],
@@ -381,7 +373,7 @@ describe('agent runtime: events', () => {
     const running = await startAgent();
     link.connect();
     for (const n of [1, 2, 3]) await running.report(event(n));
-    await until(() => link.eventsSent().length === 3, 'the events to go out');
+    await expect.poll(() => link.eventsSent().length === 3, { message: 'the events to go out' }).toBe(true);
     await advance(1_000);
     // Then they are still queued, across a restart too
     expect(queue?.stats().pending).toBe(3);
@@ -396,24 +388,24 @@ describe('agent runtime: events', () => {
     const running = await startAgent();
     link.connect();
     for (const n of [1, 2, 3, 4]) await running.report(event(n));
-    await until(() => link.eventsSent().length === 4, 'the events to go out');
+    await expect.poll(() => link.eventsSent().length === 4, { message: 'the events to go out' }).toBe(true);
 
     ack(2);
-    await until(() => queue?.stats().pending === 2, 'the ack to reach the disk');
+    await expect.poll(() => queue?.stats().pending === 2, { message: 'the ack to reach the disk' }).toBe(true);
     expect(queue?.stats().acknowledgedSeq).toBe(2);
     // A late or duplicated ack, and one for another outbox, change nothing
     ack(1);
     ack(2);
     ack(4, {}, 'an-outbox-from-before');
     await advance(0);
-    await until(() => log.lines.some((line) => line.message === 'events ack for another outbox ignored'), 'the foreign ack');
+    await expect.poll(() => log.lines.some((line) => line.message === 'events ack for another outbox ignored'), { message: 'the foreign ack' }).toBe(true);
     expect(queue?.stats().pending).toBe(2);
 
     ack(4);
-    await until(() => queue?.stats().pending === 0, 'the last ack');
+    await expect.poll(() => queue?.stats().pending === 0, { message: 'the last ack' }).toBe(true);
     // The next message says what the cloud has
     await running.report(event(5));
-    await until(() => link.eventsSent().length === 5, 'the new event');
+    await expect.poll(() => link.eventsSent().length === 5, { message: 'the new event' }).toBe(true);
     expect(link.batches().at(-1)?.outbox).toEqual({ id: queue?.outboxId, after: 4, first: 5 });
   });
 
@@ -423,17 +415,17 @@ describe('agent runtime: events', () => {
     link.connect();
     for (const n of [1, 2, 3, 4]) {
       await running.report(event(n));
-      await until(() => link.eventsSent().length === n, `event ${n} to go out`);
+      await expect.poll(() => link.eventsSent().length === n, { message: `event ${n} to go out` }).toBe(true);
     }
     ack(1);
-    await until(() => queue?.stats().pending === 3, 'the first ack');
+    await expect.poll(() => queue?.stats().pending === 3, { message: 'the first ack' }).toBe(true);
     const before = link.on_(EVENTS_TOPIC).length;
 
     // When the cloud says position 2 never arrived
     ack(1, { resend: true });
 
     // Then everything from position 2 goes out again, in order, in one batch
-    await until(() => link.on_(EVENTS_TOPIC).length === before + 1, 'the resend');
+    await expect.poll(() => link.on_(EVENTS_TOPIC).length === before + 1, { message: 'the resend' }).toBe(true);
     expect(link.positionsSent().at(-1)).toEqual([2, 4]);
     expect(link.batches().at(-1)?.events.map((sentEvent) => sentEvent.eventId)).toEqual(eventIds(2, 4));
     expect(log.messages('info')).toContain('the cloud asked for a resend: sending again in order');
@@ -443,18 +435,18 @@ describe('agent runtime: events', () => {
     const running = await startAgent({ delivery: { ackTimeoutMs: 2_000 } });
     link.connect();
     await running.report(event(1));
-    await until(() => link.on_(EVENTS_TOPIC).length === 1, 'the event to go out');
+    await expect.poll(() => link.on_(EVENTS_TOPIC).length === 1, { message: 'the event to go out' }).toBe(true);
 
     await advance(1_999);
     expect(link.on_(EVENTS_TOPIC)).toHaveLength(1);
     await advance(1);
-    await until(() => link.on_(EVENTS_TOPIC).length === 2, 'the first resend');
+    await expect.poll(() => link.on_(EVENTS_TOPIC).length === 2, { message: 'the first resend' }).toBe(true);
     expect(log.messages('warn')).toContain('no events ack from the cloud in time: sending again in order');
     // The second wait is longer: a 4 s ceiling, jitter in its upper half (random 0.5 → 3 s)
     await advance(2_999);
     expect(link.on_(EVENTS_TOPIC)).toHaveLength(2);
     await advance(1);
-    await until(() => link.on_(EVENTS_TOPIC).length === 3, 'the second resend');
+    await expect.poll(() => link.on_(EVENTS_TOPIC).length === 3, { message: 'the second resend' }).toBe(true);
     expect(link.positionsSent()).toEqual([
       [1, 1],
       [1, 1],
@@ -463,7 +455,7 @@ describe('agent runtime: events', () => {
 
     // Once acknowledged, nothing more goes out
     ack(1);
-    await until(() => queue?.stats().pending === 0, 'the ack');
+    await expect.poll(() => queue?.stats().pending === 0, { message: 'the ack' }).toBe(true);
     await advance(120_000);
     expect(link.on_(EVENTS_TOPIC)).toHaveLength(3);
   });
@@ -472,13 +464,13 @@ describe('agent runtime: events', () => {
     const running = await startAgent();
     link.connect();
     for (const n of [1, 2, 3]) await running.report(event(n));
-    await until(() => link.eventsSent().length === 3, 'the events to go out');
+    await expect.poll(() => link.eventsSent().length === 3, { message: 'the events to go out' }).toBe(true);
     ack(1);
-    await until(() => queue?.stats().pending === 2, 'the first ack');
+    await expect.poll(() => queue?.stats().pending === 2, { message: 'the first ack' }).toBe(true);
 
     link.drop();
     link.connect();
-    await until(() => link.eventsSent().length === 5, 'the resend after the reconnection');
+    await expect.poll(() => link.eventsSent().length === 5, { message: 'the resend after the reconnection' }).toBe(true);
     expect(link.batches().at(-1)).toMatchObject({ outbox: { after: 1, first: 2 } });
     expect(link.eventsSent().slice(3).map((sentEvent) => sentEvent.eventId)).toEqual(eventIds(2, 3));
   });
@@ -488,7 +480,7 @@ describe('agent runtime: events', () => {
     link.connect();
     link.failing = /\/events$/;
     await running.report(event(1));
-    await until(() => log.messages('warn').includes('event delivery stopped until the next connection; events stay queued'), 'the failure');
+    await expect.poll(() => log.messages('warn').includes('event delivery stopped until the next connection; events stay queued'), { message: 'the failure' }).toBe(true);
     expect(queue?.stats().pending).toBe(1);
     const attemptsAfterFailure = link.attempts;
     // Still connected, but sending waits for the next connection: no hammering a broker that just failed us.
@@ -500,7 +492,7 @@ describe('agent runtime: events', () => {
     link.failing = undefined;
     link.drop();
     link.connect();
-    await until(() => link.eventsSent().length === 2, 'the events after the reconnect');
+    await expect.poll(() => link.eventsSent().length === 2, { message: 'the events after the reconnect' }).toBe(true);
     expect(link.eventsSent().map((sentEvent) => sentEvent.eventId)).toEqual(eventIds(1, 2));
   });
 
@@ -509,14 +501,14 @@ describe('agent runtime: events', () => {
     const running = await startAgent({ delivery: { maxInFlightBatches: 2 } });
     for (let n = 1; n <= 250; n += 1) await running.report({ ...event(n), eventId: `event-${String(n).padStart(8, '0')}` });
     link.connect();
-    await until(() => link.on_(EVENTS_TOPIC).length === 2, 'the first two messages');
+    await expect.poll(() => link.on_(EVENTS_TOPIC).length === 2, { message: 'the first two messages' }).toBe(true);
     await advance(0);
     expect(link.positionsSent()).toEqual([
       [1, 100],
       [101, 200],
     ]);
     ack(100);
-    await until(() => link.on_(EVENTS_TOPIC).length === 3, 'the third message');
+    await expect.poll(() => link.on_(EVENTS_TOPIC).length === 3, { message: 'the third message' }).toBe(true);
     expect(link.positionsSent()[2]).toEqual([201, 250]);
   });
 
@@ -524,7 +516,7 @@ describe('agent runtime: events', () => {
     const running = await startAgent();
     link.connect();
     for (const n of [1, 2]) await running.report(event(n));
-    await until(() => link.eventsSent().length === 2, 'the events to go out');
+    await expect.poll(() => link.eventsSent().length === 2, { message: 'the events to go out' }).toBe(true);
 
     link.deliver(ACK_TOPIC, '{"outbox": ');
     link.deliver(ACK_TOPIC, JSON.stringify({ outbox: { id: queue?.outboxId, through: -1 } }));
@@ -536,7 +528,7 @@ describe('agent runtime: events', () => {
     expect(queue?.stats().pending).toBe(2);
 
     ack(2, { rejected: [{ eventId: event(2).eventId, position: 2, problems: [{ field: 'data', message: 'not allowed' }] }] });
-    await until(() => queue?.stats().pending === 0, 'the ack');
+    await expect.poll(() => queue?.stats().pending === 0, { message: 'the ack' }).toBe(true);
     expect(log.lines.find((line) => line.message === 'the cloud refused an event for good; it leaves the queue')).toMatchObject({
       level: 'warn',
       fields: { eventId: event(2).eventId, position: 2, problems: [{ field: 'data', message: 'not allowed' }] },
@@ -562,7 +554,7 @@ describe('agent runtime: events dropped while offline', () => {
     // When the link comes up
     link.connect();
     link.connect();
-    await until(() => droppedReports().length > 0, 'the report');
+    await expect.poll(() => droppedReports().length > 0, { message: 'the report' }).toBe(true);
 
     // Then the report went through the queue: the fourth event made room for it and is counted in it
     const outboxId = queue?.outboxId ?? '';
@@ -582,7 +574,7 @@ describe('agent runtime: events dropped while offline', () => {
     await advance(1_000);
     expect(queue?.stats().pending).toBe(2);
     ack(6);
-    await until(() => queue?.stats().pending === 0, 'the ack');
+    await expect.poll(() => queue?.stats().pending === 0, { message: 'the ack' }).toBe(true);
 
     // And a later connection has nothing more to say
     link.drop();
@@ -602,7 +594,7 @@ describe('agent runtime: events dropped while offline', () => {
     await startAgent({}, { maxEvents: 10 });
     expect(queue?.stats().droppedCount).toBe(1);
     link.connect();
-    await until(() => droppedReports().length === 1, 'the report');
+    await expect.poll(() => droppedReports().length === 1, { message: 'the report' }).toBe(true);
     expect(droppedReports()[0]).toMatchObject({ eventId: droppedEventId(queue?.outboxId ?? '', 1), data: { count: 1 } });
     expect(queue?.stats()).toMatchObject({ droppedCount: 0, pending: 4 });
     expect(link.eventsSent().map((sentEvent) => sentEvent.eventId)).toEqual([...eventIds(2, 4), droppedEventId(queue?.outboxId ?? '', 1)]);
@@ -612,7 +604,7 @@ describe('agent runtime: events dropped while offline', () => {
     const running = await startAgent();
     await running.report(event(1));
     link.connect();
-    await until(() => link.eventsSent().length === 1, 'the event');
+    await expect.poll(() => link.eventsSent().length === 1, { message: 'the event' }).toBe(true);
     await advance(0);
     expect(droppedReports()).toEqual([]);
   });
@@ -647,7 +639,7 @@ describe('agent runtime: stop', () => {
           })
         : original(topic, payload, qos);
     await running.report(event(1));
-    await until(() => release !== undefined, 'the publish to start');
+    await expect.poll(() => release !== undefined, { message: 'the publish to start' }).toBe(true);
     const stopped = running.stop();
     await advance(100);
     expect(link.stopped).toBe(false);
@@ -659,7 +651,7 @@ describe('agent runtime: stop', () => {
     await startAgent();
     expect(queue?.stats().pending).toBe(1);
     link.connect();
-    await until(() => link.eventsSent().length === 1, 'the event to go out again');
+    await expect.poll(() => link.eventsSent().length === 1, { message: 'the event to go out again' }).toBe(true);
   });
 
   it('does not wait for a publish stuck on a dead link longer than the stop timeout', async () => {
