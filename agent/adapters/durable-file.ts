@@ -16,11 +16,18 @@ export async function syncDirectory(directory: string): Promise<void> {
   }
 }
 
-/** Replaces `path` with `data` all-or-nothing: write a temporary sibling, fsync it, rename it over, fsync the folder. */
-export async function replaceFileAtomically(path: string, data: string): Promise<void> {
-  const temporary = `${path}.tmp`;
-  const handle = await open(temporary, 'w');
+/** The temporary sibling `replaceFileAtomically` writes first; one left by a crash is stale and may be removed. */
+export const TEMPORARY_SUFFIX = '.tmp';
+
+/**
+ * Replaces `path` with `data` all-or-nothing: write a temporary sibling (created with `mode`, so a secret is never
+ * readable by others even for a moment), fsync it, rename it over, fsync the folder.
+ */
+export async function replaceFileAtomically(path: string, data: string, mode = 0o644): Promise<void> {
+  const temporary = `${path}${TEMPORARY_SUFFIX}`;
+  const handle = await open(temporary, 'w', mode);
   try {
+    await handle.chmod(mode); // a stale temporary file keeps its old mode; open's mode applies only to a new one
     await handle.writeFile(data);
     await handle.sync();
   } finally {

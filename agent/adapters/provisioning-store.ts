@@ -1,9 +1,9 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { type ProvisioningRecord, UNPROVISIONED } from '../core/provisioning.js';
-import { syncDirectory } from './durable-file.js';
+import { replaceFileAtomically, syncDirectory, TEMPORARY_SUFFIX } from './durable-file.js';
 
 /**
  * Where first-boot provisioning (agent/core/provisioning.ts) keeps its steps, in one folder of the agent's stateDir:
@@ -44,7 +44,6 @@ export function provisioningFiles(directory: string): ProvisioningFiles {
   };
 }
 
-const TEMPORARY_SUFFIX = '.tmp';
 
 const pem = (label: string) =>
   z.string().refine((text) => text.includes(`-----BEGIN ${label}-----`) && !/PRIVATE KEY-----/.test(text), `must be a PEM ${label}`);
@@ -131,8 +130,8 @@ export class ProvisioningStore {
   async save(record: ProvisioningRecord): Promise<void> {
     const checked = StoredRecord.parse(record);
     await this.makeDirectory();
-    if ('certificatePem' in checked) await writeAtomically(this.files.certificateFile, checked.certificatePem, 0o644);
-    await writeAtomically(this.files.stateFile, `${JSON.stringify(checked, null, 2)}\n`, 0o600);
+    if ('certificatePem' in checked) await replaceFileAtomically(this.files.certificateFile, checked.certificatePem, 0o644);
+    await replaceFileAtomically(this.files.stateFile, `${JSON.stringify(checked, null, 2)}\n`, 0o600);
   }
 
   /**
@@ -148,7 +147,7 @@ export class ProvisioningStore {
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const csrPem = this.csrBuilder.build({ privateKey, publicKey }, commonName);
     await this.makeDirectory();
-    await writeAtomically(this.files.keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, 0o600);
+    await replaceFileAtomically(this.files.keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, 0o600);
     return csrPem;
   }
 
@@ -177,22 +176,6 @@ async function exists(path: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-/** Temporary sibling (created with `mode`), fsync, rename over `path`, fsync the folder. */
-async function writeAtomically(path: string, data: string, mode: number): Promise<void> {
-  const temporary = `${path}${TEMPORARY_SUFFIX}`;
-  await rm(temporary, { force: true });
-  const handle = await open(temporary, 'wx', mode);
-  try {
-    await handle.chmod(mode);
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temporary, path);
-  await syncDirectory(dirname(path));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
