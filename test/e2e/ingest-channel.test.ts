@@ -91,6 +91,11 @@ async function loggedTeleoperation(log: DynamoEventLog, robot: string): Promise<
   return ids;
 }
 
+/**
+ * How far the agent's queue is acknowledged. The backlog holds positions 1…n; once connected the agent adds its
+ * teleoperation statement (TeleoperationState, on every connection) after it, so a queue is drained when this reaches n
+ * and may go past it by a statement or two.
+ */
 async function acknowledgedThrough(queueDir: string): Promise<number> {
   const text = await readFile(join(queueDir, 'state.json'), 'utf8').catch(() => '{}');
   return (JSON.parse(text) as { acknowledgedSeq?: number }).acknowledgedSeq ?? 0;
@@ -128,12 +133,12 @@ describe('the ordered channel, end to end', () => {
           const acknowledged = await acknowledgedThrough(queueDir);
           const logged = (await loggedTeleoperation(setup.log, robot)).length;
           samples += 1;
-          expect(acknowledged, 'the agent forgot events the log does not hold').toBeLessThanOrEqual(logged);
+          expect(Math.min(acknowledged, events.length), 'the agent forgot events the log does not hold').toBeLessThanOrEqual(logged);
           return acknowledged;
         },
         { timeout: 180_000, interval: 500 },
       )
-      .toBe(10_000);
+      .toBeGreaterThanOrEqual(10_000);
     expect(samples).toBeGreaterThan(2);
     expect(await loggedTeleoperation(setup.log, robot)).toEqual(events.map((event) => event.eventId));
     expect(agent.output()).not.toMatch(/"level":"error"/);
@@ -187,7 +192,10 @@ describe('the ordered channel, end to end', () => {
       .toBeGreaterThan(300);
     setup.cloud.child.kill('SIGKILL');
     await new Promise((resolve) => setup.cloud.child.once('exit', resolve));
-    const loggedAtKill = (await Promise.all(robots.map((robot) => acknowledgedThrough(queues.get(robot)!)))).reduce((a, b) => a + b, 0);
+    const loggedAtKill = (await Promise.all(robots.map(async (robot) => Math.min(await acknowledgedThrough(queues.get(robot)!), 1500)))).reduce(
+      (a, b) => a + b,
+      0,
+    );
     expect(loggedAtKill).toBeLessThan(4500);
 
     // The same state dir and ports: the agents reconnect by themselves and send what was not acknowledged.
@@ -196,7 +204,7 @@ describe('the ordered channel, end to end', () => {
     setup.dynamo = new DynamoDBClient({ ...LOCAL_AWS, endpoint: setup.cloud.endpoints.dynamodbEndpoint });
     setup.log = new DynamoEventLog({ client: setup.dynamo, tableName: setup.cloud.endpoints.eventLogTable });
     for (const robot of robots) {
-      await expect.poll(() => acknowledgedThrough(queues.get(robot)!), { timeout: 120_000, interval: 500 }).toBe(1500);
+      await expect.poll(() => acknowledgedThrough(queues.get(robot)!), { timeout: 120_000, interval: 500 }).toBeGreaterThanOrEqual(1500);
       expect(await loggedTeleoperation(setup.log, robot)).toEqual(backlogs.get(robot)!.map((event) => event.eventId));
     }
   }, 300_000);
@@ -207,7 +215,7 @@ describe('the ordered channel, end to end', () => {
     const before = teleoperationEvents(2, 'before');
     const { config, queueDir } = await robotWithBacklog(setup, robot, before);
     startAgent(config);
-    await expect.poll(() => acknowledgedThrough(queueDir), { timeout: 60_000 }).toBe(2);
+    await expect.poll(() => acknowledgedThrough(queueDir), { timeout: 60_000 }).toBeGreaterThanOrEqual(2);
 
     const pid = Number((await readFile(join(setup.stateDir, 'dynamodb.pid'), 'utf8')).trim());
     process.kill(pid, 'SIGKILL');
