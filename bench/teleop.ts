@@ -23,21 +23,13 @@ import { createTeleoperationProbe } from '../agent/adapters/teleoperation-probe.
 import { teleoperationConfig, type TeleoperationConfig } from '../agent/core/teleoperation-config.js';
 import { createTeleoperationScorer } from '../agent/core/teleoperation-scorer.js';
 import { startTeleoperationMonitor } from '../agent/teleoperation-monitor.js';
+import { waitFor } from '../test/support/local-cloud-process.js';
 import {
   connectOperator,
   watching,
   sleep,
   startHostStandIn,
 } from '../test/support/lekiwi-stand-ins.js';
-
-/** Polls `condition` every 10 ms until it holds or `timeoutMs` passes (then throws naming `what`). A bench runs outside vitest, so no vi.waitFor. */
-async function waitFor(condition: () => boolean, what: string, timeoutMs: number): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!condition()) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 const { values } = parseArgs({
   options: {
@@ -124,7 +116,7 @@ async function runBench(): Promise<void> {
   const askStats = async (): Promise<Stats> => {
     const count = stats.length;
     agent.stdin!.write('stats\n');
-    await waitFor(() => stats.length > count, 'the agent side stats', 5_000);
+    await waitFor(() => stats.length > count, { what: 'the agent side stats', timeoutMs: 5_000 });
     return stats.at(-1)!;
   };
   let ready: { mode: string; counterPid?: number } | undefined;
@@ -137,7 +129,7 @@ async function runBench(): Promise<void> {
     else if (message.event) reported.push(message as Reported);
   });
   try {
-    await waitFor(() => ready !== undefined, 'the agent side ready', 30_000);
+    await waitFor(() => ready !== undefined, { what: 'the agent side ready', timeoutMs: 30_000 });
     const pids = [agent.pid!, ...(ready!.counterPid ? [ready!.counterPid] : [])];
     process.stdout.write(
       `Teleoperation bench: ${cycles} cycles of ${driveMs} ms driving, tick ${tickMs} ms (idle ${idleTickMs} ms), ` +
@@ -164,7 +156,7 @@ async function runBench(): Promise<void> {
     for (let cycle = 0; cycle < cycles; cycle += 1) {
       const before = reported.length;
       const operator = connectOperator({ commandPort: host.commandPort, observationPort: host.observationPort });
-      await waitFor(() => operator.observations > 0, 'the operator connected', 5_000);
+      await waitFor(() => operator.observations > 0, { what: 'the operator connected', timeoutMs: 5_000 });
       await sleep(100);
       if (reported.length !== before) falseStarts += reported.length - before; // connecting is not driving
       const firstAction = performance.timeOrigin + (await operator.startDriving(30));
@@ -209,7 +201,7 @@ async function runBench(): Promise<void> {
     process.stdout.write(`${ok ? 'PASS' : 'MISS'}: aim p99 ≤ 100 ms, zero false starts and missed sessions\n`);
   } finally {
     agent.stdin!.end();
-    await waitFor(() => done || agent.exitCode !== null, 'the agent side stopped', 10_000).catch(() => agent.kill('SIGKILL'));
+    await waitFor(() => done || agent.exitCode !== null, { what: 'the agent side stopped', timeoutMs: 10_000 }).catch(() => agent.kill('SIGKILL'));
     await host.stop();
   }
 }
@@ -246,7 +238,7 @@ async function runDashboardBench(): Promise<void> {
     for (let cycle = 0; cycle < cycles; cycle += 1) {
       const before = arrivals.length;
       const operator = connectOperator({ commandPort: host.commandPort, observationPort: host.observationPort });
-      await waitFor(() => operator.observations > 0, 'the operator connected', 5_000);
+      await waitFor(() => operator.observations > 0, { what: 'the operator connected', timeoutMs: 5_000 });
       await sleep(100);
       falseStarts += arrivals.length - before;
       const mark = arrivals.length;

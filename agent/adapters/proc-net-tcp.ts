@@ -117,7 +117,11 @@ function portOf(endpoint: string, line: number): number {
   return port;
 }
 
-function addressOf(hex: string, line: number, littleEndian: boolean): string {
+/**
+ * An address column of /proc/net/tcp or tcp6 (hex words in the kernel's byte order) as text: dotted IPv4, IPv4-mapped
+ * IPv6 as plain IPv4, other IPv6 in RFC 5952 form. `line` only names the line in the error for a malformed column.
+ */
+export function addressOf(hex: string, line: number, littleEndian: boolean = endianness() === 'LE'): string {
   if (!/^(?:[0-9A-Fa-f]{8}|[0-9A-Fa-f]{32})$/.test(hex)) {
     throw new ProcNetTcpFormatError(`/proc/net/tcp line ${line}: bad address ${hex}`);
   }
