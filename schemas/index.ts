@@ -8,3 +8,4 @@ export * from './api.js';
 export * from './tables.js';
 export * from './provisioning.js';
 export * from './routes.js';
+export * from './dashboard.js';
