@@ -70,6 +70,9 @@ if (mode === 'test') {
   if (firstLine('systemd-analyze', ['--version']) === undefined) {
     problems.push("systemd-analyze is missing: the boot bundle's unit is checked with it (apt-get install -y systemd).");
   }
+  if (!existsSync(process.env.CHROMIUM_PATH ?? '/usr/bin/chromium')) {
+    problems.push("Chromium is missing: the dashboard's browser tests drive Debian's chromium (apt-get install -y chromium).");
+  }
   if (!existsSync('/etc/ssl/certs/Amazon_Root_CA_1.pem')) {
     problems.push('Amazon Root CA 1 is not in /etc/ssl/certs: an AWS boot bundle carries it (apt-get install -y ca-certificates).');
   }
