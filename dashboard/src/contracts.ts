@@ -38,7 +38,7 @@ export interface AuthSession {
 export interface Permissions {
   readonly markFailed: boolean; // engineer, admin
   readonly recover: boolean; // engineer, admin
-  readonly reportNow: boolean; // every role
+  readonly reportNow: boolean; // engineer, admin (POST /api/v2/discover)
 }
 
 // ---- The HTTP API (api/) ----

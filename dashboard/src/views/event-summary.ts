@@ -1,0 +1,105 @@
+import type { EventView } from '../../../schemas/index.js';
+import { formatDuration, formatMetricValue, metricLabel, parseTime } from './format.js';
+
+/**
+ * A short human sentence for each domain event (schemas/events.ts), and the teleoperation sessions a robot's loaded
+ * timeline shows. Data is read defensively: an event of a newer version with other fields still gets a summary.
+ */
+
+const str = (data: Record<string, unknown>, key: string): string | undefined =>
+  typeof data[key] === 'string' ? (data[key] as string) : undefined;
+const num = (data: Record<string, unknown>, key: string): number | undefined =>
+  typeof data[key] === 'number' ? (data[key] as number) : undefined;
+
+export function summarizeEvent(event: EventView): string {
+  const d = event.data;
+  switch (event.type) {
+    case 'RobotRegistered':
+      return `Registered as ${str(d, 'model') ?? 'a robot'}`;
+    case 'RobotConnected': {
+      const ip = str(d, 'ipAddress');
+      return `Connected${ip ? ` from ${ip}` : ''}`;
+    }
+    case 'RobotDisconnected': {
+      const reason = str(d, 'reason');
+      return `Disconnected${d.clientInitiated === true ? ' by the robot' : ''}${reason ? ` (${reason})` : ''}`;
+    }
+    case 'AlertRaised': {
+      const metric = str(d, 'metric') ?? '?';
+      const value = num(d, 'value');
+      const threshold = num(d, 'threshold');
+      return `${str(d, 'severity') ?? ''} alert: ${metricLabel(metric)} ${value === undefined ? '' : formatMetricValue(metric, value)}${
+        threshold === undefined ? '' : ` ≥ ${formatMetricValue(metric, threshold)}`
+      }`.trim();
+    }
+    case 'AlertCleared': {
+      const metric = str(d, 'metric') ?? '?';
+      const value = num(d, 'value');
+      return `Alert cleared: ${metricLabel(metric)} back to ${value === undefined ? '?' : formatMetricValue(metric, value)}`;
+    }
+    case 'TeleoperationStarted': {
+      const operator = str(d, 'operatorAddress');
+      const signals = Array.isArray(d.signals) ? d.signals.filter((s) => typeof s === 'string') : [];
+      return `Teleoperation started${operator ? ` by ${operator}` : ''}${signals.length ? ` (signals: ${signals.join(', ')})` : ''}`;
+    }
+    case 'TeleoperationStopped': {
+      const duration = num(d, 'durationMs');
+      return `Teleoperation stopped${duration === undefined ? '' : ` after ${formatDuration(duration)}`} (${str(d, 'reason') ?? 'no reason'})`;
+    }
+    case 'TeleoperationConfirmed':
+      return 'Teleoperation confirmed by the robot after its link came back';
+    case 'RobotMarkedFailed':
+      return `Marked failed by ${str(d, 'by') || 'someone'}: ${str(d, 'reason') ?? ''}`;
+    case 'RobotRecovered': {
+      const note = str(d, 'note');
+      return `Recovered by ${str(d, 'by') || 'someone'}${note ? `: ${note}` : ''}`;
+    }
+    case 'RobotEventsDropped':
+      return `The robot lost ${num(d, 'count') ?? '?'} of its events (offline queue full)`;
+    case 'DeviceMessagesRejected':
+      return `${num(d, 'count') ?? '?'} of the robot's messages refused: ${str(d, 'lastReason') ?? ''}`;
+    default: {
+      const json = JSON.stringify(d);
+      return json.length > 120 ? `${json.slice(0, 119)}…` : json;
+    }
+  }
+}
+
+export interface TeleoperationSession {
+  readonly startedSeq: number;
+  readonly startedAt: string;
+  readonly operator: string | null;
+  readonly stoppedAt: string | null;
+  readonly durationMs: number | null;
+  readonly reason: string | null;
+}
+
+/**
+ * The sessions in a timeline (newest first in, newest first out): each TeleoperationStarted with the first
+ * TeleoperationStopped after it. A stop whose start is older than the loaded events is left out; an open session has
+ * no stop.
+ */
+export function teleoperationSessions(eventsNewestFirst: readonly EventView[]): TeleoperationSession[] {
+  const sessions: TeleoperationSession[] = [];
+  let pendingStop: EventView | null = null;
+  for (const event of eventsNewestFirst) {
+    if (event.type === 'TeleoperationStopped') pendingStop = event;
+    else if (event.type === 'TeleoperationStarted') {
+      const stop = pendingStop;
+      pendingStop = null;
+      const started = parseTime(event.at);
+      const stoppedAt = stop ? stop.at : null;
+      const given = stop ? num(stop.data, 'durationMs') : undefined;
+      const stopped = parseTime(stoppedAt);
+      sessions.push({
+        startedSeq: event.seq,
+        startedAt: event.at,
+        operator: str(event.data, 'operatorAddress') ?? null,
+        stoppedAt,
+        durationMs: given ?? (started !== null && stopped !== null ? stopped - started : null),
+        reason: stop ? (str(stop.data, 'reason') ?? null) : null,
+      });
+    }
+  }
+  return sessions;
+}
