@@ -1,7 +1,9 @@
-import { App, Tags, Validations, type Environment, type Stack } from 'aws-cdk-lib';
+import path from 'node:path';
+import { App, Aws, Tags, Validations, type Environment, type Stack } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { STAGE_PATTERN } from '../schemas/topics.js';
 import { notifyOnAlarm } from './constructs/alarm-notifications.js';
+import { DASHBOARD_BUNDLE_DIR, type DashboardCustomDomain } from './constructs/dashboard-hosting.js';
 import { ApiStack } from './stacks/api-stack.js';
 import { IotStack } from './stacks/iot-stack.js';
 import { StatefulStack } from './stacks/stateful-stack.js';
@@ -16,8 +18,20 @@ export interface StageOptions {
   readonly stage: string;
   /** Omitted: env-agnostic stacks (what `cdk synth` produces offline without credentials). */
   readonly env?: Environment;
-  /** Origins allowed by CORS and as OAuth callbacks. @default the `dashboardOrigins` context, else localhost:5173 */
+  /**
+   * Origins the dashboard is opened from besides its own distribution (and custom domain), e.g. a Vite dev server:
+   * allowed as OAuth callbacks and by the HTTP API's CORS. @default the `dashboardOrigins` context, else none
+   */
   readonly dashboardOrigins?: string[];
+  /**
+   * The Cognito prefix domain of the sign-in page. @default the `cognitoDomainPrefix` context, else
+   * `lekiwi-heartbeat-<stage>-<account id>` (prefixes are unique per region across all of AWS)
+   */
+  readonly cognitoDomainPrefix?: string;
+  /** The built dashboard. @default the `dashboardBundle` context (a path), else dashboard/dist (`npm run dashboard:build`) */
+  readonly dashboardBundle?: string;
+  /** Serve the dashboard on a domain of yours. @default the `dashboardDomain` and `dashboardCertificateArn` context, else none */
+  readonly dashboardDomain?: DashboardCustomDomain;
 }
 
 export interface HeartbeatStacks {
@@ -31,7 +45,34 @@ function dashboardOriginsFromContext(app: App): string[] {
   const raw: unknown = app.node.tryGetContext('dashboardOrigins');
   if (Array.isArray(raw)) return raw.map(String);
   if (typeof raw === 'string' && raw.trim() !== '') return raw.split(',').map((origin) => origin.trim());
-  return ['http://localhost:5173'];
+  return [];
+}
+
+/** `-c dashboardDomain=heartbeat.example.com -c dashboardCertificateArn=arn:aws:acm:us-east-1:…` (both or neither). */
+function dashboardDomainFromContext(app: App): DashboardCustomDomain | undefined {
+  const domainName = app.node.tryGetContext('dashboardDomain') as string | undefined;
+  const certificateArn = app.node.tryGetContext('dashboardCertificateArn') as string | undefined;
+  if (!domainName && !certificateArn) return undefined;
+  if (!domainName || !certificateArn || !/^arn:aws[\w-]*:acm:us-east-1:/.test(certificateArn)) {
+    throw new Error(
+      'a custom dashboard domain needs both -c dashboardDomain=<host name> and -c dashboardCertificateArn=<ACM certificate ARN in us-east-1 covering it>',
+    );
+  }
+  return { domainName, certificateArn };
+}
+
+const COGNITO_PREFIX = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** The hosted UI's prefix: given, from context, or one per stage and account. */
+function cognitoDomainPrefix(app: App, options: StageOptions): string {
+  const given = options.cognitoDomainPrefix ?? (app.node.tryGetContext('cognitoDomainPrefix') as string | undefined);
+  if (given === undefined) return `lekiwi-heartbeat-${options.stage}-${options.env?.account ?? Aws.ACCOUNT_ID}`;
+  if (!COGNITO_PREFIX.test(given) || /aws|amazon|cognito/.test(given)) {
+    throw new Error(
+      `cognitoDomainPrefix ${JSON.stringify(given)} is not a Cognito prefix domain: use lower-case letters, digits and inner hyphens, at most 63, without "aws", "amazon" or "cognito" (e.g. -c cognitoDomainPrefix=acme-heartbeat-prod)`,
+    );
+  }
+  return given;
 }
 
 function resolved(app: App, options: StageOptions) {
@@ -47,17 +88,28 @@ function resolved(app: App, options: StageOptions) {
   };
 }
 
+/** Where the dashboard comes from and what it is called, for the API stack's DashboardHosting. */
+function dashboardOptions(app: App, options: StageOptions) {
+  const bundle = options.dashboardBundle ?? (app.node.tryGetContext('dashboardBundle') as string | undefined);
+  const customDomain = options.dashboardDomain ?? dashboardDomainFromContext(app);
+  return {
+    stage: options.stage,
+    bundleDir: bundle === undefined ? DASHBOARD_BUNDLE_DIR : path.resolve(bundle),
+    ...(customDomain ? { customDomain } : {}),
+  };
+}
+
 function tag(stack: Stack, stage: string): void {
   Tags.of(stack).add('app', 'lekiwi-heartbeat');
   Tags.of(stack).add('stage', stage);
 }
 
 export function addStatefulStack(app: App, options: StageOptions): StatefulStack {
-  const { prefix, common, origins } = resolved(app, options);
+  const { prefix, common } = resolved(app, options);
   const stack = new StatefulStack(app, `${prefix}-Stateful`, {
     ...common,
     description: 'Lekiwi Heartbeat: event log, factory allow-list, connections, read-model database, dead-letter queues, users',
-    dashboardOrigins: origins,
+    cognitoDomainPrefix: cognitoDomainPrefix(app, options),
   });
   tag(stack, options.stage);
   notifyOnAlarm(stack, stack.alarmTopic);
@@ -68,7 +120,7 @@ export function addApiStack(app: App, options: StageOptions, stateful: StatefulS
   const { prefix, common, origins } = resolved(app, options);
   const stack = new ApiStack(app, `${prefix}-Api`, {
     ...common,
-    description: 'Lekiwi Heartbeat: HTTP and WebSocket APIs, stream consumers, migrations',
+    description: 'Lekiwi Heartbeat: HTTP and WebSocket APIs, stream consumers, migrations, the dashboard (CloudFront, S3, app client)',
     eventLog: stateful.eventLog,
     connections: stateful.connections,
     vpc: stateful.vpc,
@@ -78,8 +130,9 @@ export function addApiStack(app: App, options: StageOptions, stateful: StatefulS
     projectorDlq: stateful.projectorDlq,
     broadcasterDlq: stateful.broadcasterDlq,
     userPool: stateful.userPool,
-    dashboardClient: stateful.dashboardClient,
+    userPoolDomain: stateful.userPoolDomain,
     dashboardOrigins: origins,
+    dashboard: dashboardOptions(app, options),
   });
   tag(stack, options.stage);
   notifyOnAlarm(stack, stateful.alarmTopic);
@@ -107,6 +160,11 @@ export function addIotStack(app: App, options: StageOptions, stateful: StatefulS
  * The three stacks of one stage. The stateful stack comes first; the API and IoT stacks receive its constructs
  * through props and depend on it alone (CDK turns the references into exports and imports), never on each other.
  * Every alarm of the three notifies the stateful stack's alarm topic (`notifyOnAlarm` in each add…Stack).
+ *
+ * The dashboard (bucket, CloudFront distribution, its app client, the bundle and config.json) is part of the API
+ * stack, not a fourth stack: the client's callback URL is the distribution's domain, the distribution fronts the HTTP
+ * API and names the WebSocket API in its CSP, and both APIs' authorizers name the client. CloudFormation orders those
+ * resources within one stack (APIs → distribution → client → authorizers); across stacks they would be a cycle.
  */
 export function buildHeartbeat(app: App, options: StageOptions): HeartbeatStacks {
   const stateful = addStatefulStack(app, options);

@@ -24,14 +24,16 @@ import type { PartHealth } from './supervisor.js';
 /**
  * The local stand-in for the API Gateway HTTP API in front of the `http-api` Lambda: real HTTP in, the JWT
  * authorizer on every route, a payload format 2.0 event and a Lambda context to the integration, and the integration's
- * answer mapped back the way API Gateway does it. Paths outside the API (the JWKS, the live page, `/health`) are
- * plain routes the caller mounts; they are not part of the API and have no authorizer.
+ * answer mapped back the way API Gateway does it. Paths outside the API (the JWKS, the dashboard and its sign-in,
+ * `/health`) are plain routes the caller mounts; they are not part of the API and have no authorizer.
  */
 
 /** A plain answer for a route outside the API. */
 export interface PlainResponse {
   readonly statusCode: number;
   readonly headers?: Readonly<Record<string, string>>;
+  /** `Set-Cookie` values, one header each. */
+  readonly cookies?: readonly string[];
   readonly body: string | Uint8Array;
 }
 
@@ -64,6 +66,11 @@ export interface HttpGatewayOptions {
   readonly maxBodyBytes?: number;
   /** Routes outside the API keyed `METHOD /path` (exact path), e.g. `GET /.well-known/jwks.json`, `GET /`. */
   readonly extraRoutes?: Readonly<Record<string, ExtraRouteHandler>>;
+  /**
+   * Answers every other path outside `/api/` (the dashboard's files and client-side routes, as CloudFront does in
+   * front of S3); without it those are 404s like any unknown path.
+   */
+  readonly site?: ExtraRouteHandler;
   /**
    * The parts behind the gateway (local/supervisor.ts `Supervisor.health`). With it, `GET /health` answers 200
    * `{ status: 'ok', parts }` when every part is up, else 503 `{ status: 'degraded' | 'down', parts }` ('down' when a
@@ -146,11 +153,14 @@ export async function startHttpGateway(options: HttpGatewayOptions): Promise<Htt
       sendJson(response, status === 'ok' ? 200 : 503, { status, parts, ...details }, { 'cache-control': 'no-store' });
       return;
     }
-    const extra = extraRoutes.get(`${method} ${path}`);
-    if (extra) {
-      const answer = await extra(request);
+    const plain = extraRoutes.get(`${method} ${path}`) ?? (options.site && !path.startsWith('/api/') ? options.site : undefined);
+    if (plain) {
+      const answer = await plain(request);
       const body = Buffer.from(answer.body);
-      response.writeHead(answer.statusCode, { 'content-length': String(body.length), ...answer.headers });
+      response.writeHead(answer.statusCode, [
+        ...Object.entries({ 'content-length': String(body.length), ...answer.headers }),
+        ...(answer.cookies ?? []).map((cookie) => ['set-cookie', cookie]),
+      ].flat());
       response.end(body);
       return;
     }

@@ -126,8 +126,16 @@ export class LocalJwtIssuer {
     return { keys: [{ ...this.publicJwk }] };
   }
 
+  /**
+   * A token shaped like a Cognito access token for the app client: `client_id` and `scope` instead of `aud`,
+   * `token_use: access`, `username`. API Gateway's JWT authorizer accepts it as it accepts the id token.
+   */
+  signAccessToken(options: SignOptions & { readonly scopes: readonly string[] }): string {
+    return this.sign(options, { tokenUse: 'access', scopes: options.scopes });
+  }
+
   /** A token shaped like a Cognito id token. */
-  sign(options: SignOptions): string {
+  sign(options: SignOptions, shape: { readonly tokenUse: 'id' | 'access'; readonly scopes?: readonly string[] } = { tokenUse: 'id' }): string {
     const parsed = SignInput.safeParse(options);
     if (!parsed.success) {
       const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || 'options'} ${issue.message}`);
@@ -136,15 +144,18 @@ export class LocalJwtIssuer {
     const { subject, username, groups, expiresInSeconds } = parsed.data;
     const issuedAt = Math.floor((parsed.data.issuedAt ?? new Date()).getTime() / 1000);
     const header = { kid: this.kid, alg: 'RS256', typ: 'JWT' };
+    const audience =
+      shape.tokenUse === 'id'
+        ? { 'cognito:username': username, aud: this.audience }
+        : { client_id: this.audience, scope: (shape.scopes ?? []).join(' '), username };
     const payload = {
       sub: subject,
       'cognito:groups': groups,
       iss: this.issuer,
-      'cognito:username': username,
+      ...audience,
       origin_jti: randomUUID(),
-      aud: this.audience,
       event_id: randomUUID(),
-      token_use: 'id',
+      token_use: shape.tokenUse,
       auth_time: issuedAt,
       exp: issuedAt + expiresInSeconds,
       iat: issuedAt,

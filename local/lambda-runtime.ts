@@ -10,6 +10,7 @@ export type FunctionName =
   | 'robot-ingest'
   | 'stream-projector'
   | 'stream-broadcaster'
+  | 'stream-coalescer'
   | 'http-api'
   | 'ws-authorizer'
   | 'ws-connect'

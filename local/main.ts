@@ -1,7 +1,9 @@
 import './quiet-node-warning.js';
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startLocalCloud, type LocalCloud, type ProgressEvent } from './cloud.js';
+import { ensureDashboardBuilt } from './dashboard-build.js';
 import { startSimulatedFleet, type SimulatedFleet } from './simulated-fleet.js';
 import { RELAY_WINDOW_MS, StopSignals } from './stop-signals.js';
 
@@ -16,7 +18,7 @@ Starts the Lekiwi Heartbeat backend on this machine (no AWS account needed) with
 Ctrl-C stops it in order; a Ctrl-C more than ${RELAY_WINDOW_MS / 1000} s after the first exits at once.
 
 Environment:
-  HTTP_PORT        page and /api/v2 (default 3000)
+  HTTP_PORT        the dashboard, its sign-in and /api/v2 (default 3000)
   WS_PORT          live WebSocket API (default 3001)
   MQTT_PORT        MQTT over mTLS for robots (default 8883)
   DYNAMODB_PORT    DynamoDB Local, the event log (default: a free port)
@@ -25,6 +27,8 @@ Environment:
   KINESIS_PORT     the ingest stream's Kinesis stand-in (default: a free port)
                    The stand-ins listen on 127.0.0.1 only; --host moves the first three only.
   LOCAL_STATE_DIR  where everything is kept (default .local)
+  DASHBOARD_DIST   serve this built dashboard instead of building dashboard/ (default: dashboard/dist, built when
+                   older than its sources)
   DATABASE_URL     use this PostgreSQL server instead of the embedded PGlite
   MIN_KEEP_ALIVE_SECONDS  lowest MQTT keep-alive accepted (default 30, as IoT Core)
   LOG_LEVEL        the handlers' log level (default WARN)`;
@@ -110,8 +114,17 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
 
 try {
   say(`Starting the Lekiwi Heartbeat local cloud in ${stateDir}`);
+  const dashboardDir = process.env.DASHBOARD_DIST ? resolve(process.env.DASHBOARD_DIST) : undefined;
+  if (!dashboardDir) {
+    const started = Date.now();
+    const built = await ensureDashboardBuilt({ root: fileURLToPath(new URL('..', import.meta.url)) }, (reason) =>
+      say(`… Building the dashboard… (${reason})`),
+    );
+    say(built ? `✓ dashboard built (${Date.now() - started} ms)` : '✓ dashboard is up to date');
+  }
   cloud = await startLocalCloud({
     stateDir,
+    ...(dashboardDir ? { dashboardDir } : {}),
     host: args.host,
     ...ports,
     ...(process.env.DATABASE_URL ? { databaseUrl: process.env.DATABASE_URL } : {}),
@@ -129,7 +142,7 @@ try {
   }
   const { endpoints } = cloud;
   say(
-    `Ready: page ${endpoints.pageUrl} · API ${endpoints.apiUrl} · WebSocket ${endpoints.webSocketUrl} · MQTT ${endpoints.mqttUrl} · ` +
+    `Ready: dashboard ${endpoints.pageUrl} (sign in as admin, engineer or operator) · API ${endpoints.apiUrl} · WebSocket ${endpoints.webSocketUrl} · MQTT ${endpoints.mqttUrl} · ` +
       `tokens ${resolve(stateDir, 'tokens')} · endpoints ${resolve(stateDir, 'endpoints.json')} (Ctrl-C stops)`,
   );
 } catch (error) {

@@ -18,6 +18,7 @@ import { matchesAnyFilter, type FilterPattern } from '../schemas/stream-filters.
 import { toLambdaRecord } from './stream-records.js';
 import { planShards, type DescribedShard, type ShardProgress, type StartingPosition } from './stream-shards.js';
 import { describeError } from '../lib/describe-error.js';
+import type { DynamoDBRecord } from 'aws-lambda';
 
 export type { FailedRecordsHandler, StreamHandler, StreamPollerLog } from './stream-delivery.js';
 
@@ -52,6 +53,12 @@ export interface StreamPollerOptions {
   readonly checkpoints?: StreamCheckpoints;
   /** Lambda's event filtering: only records matching one of the patterns are handed over (the rest are skipped). */
   readonly filters?: readonly FilterPattern[];
+  /**
+   * Lambda's MaximumBatchingWindowInSeconds, in ms: a batch is handed over once it is full (`batchSize` records that
+   * passed the filters), once this long has passed since its first record was read, or when the shard ends, whichever
+   * comes first. Default 0: each read's records at once.
+   */
+  readonly maximumBatchingWindowMs?: number;
 }
 
 /** The last sequence number handled per shard (Lambda keeps this in the event source mapping). */
@@ -238,9 +245,19 @@ export function startStreamPoller(options: StreamPollerOptions): StreamPoller {
       : { ShardIteratorType: iteratorType };
     let iterator: string | undefined;
     let failures = 0;
+    /**
+     * The batch being gathered (batching window): records that passed the filters, when its first one was read, and
+     * the last sequence number read behind it (filtered out or not), checkpointed once the batch is handled.
+     * INVARIANT: only records after `resumeFrom` are in it, so a fresh iterator (which starts at `resumeFrom`) empties it.
+     */
+    let batch: DynamoDBRecord[] = [];
+    let batchOpenedAt = 0;
+    let lastRead: string | undefined;
     while (!stopped) {
       try {
         if (!iterator) {
+          batch = [];
+          lastRead = undefined;
           const fresh = await options.client.send(
             new GetShardIteratorCommand({ StreamArn: options.streamArn, ShardId: shardId, ...resumeFrom }),
           );
@@ -248,34 +265,53 @@ export function startStreamPoller(options: StreamPollerOptions): StreamPoller {
           if (!iterator) break;
         }
         const requestEpoch = epoch;
-        const page = await options.client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: settings.batchSize }));
+        // Never more than fits the batch: the filters only ever take records away.
+        const page = await options.client.send(
+          new GetRecordsCommand({ ShardIterator: iterator, Limit: settings.batchSize - batch.length }),
+        );
         failures = 0;
         const read = (page.Records ?? []).map((record) => toLambdaRecord(record, source));
         const records = options.filters ? read.filter((record) => matchesAnyFilter(record, options.filters ?? [])) : read;
-        if (read.length > 0) {
-          if (records.length > 0) {
-            await deliverBatch(records, policy, {
-              handler: options.handler,
-              onFailure,
-              log,
-              sleep,
-              stopped: () => stopped,
-              shardId,
-              sequenceNumberOf: dynamoDBSequenceNumber,
-            });
-            if (stopped) break;
-          }
-          const last = read.at(-1)?.dynamodb?.SequenceNumber;
-          resumeFrom = { ShardIteratorType: 'AFTER_SEQUENCE_NUMBER', SequenceNumber: last };
-          if (last) await options.checkpoints?.set(shardId, last);
-        }
+        if (records.length > 0 && batch.length === 0) batchOpenedAt = Date.now();
+        batch.push(...records);
+        lastRead = read.at(-1)?.dynamodb?.SequenceNumber ?? lastRead;
         iterator = page.NextShardIterator;
+        const due = batchDue({
+          size: batch.length,
+          batchSize: settings.batchSize,
+          waitedMs: Date.now() - batchOpenedAt,
+          windowMs: settings.maximumBatchingWindowMs,
+          shardEnded: !iterator,
+        });
+        if (due && batch.length > 0) {
+          await deliverBatch(batch, policy, {
+            handler: options.handler,
+            onFailure,
+            log,
+            sleep,
+            stopped: () => stopped,
+            shardId,
+            sequenceNumberOf: dynamoDBSequenceNumber,
+          });
+          batch = [];
+          if (stopped) break;
+        }
+        if (batch.length === 0 && lastRead) {
+          resumeFrom = { ShardIteratorType: 'AFTER_SEQUENCE_NUMBER', SequenceNumber: lastRead };
+          await options.checkpoints?.set(shardId, lastRead);
+          lastRead = undefined;
+        }
         if (!iterator) break;
         if (read.length === 0) {
-          reader.caughtUpEpoch = requestEpoch;
-          checkIdle();
-          // An idle() call that came in during the request wants a poll issued after it: go again at once.
-          if (requestEpoch === epoch) await sleep(settings.pollIntervalMs);
+          if (batch.length === 0) {
+            reader.caughtUpEpoch = requestEpoch;
+            checkIdle();
+            // An idle() call that came in during the request wants a poll issued after it: go again at once.
+            if (requestEpoch === epoch) await sleep(settings.pollIntervalMs);
+          } else {
+            // A batch is open and nothing new came: look again, but no later than its window closes.
+            await sleep(Math.max(0, Math.min(settings.pollIntervalMs, settings.maximumBatchingWindowMs - (Date.now() - batchOpenedAt))));
+          }
         }
       } catch (error) {
         const name = error instanceof Error ? error.name : '';
@@ -362,7 +398,17 @@ function validate(options: StreamPollerOptions) {
     pollIntervalMs: integer('pollIntervalMs', options.pollIntervalMs ?? 50, 0, 60_000),
     shardDiscoveryIntervalMs: integer('shardDiscoveryIntervalMs', options.shardDiscoveryIntervalMs ?? 1000, 1, 300_000),
     retryDelayMs: integer('retryDelayMs', options.retryDelayMs ?? 50, 0, 60_000),
+    // Lambda allows up to 300 s.
+    maximumBatchingWindowMs: integer('maximumBatchingWindowMs', options.maximumBatchingWindowMs ?? 0, 0, 300_000),
   };
+}
+
+/**
+ * Whether the batch being gathered is handed over now: it is full, its window has passed since its first record, or
+ * the shard ended (no record comes after). With no window, at once.
+ */
+export function batchDue(batch: { size: number; batchSize: number; waitedMs: number; windowMs: number; shardEnded: boolean }): boolean {
+  return batch.size >= batch.batchSize || batch.waitedMs >= batch.windowMs || batch.shardEnded;
 }
 
 /** arn:aws:dynamodb:<region>:<account>:table/<name>/stream/<label> */

@@ -128,7 +128,24 @@ export const ListRobotsQuery = z
   .strict();
 export type ListRobotsQuery = z.infer<typeof ListRobotsQuery>;
 
-export const ListEventsQuery = z.object({ limit, cursor }).strict();
+/**
+ * `GET /api/v2/robots/{id}/events`: newest first by default; with `after`, only events with `seq > after`, oldest first
+ * (a client filling a gap in the live feed). `nextCursor` continues either listing in its own order (its cursor kind
+ * says which, so a cursor of one order is never read as the other); `after` and `cursor` together are a 400.
+ */
+export const ListEventsQuery = z
+  .object({
+    limit,
+    cursor,
+    after: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .max(Number.MAX_SAFE_INTEGER)
+      .optional()
+      .describe('Only events with seq > after, oldest first. Not with `cursor` (follow nextCursor alone).'),
+  })
+  .strict();
 export type ListEventsQuery = z.infer<typeof ListEventsQuery>;
 
 /**
@@ -166,8 +183,24 @@ export type TelemetryHistory = z.infer<typeof TelemetryHistory>;
 
 export const MarkFailedRequest = z.object({ reason: z.string().trim().min(1).max(500) }).strict();
 export const RecoverRequest = z.object({ note: z.string().trim().max(500).optional() }).strict();
-/** `POST /api/v2/discover` takes no options (yet): an empty body or `{}`. */
-export const DiscoverRequest = z.object({}).strict();
+/** At most this many robots in one `POST /api/v2/discover` selection (the dashboard's "report now" for a selection). */
+export const MAX_DISCOVER_ROBOT_IDS = 100;
+/**
+ * `POST /api/v2/discover`: an empty body or `{}` asks every online robot; `robotIds` asks just those (a robot named
+ * twice is asked once), and the answer says per robot what happened.
+ */
+export const DiscoverRequest = z
+  .object({ robotIds: z.array(RobotId).min(1).max(MAX_DISCOVER_ROBOT_IDS).optional() })
+  .strict();
+export type DiscoverRequest = z.infer<typeof DiscoverRequest>;
+
+/**
+ * What happened to one robot of a discover selection: `asked` (the command was published), `failed` (publishing it
+ * did not work), `offline` (not online in the read model: not asked) or `not-found` (not in the fleet).
+ */
+export const DISCOVER_OUTCOMES = ['asked', 'failed', 'offline', 'not-found'] as const;
+export const DiscoverOutcome = z.enum(DISCOVER_OUTCOMES);
+export type DiscoverOutcome = z.infer<typeof DiscoverOutcome>;
 
 /** The result of a command: the robot as the event log now has it (read models follow within a second). */
 export const CommandResult = z.object({
@@ -177,14 +210,16 @@ export const CommandResult = z.object({
 export type CommandResult = z.infer<typeof CommandResult>;
 
 /**
- * The answer to `POST /api/v2/discover` (202): every robot online in the read model was asked to report now.
- * `asked` robots got the command, publishing it to `failed` more did not work; the reports arrive on the live feed as
+ * The answer to `POST /api/v2/discover` (202): every robot online in the read model (or of the selection) was asked
+ * to report now. `asked` robots got the command, publishing it to `failed` more did not work; the reports arrive on the live feed as
  * `RobotTelemetry` messages.
  */
 export const DiscoverResult = z.object({
   requestId: z.uuid(),
   asked: z.number().int().nonnegative(),
   failed: z.number().int().nonnegative(),
+  /** Only for a request with `robotIds`: each robot named, in the order asked, with its outcome. */
+  robots: z.array(z.object({ robotId: z.string(), outcome: DiscoverOutcome })).optional(),
 });
 export type DiscoverResult = z.infer<typeof DiscoverResult>;
 
@@ -226,8 +261,32 @@ const SubscriptionIds = z
   .min(1)
   .max(MAX_SUBSCRIPTION_IDS, `a connection watches at most ${MAX_SUBSCRIPTIONS_PER_CONNECTION} robots by id; subscribe to "${WILDCARD}" for the whole fleet`);
 
+/**
+ * How a connection gets telemetry, set by `subscribe` and kept per connection (a later subscribe that names another
+ * rate changes it; one that names none keeps it; a new connection is `raw`):
+ * - `raw`: one `RobotTelemetry` LiveMessage per sample (for a few robots);
+ * - `1s`: no `RobotTelemetry`; instead at most one round of `RobotsUpdated` messages a second, with the latest
+ *   RobotView of each watched robot whose head changed since the last round (for the whole fleet).
+ * Domain events come one LiveMessage each, in order, whatever the rate.
+ */
+export const TELEMETRY_RATES = ['raw', '1s'] as const;
+export const TelemetryRate = z.enum(TELEMETRY_RATES);
+export type TelemetryRate = z.infer<typeof TelemetryRate>;
+export type CoalescedTelemetryRate = Exclude<TelemetryRate, 'raw'>;
+/** The shortest time between two rounds of `RobotsUpdated` to one connection, per coalesced rate. */
+export const TELEMETRY_RATE_INTERVAL_MS: Readonly<Record<CoalescedTelemetryRate, number>> = { '1s': 1000 };
+export const DEFAULT_TELEMETRY_RATE: TelemetryRate = 'raw';
+
 export const ClientMessage = z.discriminatedUnion('action', [
-  z.object({ action: z.literal('subscribe'), robotIds: SubscriptionIds }).strict(),
+  z
+    .object({
+      action: z.literal('subscribe'),
+      robotIds: SubscriptionIds,
+      telemetry: TelemetryRate.optional().describe(
+        'How this connection gets telemetry: "raw" (a RobotTelemetry per sample) or "1s" (RobotsUpdated at most once a second). Absent: the connection keeps its rate ("raw" on a new connection).',
+      ),
+    })
+    .strict(),
   z.object({ action: z.literal('unsubscribe'), robotIds: SubscriptionIds }).strict(),
 ]);
 export type ClientMessage = z.infer<typeof ClientMessage>;
@@ -253,9 +312,26 @@ export const LiveMessage = z.object({
 });
 export type LiveMessage = z.infer<typeof LiveMessage>;
 
+/**
+ * The robots a coalesced connection (`telemetry` other than `raw`) watches whose head changed since its last round:
+ * each robot's whole latest RobotView (state, lifecycle, health, alerts, telemetry), once per round, latest wins. A
+ * round is split into messages of less than LIVE_MESSAGE_MAX_BYTES each, in no set order of robots; `at` is when the
+ * round was made (the telemetry ages are counted to it).
+ */
+export const RobotsUpdated = z.object({
+  type: z.literal('RobotsUpdated'),
+  at: z.string(),
+  robots: z.array(RobotView),
+});
+export type RobotsUpdated = z.infer<typeof RobotsUpdated>;
+/** Every message pushed on a connection: below API Gateway's 128 KB per WebSocket message, with room to spare. */
+export const LIVE_MESSAGE_MAX_BYTES = 120_000;
+
 export const SubscriptionAck = z.object({
   type: z.enum(['Subscribed', 'Unsubscribed']),
   robotIds: z.array(z.string()),
+  /** On `Subscribed`, when the subscribe named a rate or the connection's is not `raw`: its rate from now on. */
+  telemetry: TelemetryRate.optional(),
 });
 export type SubscriptionAck = z.infer<typeof SubscriptionAck>;
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ClientMessage, LiveMessage, SubscriptionAck, WebSocketError } from './api.js';
+import { ClientMessage, LiveMessage, RobotsUpdated, SubscriptionAck, WebSocketError } from './api.js';
 import { AgentEvent, AgentEventBatch, EventsAck, ReportNowCommand, ReportNowReply, TelemetryMessage } from './device.js';
 import { LifecycleEvent } from './lifecycle.js';
 import { APP, ROBOT_REQUESTS } from './topics.js';
@@ -67,7 +67,7 @@ const MESSAGES: Readonly<Record<string, MessageSchema>> = {
     schema: ClientMessage,
     title: 'Live feed: client message',
     description:
-      'Sent by a client on the live WebSocket (wss://…/live?token=<JWT>): subscribe to or unsubscribe from robots by id, or "*" for the whole fleet. Answered with a subscription acknowledgement or a live error.',
+      'Sent by a client on the live WebSocket (wss://…/live?token=<JWT>): subscribe to or unsubscribe from robots by id, or "*" for the whole fleet; a subscribe may set the connection\'s telemetry rate ("raw" or "1s"). Answered with a subscription acknowledgement or a live error.',
     io: 'input',
   },
   'live-message': {
@@ -75,6 +75,13 @@ const MESSAGES: Readonly<Record<string, MessageSchema>> = {
     title: 'Live feed: robot message',
     description:
       'Pushed by the cloud on the live WebSocket to each connection subscribed to the robot (or to "*"): one per domain event as recorded, and one RobotTelemetry per new sample. `seq` orders a robot\'s messages (a RobotTelemetry after the event of the same seq).',
+    io: 'output',
+  },
+  'live-robots-updated': {
+    schema: RobotsUpdated,
+    title: 'Live feed: robots updated',
+    description:
+      'Pushed by the cloud on the live WebSocket, in place of RobotTelemetry, to each connection that subscribed with a coalesced telemetry rate ("1s"): at most one round per interval, with the latest RobotView of every watched robot whose head changed since the last round (each robot once per round), split into messages under 120,000 bytes. Domain events still come as live messages, one each.',
     io: 'output',
   },
   'live-subscription-ack': {

@@ -12,6 +12,12 @@ export const PROJECTED_RECORD_PATTERNS: readonly FilterPattern[] = [
 ];
 
 /**
+ * What the stream coalescer needs: every write of a robot's head (a new sample, and every event, which changes the
+ * robot's state), and nothing else: it pushes each robot's latest view, built from the head alone.
+ */
+export const HEAD_RECORD_PATTERNS: readonly FilterPattern[] = [{ dynamodb: { NewImage: { kind: { S: ['head'] } } } }];
+
+/**
  * Lambda's matching for the patterns used here: a list of values matches when the record's value equals one of them;
  * an object matches when each of its keys matches. (Lambda's prefix/numeric/exists rules are not needed.)
  */

@@ -17,14 +17,18 @@ export interface TableKeys {
 
 /**
  * The event log: one partition per robot (`robotId`), its events at `seq` ≥ 1 and its head item at `seq` 0; markers
- * (`<robotId>#event#<eventId>`, `seq` 0) make an eventId unique. Streams NEW_IMAGE to the projector and broadcaster.
+ * (`<robotId>#event#<eventId>`, `seq` 0) make an eventId unique. Streams NEW_IMAGE to the projector, broadcaster
+ * and coalescer.
  */
 export const EVENT_LOG_TABLE = {
   partitionKey: { name: 'robotId', type: 'S' },
   sortKey: { name: 'seq', type: 'N' },
 } as const satisfies TableKeys;
 
-/** WebSocket connections and their subscriptions (`pk`/`sk`), expiring with API Gateway's 2 h connection limit. */
+/**
+ * WebSocket connections and their subscriptions (`pk`/`sk`), expiring with API Gateway's 2 h connection limit; each
+ * connection's telemetry rate is an attribute of its items (functions/adapters/dynamo-connections.ts), not a key.
+ */
 export const CONNECTIONS_TABLE = {
   partitionKey: { name: 'pk', type: 'S' },
   sortKey: { name: 'sk', type: 'S' },

@@ -65,32 +65,38 @@ export class PgFleetQueries implements FleetQueries {
   }
 
   async listEvents(robotId: string, query: EventListQuery): Promise<EventPage | null> {
-    // Without a cursor the page starts above any sequence number, so one statement (and index range) serves both.
-    const before = query.cursor ? decodeEventCursor(query.cursor, robotId) : Number.MAX_SAFE_INTEGER;
-    // One round trip answers both "does the robot exist" (the outer row) and "its events" (the lateral join, which
-    // yields one all-null row when the page is empty).
+    const position = eventPosition(robotId, query);
+    const ascending = position.order === 'ascending';
+    const order = ascending ? 'ASC' : 'DESC';
+    // Without a cursor a newest-first page starts above any sequence number, so one statement (and index range)
+    // serves both. One round trip answers both "does the robot exist" (the outer row) and "its events" (the lateral
+    // join, which yields one all-null row when the page is empty).
     const { rows } = await this.pool.query<EventRow>(
       `SELECT e.seq, e.event_id, e.type, e.version, e.at, e.recorded_at, e.data
          FROM robots r
          LEFT JOIN LATERAL (
            SELECT seq, event_id, type, version, at, recorded_at, data
              FROM robot_events
-            WHERE robot_id = r.robot_id AND seq < $2
-            ORDER BY seq DESC
+            WHERE robot_id = r.robot_id AND ${ascending ? 'seq > $2' : 'seq < $2'}
+            ORDER BY seq ${order}
             LIMIT $3
          ) e ON true
         WHERE r.robot_id = $1
-        ORDER BY e.seq DESC`,
-      [robotId, before, query.limit + 1],
+        ORDER BY e.seq ${order}`,
+      [robotId, position.from, query.limit + 1],
     );
     if (rows.length === 0) return null;
     const events = rows.filter((row): row is EventRow & { seq: string } => row.seq !== null);
     const items = events.slice(0, query.limit).map(toEventView);
     const last = items.at(-1);
+    const more = events.length > query.limit && last !== undefined;
     return {
       items,
-      nextCursor:
-        events.length > query.limit && last ? encodeCursor({ ...eventCursorBase, robotId, before: last.seq }) : null,
+      nextCursor: !more
+        ? null
+        : ascending
+          ? encodeCursor({ ...eventsAfterCursorBase, robotId, after: last.seq })
+          : encodeCursor({ ...eventCursorBase, robotId, before: last.seq }),
     };
   }
 
@@ -296,13 +302,26 @@ function decodeRobotCursor(cursor: string, filters: RobotFilters): string {
   return decoded.after;
 }
 
+/** A newest-first history page's position: events below `before`. */
 const eventCursorBase = { v: 1, list: 'events' } as const;
 const EventCursor = z
   .object({ v: z.literal(1), list: z.literal('events'), robotId: RobotId, before: z.number().int().positive() })
   .strict();
+/** An oldest-first (`after`) page's position: events above `after`. Its own kind, so neither order reads the other's. */
+const eventsAfterCursorBase = { v: 1, list: 'events-after' } as const;
+const EventsAfterCursor = z
+  .object({ v: z.literal(1), list: z.literal('events-after'), robotId: RobotId, after: z.number().int().nonnegative() })
+  .strict();
 
-function decodeEventCursor(cursor: string, robotId: string): number {
-  const decoded = decodeCursor(cursor, EventCursor);
+type EventPosition = { readonly order: 'descending' | 'ascending'; readonly from: number };
+
+/** Where a history page starts and in which order: from the cursor's kind when there is one, else from `after`. */
+function eventPosition(robotId: string, query: EventListQuery): EventPosition {
+  if (query.cursor === undefined) {
+    return query.after === undefined ? { order: 'descending', from: Number.MAX_SAFE_INTEGER } : { order: 'ascending', from: query.after };
+  }
+  if (query.after !== undefined) throw new InvalidCursor('cannot be combined with after; follow nextCursor alone');
+  const decoded = decodeCursor(query.cursor, z.union([EventCursor, EventsAfterCursor]));
   if (decoded.robotId !== robotId) throw new InvalidCursor("belongs to another robot's history");
-  return decoded.before;
+  return decoded.list === 'events' ? { order: 'descending', from: decoded.before } : { order: 'ascending', from: decoded.after };
 }

@@ -1,7 +1,9 @@
 import { streamBroadcaster } from '../app/live/broadcast.js';
+import { streamCoalescer } from '../app/live/coalesce.js';
 import { streamProjector } from '../app/project-stream.js';
 import { parseStreamRecord } from './event-log-items.js';
 
-/** The event log stream's two consumers, reading records with the event log's own codec. */
+/** The event log stream's consumers, reading records with the event log's own codec. */
 export const projectStream = streamProjector(parseStreamRecord);
 export const broadcastStreamBatch = streamBroadcaster(parseStreamRecord);
+export const coalesceStreamBatch = streamCoalescer(parseStreamRecord);

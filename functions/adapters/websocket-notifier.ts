@@ -3,14 +3,13 @@ import {
   PostToConnectionCommand,
   type ApiGatewayManagementApiClient,
 } from '@aws-sdk/client-apigatewaymanagementapi';
-import type { LiveMessage } from '../../schemas/index.js';
-import type { LiveNotifier } from '../app/live/ports.js';
+import type { LiveNotifier, LivePush } from '../app/live/ports.js';
 
 /** Pushes JSON messages through API Gateway's `@connections` management API. */
 export class ApiGatewayNotifier implements LiveNotifier {
   constructor(private readonly client: ApiGatewayManagementApiClient) {}
 
-  async send(connectionId: string, message: LiveMessage): Promise<'sent' | 'gone'> {
+  async send(connectionId: string, message: LivePush): Promise<'sent' | 'gone'> {
     try {
       await this.client.send(
         new PostToConnectionCommand({ ConnectionId: connectionId, Data: new TextEncoder().encode(JSON.stringify(message)) }),

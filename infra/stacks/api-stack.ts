@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { Arn, ArnFormat, CfnOutput, CustomResource, Duration, RemovalPolicy, Stack, Token, Validations, type StackProps } from 'aws-cdk-lib';
+import { Arn, ArnFormat, CfnOutput, CustomResource, Duration, Lazy, RemovalPolicy, Stack, Token, Validations, type StackProps } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpUserPoolAuthorizer, WebSocketLambdaAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
@@ -23,8 +23,9 @@ import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import type { Construct } from 'constructs';
 import { AppFunction, POWERTOOLS_METRICS_NAMESPACE, REPO_ROOT, type AppFunctionVpcPlacement } from '../constructs/app-function.js';
+import { DashboardHosting, type DashboardHostingProps } from '../constructs/dashboard-hosting.js';
 import { IotDataEndpoint } from '../constructs/iot-data-endpoint.js';
-import { PROJECTED_RECORD_PATTERNS } from '../../schemas/stream-filters.js';
+import { HEAD_RECORD_PATTERNS, PROJECTED_RECORD_PATTERNS } from '../../schemas/stream-filters.js';
 import { CLOUD_COMMAND_TOPICS } from '../../schemas/topics.js';
 import { DB_NAME, DB_PORT, DB_USER } from './stateful-stack.js';
 import { HTTP_ROUTE_KEYS, splitRouteKey } from '../../schemas/routes.js';
@@ -51,15 +52,18 @@ export interface ApiStackProps extends StackProps {
   readonly projectorDlq: sqs.IQueue;
   readonly broadcasterDlq: sqs.IQueue;
   readonly userPool: cognito.UserPool;
-  readonly dashboardClient: cognito.IUserPoolClient;
+  readonly userPoolDomain: cognito.IUserPoolDomain;
+  /** Extra origins of the dashboard (OAuth callbacks, CORS); the distribution's own origin needs no CORS. */
   readonly dashboardOrigins: string[];
+  /** The dashboard's hosting (infra/constructs/dashboard-hosting.ts): stage name, bundle, custom domain. */
+  readonly dashboard: Pick<DashboardHostingProps, 'stage' | 'bundleDir' | 'customDomain'>;
   /** How long a robot may stay offline with a teleoperation session open before it is closed (default 120 s). */
   readonly teleoperationOfflineTimeoutSeconds?: number;
 }
 
 /**
- * The stateless cloud: the HTTP API (/api/v2), the WebSocket API with its $connect authorizer, the two consumers of
- * the event log stream, and the migration step that brings the read-model schema up to date on deploy.
+ * The stateless cloud: the HTTP API (/api/v2), the WebSocket API with its $connect authorizer, the three consumers of
+ * the event log stream (projector, broadcaster, coalescer), and the migration step that brings the read-model schema up to date on deploy.
  */
 /** Filtering in the event source mapping drops what the consumers ignore before Lambda is invoked, at no cost. */
 const PROJECTED_RECORDS = PROJECTED_RECORD_PATTERNS.map((pattern) => lambda.FilterCriteria.filter(pattern as Record<string, unknown>));
@@ -69,6 +73,7 @@ export class ApiStack extends Stack {
   readonly httpStage: apigwv2.HttpStage;
   readonly webSocketApi: apigwv2.WebSocketApi;
   readonly webSocketStage: apigwv2.WebSocketStage;
+  readonly dashboard: DashboardHosting;
   readonly functions: Record<string, lambda.IFunction> = {};
 
   constructor(scope: Construct, id: string, props: ApiStackProps) {
@@ -103,7 +108,8 @@ export class ApiStack extends Stack {
         description: 'Verifies the Cognito JWT in ?token= on WebSocket $connect',
         environment: {
           JWT_ISSUER: props.userPool.userPoolProviderUrl,
-          JWT_AUDIENCE: props.dashboardClient.userPoolClientId,
+          // The dashboard's app client is created with the dashboard, below (after the APIs it fronts).
+          JWT_AUDIENCE: Lazy.string({ produce: () => this.dashboard.client.userPoolClientId }),
         },
       }),
     );
@@ -271,6 +277,43 @@ export class ApiStack extends Stack {
       }),
     );
 
+    // Coalesced telemetry (`RobotsUpdated`) for connections that asked for a rate: every head write, gathered for a
+    // second (or until the batch is full), one round of pushes per batch.
+    const coalescer = add(
+      'StreamCoalescer',
+      new AppFunction(this, 'StreamCoalescer', {
+        handler: 'stream-coalescer',
+        description: 'Pushes the latest views of changed robots, at most once a second, to WebSocket connections with a telemetry rate',
+        environment: { ...connectionsEnv, WS_ENDPOINT: this.webSocketStage.callbackUrl },
+        timeout: Duration.seconds(30),
+      }),
+    );
+    // Look up subscriptions; forget a gone connection (read it, delete its items).
+    props.connections.grant(coalescer, 'dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:DeleteItem', 'dynamodb:BatchWriteItem');
+    this.webSocketApi.grantManageConnections(coalescer);
+    Validations.of(coalescer).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<${webSocketApiId}>/*/*/@connections/*]`,
+      reason:
+        'PostToConnection/DeleteConnection address connection ids that exist only at run time; the grant is limited to this WebSocket API.',
+    });
+    coalescer.addEventSource(
+      new DynamoEventSource(props.eventLog, {
+        // Views are only worth pushing fresh: a new mapping starts at the stream's tip, not 24 hours back.
+        startingPosition: lambda.StartingPosition.LATEST,
+        batchSize: 10_000,
+        maxBatchingWindow: Duration.seconds(1),
+        filters: HEAD_RECORD_PATTERNS.map((pattern) => lambda.FilterCriteria.filter(pattern as Record<string, unknown>)),
+        bisectBatchOnError: true,
+        reportBatchItemFailures: true,
+        retryAttempts: 2,
+        // The shortest age Lambda allows: a round a minute late is replaced by the next one anyway.
+        maxRecordAge: Duration.minutes(1),
+        // One batch per shard at a time, so a connection gets at most one round per shard and batch.
+        parallelizationFactor: 1,
+        onFailure: new SqsDlq(props.broadcasterDlq),
+      }),
+    );
+
     // ---- HTTP API: one Lambda for every /api/v2 route, a Cognito JWT authorizer on each of them.
     const iotDataEndpoint = this.iotDataPlaneInVpc(props);
     const httpApiFn = add(
@@ -299,20 +342,35 @@ export class ApiStack extends Stack {
       });
     }
 
-    const authorizer = new HttpUserPoolAuthorizer('CognitoAuthorizer', props.userPool, {
-      userPoolClients: [props.dashboardClient],
-    });
     this.httpApi = new apigwv2.HttpApi(this, 'HttpApi', {
       apiName: `${this.stackName}-http`,
       description: 'Lekiwi Heartbeat /api/v2',
       createDefaultStage: false,
-      defaultAuthorizer: authorizer,
-      corsPreflight: {
-        allowOrigins: props.dashboardOrigins,
-        allowMethods: [apigwv2.CorsHttpMethod.GET, apigwv2.CorsHttpMethod.POST, apigwv2.CorsHttpMethod.OPTIONS],
-        allowHeaders: ['authorization', 'content-type', 'idempotency-key'],
-        maxAge: Duration.hours(1),
-      },
+      // The dashboard calls /api/v2 on its own origin (its distribution forwards it here): CORS only for the extra
+      // origins configured with dashboardOrigins, and none at all without them.
+      corsPreflight:
+        props.dashboardOrigins.length === 0
+          ? undefined
+          : {
+              allowOrigins: props.dashboardOrigins,
+              allowMethods: [apigwv2.CorsHttpMethod.GET, apigwv2.CorsHttpMethod.POST, apigwv2.CorsHttpMethod.OPTIONS],
+              allowHeaders: ['authorization', 'content-type', 'idempotency-key'],
+              maxAge: Duration.hours(1),
+            },
+    });
+    // ---- The dashboard: its distribution serves /api/v2 and names the WebSocket API in its CSP; its app client is
+    // what both APIs' authorizers trust.
+    this.dashboard = new DashboardHosting(this, 'Dashboard', {
+      ...props.dashboard,
+      httpApi: this.httpApi,
+      webSocketApi: this.webSocketApi,
+      webSocketStage: this.webSocketStage,
+      userPool: props.userPool,
+      userPoolDomain: props.userPoolDomain,
+      extraOrigins: props.dashboardOrigins,
+    });
+    const authorizer = new HttpUserPoolAuthorizer('CognitoAuthorizer', props.userPool, {
+      userPoolClients: [this.dashboard.client],
     });
     const integration = new HttpLambdaIntegration('HttpApiIntegration', httpApiFn);
     for (const route of HTTP_ROUTES) {

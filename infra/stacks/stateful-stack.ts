@@ -22,8 +22,12 @@ export const DB_PORT = 5432;
 export const USER_GROUPS = ['operator', 'engineer', 'admin'] as const;
 
 export interface StatefulStackProps extends StackProps {
-  /** Origins of the dashboard (OAuth callback and logout URLs of the app client). */
-  readonly dashboardOrigins: string[];
+  /**
+   * The Cognito prefix domain of the hosted sign-in UI: `https://<prefix>.auth.<region>.amazoncognito.com`. Prefixes
+   * are unique per region across all AWS accounts: lower-case letters, digits and hyphens, without "aws", "amazon" or
+   * "cognito".
+   */
+  readonly cognitoDomainPrefix: string;
 }
 
 /**
@@ -56,7 +60,8 @@ export class StatefulStack extends Stack {
   /** Messages an IoT rule could not put into the ingest stream at all (the rules' error action). */
   readonly iotRuleErrorDlq: sqs.Queue;
   readonly userPool: cognito.UserPool;
-  readonly dashboardClient: cognito.UserPoolClient;
+  /** The hosted UI's domain. The dashboard's app client lives with the dashboard (infra/constructs/dashboard-hosting.ts). */
+  readonly userPoolDomain: cognito.UserPoolDomain;
   /**
    * Where every alarm of the stage notifies (the dead-letter queues here, the iterator ages and set-aside records in
    * the other stacks: each add…Stack in infra/heartbeat.ts adds the action to all of them); the `AlarmEmail`
@@ -252,23 +257,9 @@ export class StatefulStack extends Stack {
         precedence: USER_GROUPS.length - index,
       });
     });
-    const callbackUrls = props.dashboardOrigins.map((origin) => `${origin.replace(/\/$/, '')}/`);
-    this.dashboardClient = this.userPool.addClient('DashboardClient', {
-      userPoolClientName: 'dashboard',
-      // A browser app cannot keep a secret.
-      generateSecret: false,
-      authFlows: { userSrp: true },
-      oAuth: {
-        flows: { authorizationCodeGrant: true },
-        scopes: [cognito.OAuthScope.OPENID, cognito.OAuthScope.EMAIL, cognito.OAuthScope.PROFILE],
-        callbackUrls,
-        logoutUrls: callbackUrls,
-      },
-      preventUserExistenceErrors: true,
-      enableTokenRevocation: true,
-      accessTokenValidity: Duration.hours(1),
-      idTokenValidity: Duration.hours(1),
-      refreshTokenValidity: Duration.days(7),
+    // The hosted UI (authorization code grant with PKCE) the dashboard signs in with.
+    this.userPoolDomain = this.userPool.addDomain('HostedUi', {
+      cognitoDomain: { domainPrefix: props.cognitoDomainPrefix },
     });
 
     new CfnOutput(this, 'EventLogTableName', { value: this.eventLog.tableName });
@@ -277,7 +268,10 @@ export class StatefulStack extends Stack {
       description: 'The factory allow-list: `npm run factory -- … --table <this>` (or FACTORY_TABLE)',
     });
     new CfnOutput(this, 'UserPoolId', { value: this.userPool.userPoolId });
-    new CfnOutput(this, 'DashboardClientId', { value: this.dashboardClient.userPoolClientId });
+    new CfnOutput(this, 'HostedUiDomain', {
+      value: this.userPoolDomain.domainName,
+      description: 'Cognito prefix domain of the sign-in page: https://<this>.auth.<region>.amazoncognito.com',
+    });
     new CfnOutput(this, 'ProxyEndpoint', { value: this.proxy.endpoint });
   }
 

@@ -11,6 +11,7 @@ import { BUILD_TIMEOUT, STAGE, flatten, functionsByHandler, newApp } from './hel
 const VPC_HANDLERS = ['http-api', 'stream-projector', 'db-migrate', 'teleoperation-expiry'];
 const OUTSIDE_VPC_HANDLERS = [
   'stream-broadcaster',
+  'stream-coalescer',
   'ws-authorizer',
   'ws-connect',
   'ws-disconnect',
@@ -88,7 +89,7 @@ describe('ApiStack', () => {
     });
 
     it('give the WebSocket handlers the connections table and the authorizer the Cognito issuer and audience', () => {
-      for (const name of ['ws-connect', 'ws-disconnect', 'ws-subscribe', 'ws-unsubscribe', 'stream-broadcaster']) {
+      for (const name of ['ws-connect', 'ws-disconnect', 'ws-subscribe', 'ws-unsubscribe', 'stream-broadcaster', 'stream-coalescer']) {
         expect(env(name).CONNECTIONS_TABLE, name).toBeDefined();
       }
       expect(flatten(env('ws-authorizer').JWT_ISSUER)).toMatch(/ProviderURL/);
@@ -182,6 +183,42 @@ describe('ApiStack', () => {
       });
       expect(flatten(mapping.EventSourceArn)).toMatch(/EventLog.*StreamArn/);
       expect(flatten(mapping.DestinationConfig.OnFailure.Destination)).toMatch(/BroadcasterDlq.*Arn/);
+    });
+
+    it('coalesce every head write of the stream, gathered for a second in large batches, with the broadcaster’s failure handling', () => {
+      const mapping = mappingOf('stream-coalescer');
+      expect(mapping).toMatchObject({
+        StartingPosition: 'LATEST',
+        BatchSize: 10_000,
+        MaximumBatchingWindowInSeconds: 1,
+        BisectBatchOnFunctionError: true,
+        FunctionResponseTypes: ['ReportBatchItemFailures'],
+        MaximumRetryAttempts: expect.any(Number),
+        MaximumRecordAgeInSeconds: 60,
+        ParallelizationFactor: 1,
+      });
+      expect(mapping.FilterCriteria.Filters.map((f: { Pattern: string }) => JSON.parse(f.Pattern))).toEqual([
+        { dynamodb: { NewImage: { kind: { S: ['head'] } } } },
+      ]);
+      expect(flatten(mapping.EventSourceArn)).toMatch(/EventLog.*StreamArn/);
+      expect(flatten(env('stream-coalescer').WS_ENDPOINT)).toMatch(/^https:\/\/<WebSocketApi\w+>\.execute-api\..*\/live$/);
+    });
+
+    it('let the coalescer read subscriptions, forget gone connections and post to connections, and nothing more', () => {
+      const role = fn('stream-coalescer').properties.Role['Fn::GetAtt'][0] as string;
+      const policies = Object.values(template.findResources('AWS::IAM::Policy')).filter((policy) =>
+        (policy.Properties.Roles as { Ref: string }[]).some((r) => r.Ref === role),
+      );
+      const statements = policies.flatMap((policy) => policy.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[]);
+      const actions = statements.flatMap((statement) => [statement.Action].flat());
+      const dynamo = actions.filter((action) => action.startsWith('dynamodb:')).sort();
+      expect(dynamo).toEqual(
+        expect.arrayContaining(['dynamodb:BatchWriteItem', 'dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:Query']),
+      );
+      // Beyond the connections table: only the event log's stream (the mapping's read), never a write to a table.
+      const connectionsWrites = dynamo.filter((action) => /PutItem|UpdateItem/.test(action));
+      expect(connectionsWrites).toEqual([]);
+      expect(actions).toContain('execute-api:ManageConnections');
     });
 
     it('let the broadcaster post to WebSocket connections through the live stage callback URL', () => {

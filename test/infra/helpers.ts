@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { App } from 'aws-cdk-lib';
 import * as cxapi from 'aws-cdk-lib/cx-api';
 import type { Template } from 'aws-cdk-lib/assertions';
@@ -11,6 +12,9 @@ const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.ur
 
 export const STAGE: StageOptions = { stage: 'test', dashboardOrigins: ['https://dashboard.example.com'] };
 
+/** A stand-in for `dashboard/dist` (what `npm run dashboard:build` writes), so infra tests need no dashboard build. */
+export const DASHBOARD_FIXTURE = fileURLToPath(new URL('./fixtures/dashboard-dist', import.meta.url));
+
 /**
  * A fresh app with cdk.json's context. The per-stack tests look at templates only, so by default they skip esbuild
  * bundling (about a second per function) and CDK's built-in CloudFormation schema validation (seconds per synth, and
@@ -20,6 +24,7 @@ export function newApp(options: { bundling?: boolean; cloudFormationValidation?:
   return new App({
     context: {
       ...cdkJson.context,
+      dashboardBundle: DASHBOARD_FIXTURE,
       // The CLI's own switch for `cdk deploy --exclusively`: the stacks (none here) whose assets are bundled.
       ...(options.bundling ? {} : { [cxapi.BUNDLING_STACKS]: [] }),
     },

@@ -16,6 +16,7 @@ import { ApiGatewayNotifier } from '../../functions/adapters/websocket-notifier.
 import { executeRobotCommand } from '../../functions/app/execute-robot-command.js';
 import { broadcastStreamBatch } from '../../functions/adapters/stream-consumers.js';
 import type { RobotCommand } from '../../functions/domain/robot-decider.js';
+import type { Watcher } from '../../functions/app/live/ports.js';
 import { logger, metrics } from '../../functions/platform/observability.js';
 import { lambdaContext } from '../../local/lambda-context.js';
 import { startStreamPoller } from '../../local/stream-poller.js';
@@ -291,11 +292,11 @@ describe('stream-broadcaster', () => {
     const [early, throttled] = [robotId(), robotId('xle')];
     const watcher = await watching(['*']);
     class ThrottledConnections extends DynamoConnections {
-      override async subscribersOf(subscription: string): Promise<string[]> {
+      override async watchersOf(subscription: string): Promise<Watcher[]> {
         if (subscription === throttled) {
           throw new ProvisionedThroughputExceededException({ message: 'Throughput exceeded', $metadata: {} });
         }
-        return super.subscribersOf(subscription);
+        return super.watchersOf(subscription);
       }
     }
     const store = new ThrottledConnections({ client: connectionsTable.client, tableName: connectionsTable.tableName });

@@ -129,6 +129,7 @@ describe('every answer of /api/v2 is what schemas/openapi.json documents', () =>
     expectDocumented('GET /api/v2/robots/{id}', await get('/api/v2/robots/lekiwi-C0001'), 200);
     expectDocumented('GET /api/v2/robots/{id}', await get('/api/v2/robots/xle-C0002'), 200);
     expectDocumented('GET /api/v2/robots/{id}/events', await get('/api/v2/robots/lekiwi-C0003/events'), 200);
+    expectDocumented('GET /api/v2/robots/{id}/events', await get('/api/v2/robots/lekiwi-C0003/events', { after: '1', limit: '1' }), 200);
     expectDocumented('GET /api/v2/metrics', await get('/api/v2/metrics'), 200);
   });
 
@@ -143,6 +144,9 @@ describe('every answer of /api/v2 is what schemas/openapi.json documents', () =>
 
     const discover = await post('/api/v2/discover', {});
     expectDocumented('POST /api/v2/discover', discover, 202);
+    const selection = await post('/api/v2/discover', { robotIds: ['lekiwi-C0001', 'lekiwi-C0003', 'xle-NOPE'] });
+    expectDocumented('POST /api/v2/discover', selection, 202);
+    expect((selection.body as { robots: unknown[] }).robots).toHaveLength(3);
     expect(sentCommands.length).toBeGreaterThan(0);
     const reportNow = ajv.getSchema('https://lekiwi-heartbeat/schemas/report-now-command.schema.json')!;
     for (const { request, payload } of sentCommands) {
@@ -157,6 +161,7 @@ describe('every answer of /api/v2 is what schemas/openapi.json documents', () =>
     expectDocumented('POST /api/v2/robots/{id}/fail', await post('/api/v2/robots/lekiwi-C0001/fail', { reason: 'x' }, OPERATOR), 403);
     expectDocumented('GET /api/v2/robots/{id}', await get('/api/v2/robots/lekiwi-NOPE'), 404);
     expectDocumented('GET /api/v2/robots/{id}/events', await get('/api/v2/robots/xle-NOPE/events'), 404);
+    expectDocumented('GET /api/v2/robots/{id}/events', await get('/api/v2/robots/lekiwi-C0003/events', { after: '1', cursor: 'x' }), 400);
     expectDocumented('POST /api/v2/robots/{id}/fail', await post('/api/v2/robots/lekiwi-NOPE/fail', { reason: 'x' }), 404);
     const noClaims = await handle(toHttpApiEvent({ method: 'GET', path: '/api/v2/metrics' }, { routeKeys: ROUTE_KEYS }));
     expectDocumented('GET /api/v2/metrics', { status: noClaims.statusCode, body: JSON.parse(noClaims.body) }, 401);

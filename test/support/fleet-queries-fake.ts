@@ -6,7 +6,7 @@ import { robotHistory } from './read-model-seed.js';
 
 /**
  * A read side in memory for use cases that list robots: honours the status filter, the limit and an opaque cursor the
- * way the PostgreSQL queries do (robot id order), and records each query it answered.
+ * way the PostgreSQL queries do (robot id order), and records each list query it answered; getRobot finds one robot.
  */
 export class InMemoryFleetQueries implements FleetQueries {
   readonly queries: RobotListQuery[] = [];
@@ -30,8 +30,8 @@ export class InMemoryFleetQueries implements FleetQueries {
     return { items, nextCursor: more ? Buffer.from(items.at(-1)!.robotId).toString('base64url') : null };
   }
 
-  getRobot(): Promise<never> {
-    return Promise.reject(new Error('not used here'));
+  async getRobot(robotId: string): Promise<RobotView | null> {
+    return this.robots.find((robot) => robot.robotId === robotId) ?? null;
   }
 
   listEvents(): Promise<never> {

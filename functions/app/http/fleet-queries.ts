@@ -13,13 +13,18 @@ export interface RobotListQuery {
 export interface EventListQuery {
   readonly limit: number;
   readonly cursor?: string | undefined;
+  /** Only events with `seq > after`, oldest first (without it: newest first). Not with `cursor`, which carries it on. */
+  readonly after?: number | undefined;
 }
 
 /** The read side of the fleet (PostgreSQL read models in AWS and locally). */
 export interface FleetQueries {
   listRobots(query: RobotListQuery): Promise<RobotPage>;
   getRobot(robotId: string): Promise<RobotView | null>;
-  /** Newest first; null when the robot is not in the read model. */
+  /**
+   * Newest first, or oldest first from `after` (a cursor continues the order it was handed out in); null when the robot
+   * is not in the read model.
+   */
   listEvents(robotId: string, query: EventListQuery): Promise<EventPage | null>;
   metrics(): Promise<FleetMetrics>;
   /**

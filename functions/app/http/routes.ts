@@ -19,7 +19,7 @@ import { openApiDocument, OpenApiDocumentSchema, type OpenApiDocument, type Rout
 import { logger } from '../../platform/observability.js';
 import { discoverFleet } from '../discover-fleet.js';
 import type { RobotCommandChannel } from '../ports.js';
-import { HttpError } from './errors.js';
+import { HttpError, invalidRequest } from './errors.js';
 import type { FleetQueries } from './fleet-queries.js';
 import { allValid, IdempotencyKey, noQuery, parseBody, parseQuery, robotIdParameter, type ApiRequest } from './request.js';
 import { markFailed, recover, type CommandDependencies } from './robot-commands.js';
@@ -90,7 +90,8 @@ export const ROUTES = {
   },
   'GET /api/v2/robots/{id}/events': {
     operationId: 'listRobotEvents',
-    summary: "A robot's event history, newest first, a page at a time (follow nextCursor)",
+    summary:
+      "A robot's event history, newest first, a page at a time (follow nextCursor); with `after`, the events after that seq, oldest first",
     role: 'operator',
     pathParameters: { id: RobotId },
     query: ListEventsQuery,
@@ -101,6 +102,11 @@ export const ROUTES = {
         () => robotIdParameter(request),
         () => parseQuery(request, ListEventsQuery),
       );
+      if (query.after !== undefined && query.cursor !== undefined) {
+        throw invalidRequest(
+          ['after', 'cursor'].map((field) => ({ field, message: 'after and cursor cannot be used together: a cursor carries the listing on by itself' })),
+        );
+      }
       return (await queries.listEvents(robotId, query)) ?? robotNotFound(robotId);
     },
   },
@@ -158,22 +164,26 @@ export const ROUTES = {
   /** 202: the robots were asked; their answers arrive on the live feed as RobotTelemetry. */
   'POST /api/v2/discover': {
     operationId: 'discoverFleet',
-    summary: 'Ask every online robot for a telemetry sample now; the answers arrive on the live feed',
+    summary:
+      'Ask every online robot (or those of `robotIds`) for a telemetry sample now; the answers arrive on the live feed',
     role: 'engineer',
     status: 202,
     body: DiscoverRequest,
     response: DiscoverResult,
     handle: (request, deps) => {
-      allValid(
+      const [, body] = allValid(
         () => noQuery(request),
         () => parseBody(request, DiscoverRequest),
       );
-      return discoverFleet({
-        queries: deps.queries,
-        robotCommands: deps.robotCommands,
-        newRequestId: deps.newEventId,
-        log: (message, details) => logger.warn(message, details),
-      });
+      return discoverFleet(
+        {
+          queries: deps.queries,
+          robotCommands: deps.robotCommands,
+          newRequestId: deps.newEventId,
+          log: (message, details) => logger.warn(message, details),
+        },
+        body.robotIds ? { robotIds: body.robotIds } : {},
+      );
     },
   },
   /** Authenticated like every route (any fleet group); the same document is kept in schemas/openapi.json. */

@@ -3,7 +3,7 @@ import { WILDCARD, type LiveMessage } from '../../../schemas/index.js';
 import { settleConcurrently } from '../../platform/concurrency.js';
 import { countInvalid, logger, metrics, MetricUnit } from '../../platform/observability.js';
 import type { StreamRecordReader } from '../ports.js';
-import type { ConnectionStore, LiveNotifier } from './ports.js';
+import type { ConnectionStore, LiveNotifier, Watcher } from './ports.js';
 import { inRobotOrder, liveMessagesOf } from './live-messages.js';
 
 export interface BroadcastDeps {
@@ -23,9 +23,9 @@ interface Pending {
 }
 
 /** Who watches each robot of the batch: the connections subscribed to it and those subscribed to `*`. */
-interface Audience {
-  /** subscription key (robot id or `*`) → connection ids; a key whose lookup failed is absent. */
-  readonly subscribers: ReadonlyMap<string, readonly string[]>;
+export interface Audience {
+  /** subscription key (robot id or `*`) → its watchers; a key whose lookup failed is absent. */
+  readonly subscribers: ReadonlyMap<string, readonly Watcher[]>;
 }
 
 /**
@@ -33,6 +33,8 @@ interface Audience {
  * dashboard re-reads the API when it reconnects): a failed push is logged and counted, a gone connection is removed,
  * a malformed record is skipped (the projector sets poison records aside). Only a failed subscription lookup fails
  * the batch, from the first record it affects, so Lambda retries what could not be delivered and nothing before it.
+ * A connection with a coalesced telemetry rate gets every domain event but no `RobotTelemetry`: the stream coalescer
+ * (coalesce.ts) sends it the robots' latest views instead.
  */
 export function streamBroadcaster(readRecord: StreamRecordReader) {
   return (records: readonly DynamoDBRecord[], deps: BroadcastDeps) => broadcastStreamBatch(records, deps, readRecord);
@@ -47,7 +49,10 @@ async function broadcastStreamBatch(
   const pending = readMessages(records, deps.now?.() ?? new Date(), readRecord);
   if (pending.length === 0) return { batchItemFailures: [] };
 
-  const audience = await lookUpAudience(pending, deps);
+  const audience = await lookUpAudience(
+    pending.map(({ message }) => message.robotId),
+    deps,
+  );
   const blocked = pending.find(
     ({ message }) => !audience.subscribers.has(WILDCARD) || !audience.subscribers.has(message.robotId),
   );
@@ -73,11 +78,14 @@ function readMessages(records: readonly DynamoDBRecord[], now: Date, readRecord:
   });
 }
 
-/** One Query per subscription key of the batch: `*` once, each robot once. */
-async function lookUpAudience(pending: readonly Pending[], deps: BroadcastDeps): Promise<Audience> {
-  const keys = [WILDCARD, ...new Set(pending.map(({ message }) => message.robotId))];
-  const results = await settleConcurrently(keys, deps.concurrency, (key) => deps.connections.subscribersOf(key));
-  const subscribers = new Map<string, readonly string[]>();
+/** One Query per subscription key of the batch: `*` once, each robot once. A failed lookup is logged and left out. */
+export async function lookUpAudience(
+  robotIds: readonly string[],
+  deps: Pick<BroadcastDeps, 'connections' | 'concurrency'>,
+): Promise<Audience> {
+  const keys = [WILDCARD, ...new Set(robotIds)];
+  const results = await settleConcurrently(keys, deps.concurrency, (key) => deps.connections.watchersOf(key));
+  const subscribers = new Map<string, readonly Watcher[]>();
   results.forEach((result, index) => {
     const key = keys[index] as string;
     if (result.status === 'fulfilled') {
@@ -105,10 +113,12 @@ async function deliver(pending: readonly Pending[], audience: Audience, deps: Br
   const wildcard = audience.subscribers.get(WILDCARD) ?? [];
   for (const { message } of inRobotOrder(pending)) {
     const watchers = [
-      ...wildcard.map((connectionId) => ({ connectionId, via: WILDCARD })),
-      ...(audience.subscribers.get(message.robotId) ?? []).map((connectionId) => ({ connectionId, via: message.robotId })),
+      ...wildcard.map((watcher) => ({ ...watcher, via: WILDCARD })),
+      ...(audience.subscribers.get(message.robotId) ?? []).map((watcher) => ({ ...watcher, via: message.robotId })),
     ];
-    for (const { connectionId, via } of watchers) {
+    for (const { connectionId, telemetry, via } of watchers) {
+      // Raw samples only to raw connections; the coalescer serves the others.
+      if (message.type === 'RobotTelemetry' && telemetry !== 'raw') continue;
       const outbox = outboxes.get(connectionId) ?? { messages: [], via: new Set<string>() };
       // Subscribed to both `*` and the robot: one copy of each message.
       if (outbox.messages.at(-1) !== message) outbox.messages.push(message);
@@ -155,7 +165,12 @@ async function deliverTo(
   }
 }
 
-async function removeGone(connectionId: string, subscribedTo: readonly string[], deps: BroadcastDeps): Promise<void> {
+/** Forgets a connection API Gateway answered 410 for; best effort. */
+export async function removeGone(
+  connectionId: string,
+  subscribedTo: readonly string[],
+  deps: Pick<BroadcastDeps, 'connections'>,
+): Promise<void> {
   try {
     await deps.connections.remove(connectionId, subscribedTo);
     logger.info('Removed a gone WebSocket connection', { connectionId });

@@ -3,6 +3,7 @@ import {
   MAX_SUBSCRIPTIONS_PER_CONNECTION,
   WILDCARD,
   type SubscriptionAck,
+  type TelemetryRate,
   type WebSocketError,
 } from '../../../schemas/index.js';
 import { countInvalid, logger, metrics, MetricUnit } from '../../platform/observability.js';
@@ -19,7 +20,9 @@ export type SubscriptionRoute = ClientMessage['action'];
 
 /**
  * A `subscribe` or `unsubscribe` message: `robotIds` is `["*"]` for the whole fleet or a list of robot ids.
- * Subscriptions add up; unsubscribing `*` leaves the robots subscribed by id. Bad input gets an error reply naming
+ * Subscriptions add up; unsubscribing `*` leaves the robots subscribed by id. A subscribe may set the connection's
+ * telemetry rate (`telemetry`: `raw` or coalesced, schemas/api.ts TELEMETRY_RATES); the ack says the rate in effect
+ * when the message named one or the connection's is not `raw`. Bad input gets an error reply naming
  * the field, never a thrown error (API Gateway would answer with an opaque "Internal server error").
  */
 export async function changeSubscriptions(
@@ -38,8 +41,9 @@ export async function changeSubscriptions(
     return errorReply(400, 'INVALID_REQUEST', `Invalid ${fields}${only}`, read.problems);
   }
   const robotIds = [...new Set(read.message.robotIds)];
-  if (route === 'subscribe') {
-    const outcome = await store.subscribe(connectionId, robotIds);
+  let telemetry: TelemetryRate | undefined;
+  if (read.message.action === 'subscribe') {
+    const outcome = await store.subscribe(connectionId, robotIds, read.message.telemetry);
     if (outcome.status === 'unknown-connection') {
       return errorReply(410, 'CONNECTION_UNKNOWN', 'This connection is no longer registered; reconnect.');
     }
@@ -55,12 +59,17 @@ export async function changeSubscriptions(
         { limit: MAX_SUBSCRIPTIONS_PER_CONNECTION, held: outcome.held, adding: outcome.adding },
       );
     }
+    telemetry = outcome.telemetry;
   } else {
     await store.unsubscribe(connectionId, robotIds);
   }
-  logger.debug(`WebSocket ${route}`, { connectionId, robotIds });
+  logger.debug(`WebSocket ${route}`, { connectionId, robotIds, telemetry });
   metrics.addMetric(route === 'subscribe' ? 'Subscribed' : 'Unsubscribed', MetricUnit.Count, robotIds.length);
-  const ack: SubscriptionAck = { type: route === 'subscribe' ? 'Subscribed' : 'Unsubscribed', robotIds };
+  // The rate is said when the client chose one or has one: a client that never does gets the ack it always got.
+  const named = read.message.action === 'subscribe' && read.message.telemetry !== undefined;
+  const saysRate = telemetry !== undefined && (named || telemetry !== 'raw');
+  const ack: SubscriptionAck =
+    route === 'subscribe' ? { type: 'Subscribed', robotIds, ...(saysRate ? { telemetry } : {}) } : { type: 'Unsubscribed', robotIds };
   return { statusCode: 200, body: JSON.stringify(ack) };
 }
 
