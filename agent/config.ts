@@ -96,8 +96,9 @@ const AgentConfigFile = z
     logLevel: z.enum(LOG_LEVELS).optional(),
     /**
      * Zero-touch provisioning by claim (issue 11), as the factory's boot bundle writes it (`npm run factory -- bundle`):
-     * the batch's claim credentials and where the robot's serial comes from. Validated, but NOT USED by the agent yet:
-     * the agent still connects with certificateFile/privateKeyFile, which provisioning is to create in stateDir.
+     * the batch's claim credentials and where the robot's serial comes from. With it, a robot without a certificate of
+     * its own (certificateFile absent, or a first boot under way in `<stateDir>/provisioning`) provisions itself first
+     * (agent/provisioning-driver.ts), then installs its certificate at certificateFile and its key at privateKeyFile.
      */
     provisioning: z
       .object({
@@ -203,7 +204,7 @@ export interface AgentConfig {
   readonly delivery: { readonly maxInFlightBatches: number; readonly ackTimeoutMs: number };
   readonly logLevel: LogLevel | undefined;
   readonly teleoperation: TeleoperationSettings;
-  /** Claim provisioning settings, paths absolute; not used by the agent yet (see the schema). */
+  /** Claim provisioning settings, paths absolute: the first boot's (agent/provisioning-driver.ts). */
   readonly provisioning: ProvisioningSettings | undefined;
 }
 
@@ -232,6 +233,17 @@ export interface TeleoperationSettings {
  * or a private key that is not the certificate's (which TLS would only report as a context it cannot build).
  */
 export async function loadAgentConfig(path: string): Promise<AgentConfig> {
+  const config = await readAgentConfig(path);
+  await checkOwnCredentials(config);
+  return config;
+}
+
+/**
+ * Reads and validates the config at `path` without opening the credentials it names: a robot on its first boot
+ * (agent/provisioning-driver.ts) has no certificate of its own yet. Follow with `checkOwnCredentials` (and, before
+ * provisioning, `checkClaimCredentials`).
+ */
+export async function readAgentConfig(path: string): Promise<AgentConfig> {
   const configFile = resolve(path);
   let text: string;
   try {
@@ -248,14 +260,43 @@ export async function loadAgentConfig(path: string): Promise<AgentConfig> {
   } catch (error) {
     throw new AgentConfigError(`agent config ${configFile} is not JSON (${(error as Error).message}); fix the file`);
   }
-  const config = parseAgentConfig(raw, configFile);
+  return parseAgentConfig(raw, configFile);
+}
+
+/** The robot's own certificateFile/privateKeyFile (and caFile): readable PEM, and a pair. Throws AgentConfigError. */
+export async function checkOwnCredentials(config: AgentConfig): Promise<void> {
+  const { configFile } = config;
   const [certificatePem, privateKeyPem] = await Promise.all([
     checkPem(config.certificateFile, 'certificateFile', 'CERTIFICATE', configFile),
     checkPem(config.privateKeyFile, 'privateKeyFile', 'PRIVATE KEY', configFile),
     config.caFile === undefined ? undefined : checkPem(config.caFile, 'caFile', 'CERTIFICATE', configFile),
   ]);
-  checkKeyPair(config, certificatePem, privateKeyPem);
-  return config;
+  checkKeyPair(
+    configFile,
+    { field: 'certificateFile', path: config.certificateFile, pem: certificatePem },
+    { field: 'privateKeyFile', path: config.privateKeyFile, pem: privateKeyPem },
+  );
+}
+
+/**
+ * The batch's claim certificate and key (`provisioning.claimCertificateFile` / `claimPrivateKeyFile`, and caFile):
+ * readable PEM, and a pair. Throws AgentConfigError naming the field; the config must have `provisioning`.
+ */
+export async function checkClaimCredentials(config: AgentConfig): Promise<void> {
+  const { configFile, provisioning } = config;
+  if (!provisioning) throw new AgentConfigError(`agent config ${configFile} has no provisioning section: there is no claim to check`);
+  const certificateField = 'provisioning.claimCertificateFile';
+  const keyField = 'provisioning.claimPrivateKeyFile';
+  const [certificatePem, privateKeyPem] = await Promise.all([
+    checkPem(provisioning.claimCertificateFile, certificateField, 'CERTIFICATE', configFile),
+    checkPem(provisioning.claimPrivateKeyFile, keyField, 'PRIVATE KEY', configFile),
+    config.caFile === undefined ? undefined : checkPem(config.caFile, 'caFile', 'CERTIFICATE', configFile),
+  ]);
+  checkKeyPair(
+    configFile,
+    { field: certificateField, path: provisioning.claimCertificateFile, pem: certificatePem },
+    { field: keyField, path: provisioning.claimPrivateKeyFile, pem: privateKeyPem },
+  );
 }
 
 /** Validates an already parsed config; relative paths resolve against `configFile`'s folder. No file access. */
@@ -352,34 +393,41 @@ async function checkPem(path: string, field: string, kind: 'CERTIFICATE' | 'PRIV
   return text;
 }
 
+interface CredentialFile {
+  readonly field: string;
+  readonly path: string;
+  readonly pem: string;
+}
+
 /** The certificate and key must be a pair: the TLS layer would only say it cannot build its context. */
-function checkKeyPair(config: AgentConfig, certificatePem: string, privateKeyPem: string): void {
-  const { configFile, certificateFile, privateKeyFile } = config;
+function checkKeyPair(configFile: string, certificateFile: CredentialFile, privateKeyFile: CredentialFile): void {
+  const cert = certificateFile.field;
+  const key = privateKeyFile.field;
   let certificate: X509Certificate;
   try {
-    certificate = new X509Certificate(certificatePem);
+    certificate = new X509Certificate(certificateFile.pem);
   } catch (error) {
     throw new AgentConfigError(
-      `agent config ${configFile}: certificateFile ${certificateFile} is not a valid certificate (${(error as Error).message}); ` +
+      `agent config ${configFile}: ${cert} ${certificateFile.path} is not a valid certificate (${(error as Error).message}); ` +
         'point it at the certificate issued for this robot',
-      [{ field: 'certificateFile', message: 'not a valid certificate' }],
+      [{ field: cert, message: 'not a valid certificate' }],
     );
   }
   let matches: boolean;
   try {
-    matches = certificate.checkPrivateKey(createPrivateKey(privateKeyPem));
+    matches = certificate.checkPrivateKey(createPrivateKey(privateKeyFile.pem));
   } catch (error) {
     throw new AgentConfigError(
-      `agent config ${configFile}: privateKeyFile ${privateKeyFile} is not a usable private key (${(error as Error).message}); ` +
-        'it must be the unencrypted PEM key issued with certificateFile',
-      [{ field: 'privateKeyFile', message: 'not a usable private key' }],
+      `agent config ${configFile}: ${key} ${privateKeyFile.path} is not a usable private key (${(error as Error).message}); ` +
+        `it must be the unencrypted PEM key issued with ${cert}`,
+      [{ field: key, message: 'not a usable private key' }],
     );
   }
   if (!matches) {
     throw new AgentConfigError(
-      `agent config ${configFile}: privateKeyFile ${privateKeyFile} is not the key of certificateFile ${certificateFile}; ` +
+      `agent config ${configFile}: ${key} ${privateKeyFile.path} is not the key of ${cert} ${certificateFile.path}; ` +
         'use the key issued together with that certificate (the pair `npm run cert` or your installer wrote)',
-      [{ field: 'privateKeyFile', message: 'does not match certificateFile' }],
+      [{ field: key, message: `does not match ${cert}` }],
     );
   }
 }

@@ -1,11 +1,18 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { readHardwareSerial } from './adapters/hardware-serial.js';
+import { ProvisioningStore } from './adapters/provisioning-store.js';
 import { createSystemTelemetry } from './adapters/system-telemetry.js';
 import { createJsonLog, logLevelFromEnv, type Logger } from './adapters/json-log.js';
 import { createAgent, type Agent } from './agent.js';
-import { AgentConfigError, loadAgentConfig, type AgentConfig } from './config.js';
+import { AgentConfigError, checkClaimCredentials, checkOwnCredentials, readAgentConfig, type AgentConfig } from './config.js';
+import { EXIT_CONFIG } from './core/connection-failure.js';
+import { isProvisioningStep, needsFirstBoot, type ProvisioningStep } from './core/provisioning.js';
+import { ensureInstalled, failureReports, FirstBoot, type FailureReports } from './provisioning-driver.js';
 import { createTeleoperationScorer } from './core/teleoperation-scorer.js';
 import { createTeleoperationProbe } from './adapters/teleoperation-probe.js';
+import { describeError } from '../lib/describe-error.js';
 import { startTeleoperationMonitor, type TeleoperationMonitor } from './teleoperation-monitor.js';
 
 /**
@@ -19,6 +26,10 @@ import { startTeleoperationMonitor, type TeleoperationMonitor } from './teleoper
  * logs why, stops cleanly and exits 78 (EX_CONFIG: credentials, CA, a certificate the broker refuses, the clock) or
  * 69 (EX_UNAVAILABLE: the endpoint cannot be reached): never a process that looks healthy but never connects. Once
  * connected, outages never end it. systemd (Restart=on-failure) restarts it after any non-zero exit.
+ *
+ * First boot: with agent.json `provisioning` and no certificate of its own (or a provisioning under way in
+ * `<stateDir>/provisioning`), the agent first provisions itself by claim (agent/provisioning-driver.ts), then starts
+ * as usual with the certificate it installed; a provisioning that gives up exits with its reason's status (78 or 69).
  */
 
 const USAGE = `Usage: npm run agent -- --config <agent.json>
@@ -30,11 +41,17 @@ Environment: LOG_LEVEL=debug|info|warn|error (the config's logLevel wins).`;
 
 /**
  * Exit codes: 0 clean stop, 1 failure (a bad config among them), 2 bad command line; 78 and 69 when the first
- * connection was given up (agent/core/connection-failure.ts).
+ * connection, or the first boot's provisioning, was given up (agent/core/connection-failure.ts).
  */
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
+
 const STOP_DEADLINE_MS = 15_000;
+/**
+ * Test hook (test/integration/agent-first-boot*.test.ts): the agent SIGKILLs itself right after this provisioning step
+ * is persisted, as a power cut would stop it. Not for robots.
+ */
+const KILL_AFTER_STEP_ENV = 'HEARTBEAT_PROVISIONING_KILL_AFTER';
 
 class UsageError extends Error {
   override readonly name = 'UsageError';
@@ -115,9 +132,34 @@ async function main(): Promise<void> {
   process.on('SIGTERM', (signal) => void stop(signal, 0));
   process.on('SIGINT', (signal) => void stop(signal, 0));
 
-  let config;
+  let config: AgentConfig;
   try {
-    config = await loadAgentConfig(command.configFile);
+    config = await readAgentConfig(command.configFile);
+  } catch (error) {
+    if (error instanceof AgentConfigError) {
+      bootLog.error(error.message, { error: { name: error.name, problems: error.problems } });
+      process.exit(EXIT_FAILURE);
+    }
+    throw error;
+  }
+
+  let firstBoot: FirstBoot | undefined;
+  let failureReports: FailureReports | undefined;
+  if (config.provisioning) {
+    const provisioned = await provisionFirst(config, bootLog);
+    if (provisioned.exitCode !== undefined) process.exit(provisioned.exitCode);
+    firstBoot = provisioned.firstBoot;
+    failureReports = provisioned.reports;
+    if (provisioned.thingName !== undefined && provisioned.thingName !== config.thingName) {
+      bootLog.warn('the cloud registered this robot under another thing name than agent.json says; using the registered one', {
+        configured: config.thingName,
+        registered: provisioned.thingName,
+      });
+      config = { ...config, thingName: provisioned.thingName, clientId: provisioned.thingName };
+    }
+  }
+  try {
+    await checkOwnCredentials(config);
   } catch (error) {
     if (error instanceof AgentConfigError) {
       bootLog.error(error.message, { error: { name: error.name, problems: error.problems } });
@@ -140,26 +182,110 @@ async function main(): Promise<void> {
   if (exiting) return;
   await agent.start();
   // The same promise the agent started: it settles once, when the first connection is made or given up.
-  link.start().catch((error: unknown) => {
-    if (!(error instanceof LinkGaveUpError)) return;
-    log.error('cannot connect to the broker; exiting so that systemd restarts the agent', {
-      endpoint: config.endpoint,
-      port: config.port,
-      problem: error.problem,
-      check: error.check,
-      attempts: error.attempts,
-      firstConnectionBudgetSeconds: config.firstConnectionBudgetSeconds,
-      exitCode: error.exitCode,
-    });
-    void stop('first connection given up', error.exitCode);
-  });
+  link.start().then(
+    async () => {
+      // The first connection with the robot's own certificate is what makes a first boot `provisioned`.
+      await firstBoot?.confirmConnected();
+      // Then what went wrong on the way (this run's, or a run that stopped before it could tell) goes to the cloud.
+      if (!failureReports || !agent) return;
+      try {
+        const events = await failureReports.events();
+        for (const event of events) await agent.report(event);
+        await failureReports.clear();
+        if (events.length > 0) log.info('provisioning failures reported', { count: events.length });
+      } catch (error) {
+        // Stopping meanwhile: they stay on disk and are reported by the next run.
+        if (!exiting) log.warn('provisioning failures not reported yet; the next start reports them', { error });
+      }
+    },
+    async (error: unknown) => {
+      if (!(error instanceof LinkGaveUpError)) return;
+      const provisioning = firstBoot ? await firstBoot.ownConnectionFailed(error.problem, describeError(error.cause)) : undefined;
+      const exitCode = provisioning?.exitCode ?? error.exitCode;
+      log.error('cannot connect to the broker; exiting so that systemd restarts the agent', {
+        endpoint: config.endpoint,
+        port: config.port,
+        problem: error.problem,
+        check: error.check,
+        attempts: error.attempts,
+        firstConnectionBudgetSeconds: config.firstConnectionBudgetSeconds,
+        ...(provisioning ? { reason: provisioning.failure.reason } : {}),
+        exitCode,
+      });
+      void stop('first connection given up', exitCode);
+    },
+  ).catch((error: unknown) => fail('first boot: recording the provisioned robot failed', error));
   if (exiting) return;
   teleoperation = await startTeleoperation(config, agent, log);
   // A dropped link leaves the cloud's session unconfirmed: on every connection the monitor states where it stands.
   const monitor = teleoperation;
   if (monitor) agent.onLinkUp(() => monitor.announce());
   if (exiting) await teleoperation?.stop();
-  log.info('agent running', { endpoint: config.endpoint, port: config.port, pid: process.pid });
+  log.info('agent running', {
+    endpoint: config.endpoint,
+    port: config.port,
+    pid: process.pid,
+    ...(firstBoot ? { provisioning: 'registered; not online until the first connection with its own certificate' } : {}),
+  });
+}
+
+/**
+ * The first boot, when agent.json has `provisioning` and the robot needs it (agent/core/provisioning.ts
+ * `needsFirstBoot`): `firstBoot` to confirm once the agent connects, the registered thing name, or the exit status
+ * when provisioning gave up (logged with its reason) or cannot start.
+ */
+async function provisionFirst(
+  config: AgentConfig,
+  log: Logger,
+): Promise<{ firstBoot?: FirstBoot; reports?: FailureReports; thingName?: string; exitCode?: number }> {
+  const provisioning = config.provisioning!;
+  const provisioningLog = log.child({ component: 'provisioning' });
+  const store = new ProvisioningStore(join(config.stateDir, 'provisioning'));
+  let record;
+  try {
+    record = await store.load();
+  } catch (error) {
+    provisioningLog.error('provisioning: the stored state cannot be used', { error });
+    return { exitCode: EXIT_CONFIG };
+  }
+  if (record.step === 'provisioned') {
+    if (await ensureInstalled(store, config, record)) provisioningLog.warn('provisioning: the certificate was missing; installed it again', { certificateFile: config.certificateFile });
+    const serial = record.thingName.slice(`${provisioning.model}-`.length);
+    return { thingName: record.thingName, reports: failureReports(store, serial) };
+  }
+  if (!needsFirstBoot(record, await isFile(config.certificateFile))) return {};
+  let serial: string;
+  try {
+    serial = await readHardwareSerial(provisioning.serialSource);
+    await checkClaimCredentials(config);
+  } catch (error) {
+    const problems = error instanceof AgentConfigError ? { problems: error.problems } : {};
+    provisioningLog.error(`provisioning cannot start: ${(error as Error).message}`, { reason: 'CLAIM_REJECTED', ...problems, exitCode: EXIT_CONFIG });
+    return { exitCode: EXIT_CONFIG };
+  }
+  const { MqttLink } = await import('./adapters/mqtt-link.js');
+  const killAfter = process.env[KILL_AFTER_STEP_ENV];
+  const firstBoot = new FirstBoot({
+    config: { ...config, provisioning },
+    serial,
+    store,
+    createLink: (options, linkLog) => new MqttLink(options, { log: linkLog }),
+    log: provisioningLog,
+    ...(killAfter !== undefined && isProvisioningStep(killAfter)
+      ? { afterPersist: (step: ProvisioningStep) => void (step === killAfter && process.kill(process.pid, 'SIGKILL')) }
+      : {}),
+  });
+  const result = await firstBoot.run();
+  if (result.kind === 'gave-up') return { exitCode: result.exitCode };
+  const reports = failureReports(store, serial);
+  return result.kind === 'ready' ? { firstBoot, reports, thingName: result.thingName } : { reports, thingName: result.thingName };
+}
+
+async function isFile(path: string): Promise<boolean> {
+  return stat(path).then(
+    (stats) => stats.isFile(),
+    () => false,
+  );
 }
 
 /** The teleoperation monitor feeding the agent's event queue, unless the config turns it off. Never fails the agent. */

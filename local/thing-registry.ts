@@ -18,8 +18,35 @@ const Thing = z.object({
 });
 export type Thing = z.infer<typeof Thing>;
 
-const RegistryFile = z.object({ version: z.literal(1), things: z.record(z.string(), Thing) });
+/**
+ * A certificate's status, as IoT Core keeps it: ACTIVE (the default of every certificate attached here without a
+ * record, e.g. by `npm run cert`), INACTIVE, or REVOKED. Only an ACTIVE certificate may connect.
+ */
+export const CERTIFICATE_STATUSES = ['ACTIVE', 'INACTIVE', 'REVOKED'] as const;
+export type CertificateStatus = (typeof CERTIFICATE_STATUSES)[number];
+const CertificateRecord = z.object({
+  status: z.enum(CERTIFICATE_STATUSES),
+  thingName: z.string().regex(ROBOT_ID_PATTERN),
+  updatedAt: z.iso.datetime(),
+});
+export type CertificateRecord = z.infer<typeof CertificateRecord>;
+
+const RegistryFile = z.object({
+  version: z.literal(1),
+  things: z.record(z.string(), Thing),
+  /** Certificates whose status was set (fleet provisioning); absent in registries written before it. */
+  certificates: z.record(z.string().regex(/^[0-9a-f]{64}$/), CertificateRecord).default({}),
+});
 type RegistryFile = z.infer<typeof RegistryFile>;
+
+/** What RegisterThing did to the registry (local/iot-broker/register-thing.ts). */
+export interface ThingRegistration {
+  readonly thing: Thing;
+  /** The thing did not exist before. */
+  readonly created: boolean;
+  /** The thing's other certificates, now REVOKED (a re-image: the robot lost their keys). */
+  readonly revoked: readonly string[];
+}
 
 export class InvalidThingName extends Error {
   override readonly name = 'InvalidThingName';
@@ -39,8 +66,16 @@ export function assertThingName(thingName: string): void {
   }
 }
 
+/**
+ * INVARIANTS
+ * - every write replaces the file atomically (temp file + rename), and this instance's writes run one at a time
+ *   (`writing`), each on the file as the previous one left it: concurrent RegisterThings lose no update;
+ * - a certificate may connect as a thing only while attached to it and ACTIVE (`isAttached`); a REVOKED one never
+ *   becomes ACTIVE again, and stays listed on its thing (its history).
+ */
 export class ThingRegistry {
   private cache: { mtimeMs: number; file: RegistryFile } | undefined;
+  private writing: Promise<unknown> = Promise.resolve();
 
   constructor(readonly path: string) {}
 
@@ -58,9 +93,69 @@ export class ThingRegistry {
     return Object.values((await this.read()).things).sort((a, b) => a.thingName.localeCompare(b.thingName));
   }
 
-  /** Whether `certificateId` is attached to `thingName`: what IoT Core checks before a policy variable can name it. */
+  /**
+   * Whether `certificateId` is attached to `thingName` and ACTIVE: what IoT Core checks before a policy variable can
+   * name it (an inactive or revoked certificate is refused at connect).
+   */
   async isAttached(thingName: string, certificateId: string): Promise<boolean> {
-    return (await this.lookup(thingName))?.certificateIds.includes(certificateId) ?? false;
+    const file = await this.read();
+    if (!(file.things[thingName]?.certificateIds.includes(certificateId) ?? false)) return false;
+    return statusIn(file, certificateId) === 'ACTIVE';
+  }
+
+  /** The certificate's status: ACTIVE unless set otherwise; undefined for a certificate no thing has. */
+  async certificateStatus(certificateId: string): Promise<CertificateStatus | undefined> {
+    const file = await this.read();
+    const known = file.certificates[certificateId] ?? Object.values(file.things).find((thing) => thing.certificateIds.includes(certificateId));
+    return known ? statusIn(file, certificateId) : undefined;
+  }
+
+  /**
+   * Fleet provisioning's RegisterThing, as the template does it: creates the thing `thingName` if new (kept if not,
+   * with its history), attaches `certificateId` and makes it ACTIVE, and REVOKES every other certificate of the thing
+   * (a robot provisions again only after losing its key: a re-image). Refused for a certificate already revoked.
+   */
+  async registerThing(thingName: string, certificateId: string, now = new Date()): Promise<ThingRegistration> {
+    assertThingName(thingName);
+    return this.write((file) => {
+      if (statusIn(file, certificateId) === 'REVOKED') {
+        throw new Error(`certificate ${certificateId} is revoked: it cannot be registered again`);
+      }
+      const existing = file.things[thingName];
+      const at = now.toISOString();
+      const thing: Thing = existing
+        ? { ...existing, certificateIds: [...new Set([...existing.certificateIds, certificateId])] }
+        : { thingName, model: modelOf(thingName), certificateIds: [certificateId], createdAt: at };
+      const revoked = thing.certificateIds.filter((id) => id !== certificateId && statusIn(file, id) !== 'REVOKED');
+      const certificates = { ...file.certificates, [certificateId]: { status: 'ACTIVE' as const, thingName, updatedAt: at } };
+      for (const id of revoked) certificates[id] = { status: 'REVOKED', thingName, updatedAt: at };
+      return { next: { ...file, things: { ...file.things, [thingName]: thing }, certificates }, result: { thing, created: !existing, revoked } };
+    });
+  }
+
+  /**
+   * Certificate rotation (functions/app/certificate-rotation.ts): the certificate's standing on `thingName`: attached
+   * and ACTIVE, attached but INACTIVE or REVOKED, or not attached.
+   */
+  async standing(thingName: string, certificateId: string): Promise<'active' | 'inactive' | 'not-attached'> {
+    const file = await this.read();
+    if (!(file.things[thingName]?.certificateIds.includes(certificateId) ?? false)) return 'not-attached';
+    return statusIn(file, certificateId) === 'ACTIVE' ? 'active' : 'inactive';
+  }
+
+  /**
+   * Rotation's last step (AWS: UpdateCertificate INACTIVE + DetachThingPrincipal): the certificate becomes INACTIVE, so
+   * the broker refuses it from then on. It stays listed on its thing as history, like a revoked one. A REVOKED
+   * certificate stays REVOKED; an unknown pair changes nothing.
+   */
+  async deactivate(thingName: string, certificateId: string, now = new Date()): Promise<void> {
+    await this.write((file) => {
+      if (!(file.things[thingName]?.certificateIds.includes(certificateId) ?? false) || statusIn(file, certificateId) !== 'ACTIVE') {
+        return { next: file, result: undefined };
+      }
+      const certificates = { ...file.certificates, [certificateId]: { status: 'INACTIVE' as const, thingName, updatedAt: now.toISOString() } };
+      return { next: { ...file, certificates }, result: undefined };
+    });
   }
 
   /** Creates the thing if new (model from its name) and attaches the certificate. */
@@ -72,23 +167,35 @@ export class ThingRegistry {
   /** `attach` for many things in one write (a simulated fleet, a benchmark's thousand robots). */
   async attachAll(attachments: readonly { thingName: string; certificateId: string }[], now = new Date()): Promise<Thing[]> {
     for (const { thingName } of attachments) assertThingName(thingName);
-    const file = await this.read();
-    const things = { ...file.things };
-    const attached = attachments.map(({ thingName, certificateId }) => {
-      const existing = things[thingName];
-      const thing: Thing = existing
-        ? { ...existing, certificateIds: [...new Set([...existing.certificateIds, certificateId])] }
-        : { thingName, model: modelOf(thingName), certificateIds: [certificateId], createdAt: now.toISOString() };
-      things[thingName] = thing;
-      return thing;
+    return this.write((file) => {
+      const things = { ...file.things };
+      const attached = attachments.map(({ thingName, certificateId }) => {
+        const existing = things[thingName];
+        const thing: Thing = existing
+          ? { ...existing, certificateIds: [...new Set([...existing.certificateIds, certificateId])] }
+          : { thingName, model: modelOf(thingName), certificateIds: [certificateId], createdAt: now.toISOString() };
+        things[thingName] = thing;
+        return thing;
+      });
+      return { next: { ...file, things }, result: attached };
     });
-    const next: RegistryFile = { version: 1, things };
-    await mkdir(dirname(this.path), { recursive: true });
-    const temporary = `${this.path}.${process.pid}.tmp`;
-    await writeFile(temporary, `${JSON.stringify(next, null, 2)}\n`);
-    await rename(temporary, this.path);
-    this.cache = undefined;
-    return attached;
+  }
+
+  /** One read-modify-write of the file, after every earlier write of this instance. */
+  private write<T>(change: (file: RegistryFile) => { next: RegistryFile; result: T }): Promise<T> {
+    const run = async (): Promise<T> => {
+      this.cache = undefined;
+      const { next, result } = change(await this.read());
+      await mkdir(dirname(this.path), { recursive: true });
+      const temporary = `${this.path}.${process.pid}.tmp`;
+      await writeFile(temporary, `${JSON.stringify(next, null, 2)}\n`);
+      await rename(temporary, this.path);
+      this.cache = undefined;
+      return result;
+    };
+    const done = this.writing.then(run, run);
+    this.writing = done.catch(() => undefined);
+    return done;
   }
 
   private async read(): Promise<RegistryFile> {
@@ -96,7 +203,7 @@ export class ThingRegistry {
     try {
       mtimeMs = (await stat(this.path)).mtimeMs;
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, things: {} };
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, things: {}, certificates: {} };
       throw error;
     }
     if (this.cache?.mtimeMs === mtimeMs) return this.cache.file;
@@ -116,6 +223,10 @@ export class ThingRegistry {
     this.cache = { mtimeMs, file: parsed.data };
     return parsed.data;
   }
+}
+
+function statusIn(file: RegistryFile, certificateId: string): CertificateStatus {
+  return file.certificates[certificateId]?.status ?? 'ACTIVE';
 }
 
 /** Where a robot's credentials are written, and the agent config that uses them. */

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { ProvisioningFailureReason, Serial } from './provisioning.js';
+import { CertificateRotationFailedData } from './rotation.js';
 
 /**
  * Messages a robot's agent publishes. Firmware in other languages validates against the JSON Schema exported from
@@ -94,6 +96,28 @@ export const EventsDroppedData = z
   .strict();
 
 /**
+ * A first-boot (fleet provisioning) attempt that failed, reported by the agent once it can talk, i.e. once it is
+ * provisioned (the claim certificate may publish nothing but the provisioning requests). One event per failure the
+ * agent persisted; `occurredAt` is when it failed (the robot's clock), so a robot that retried its way through reports
+ * each reason it met, in order. The private key, the CSR and the ownership token never appear here.
+ */
+export const ProvisioningFailedData = z
+  .object({
+    /** The hardware serial the robot provisioned as (its thing is `<model>-<serial>`). */
+    serial: Serial,
+    /** The named reason (schemas/provisioning.ts PROVISIONING_FAILURE_REASONS), e.g. HOOK_DENIED_ALREADY_CLAIMED. */
+    reason: ProvisioningFailureReason,
+    /** What the agent saw, for people (an errorMessage, a TLS error); no secret. */
+    detail: z.string().max(500).optional(),
+    /** The step the agent was at (agent/core/provisioning.ts PROVISIONING_STEPS), e.g. `certificate-issued`. */
+    step: z.string().regex(/^[a-z][a-z-]{0,31}$/).optional(),
+    /** How many failures in a row this was (1 for the first). */
+    attempt: z.number().int().positive().max(1_000_000).optional(),
+  })
+  .strict();
+export type ProvisioningFailedData = z.infer<typeof ProvisioningFailedData>;
+
+/**
  * What the agent reports as a fact. `eventId` is chosen by the agent and kept across redeliveries (offline queue,
  * QoS 1), so the cloud appends each one exactly once.
  */
@@ -108,6 +132,12 @@ export const AgentEvent = z.discriminatedUnion('type', [
   z.object({ eventId, occurredAt: isoTimestamp, type: z.literal('TeleoperationState'), data: TeleoperationStateData }).strict(),
   /** Sent once the link is back when the offline queue overflowed: those events are gone for good. */
   z.object({ eventId, occurredAt: isoTimestamp, type: z.literal('EventsDropped'), data: EventsDroppedData }).strict(),
+  /** A first-boot failure the robot met before it was provisioned (see ProvisioningFailedData). */
+  z.object({ eventId, occurredAt: isoTimestamp, type: z.literal('ProvisioningFailed'), data: ProvisioningFailedData }).strict(),
+  /** A certificate rotation that did not happen; the robot goes on with its current certificate (schemas/rotation.ts). */
+  z
+    .object({ eventId, occurredAt: isoTimestamp, type: z.literal('CertificateRotationFailed'), data: CertificateRotationFailedData })
+    .strict(),
 ]);
 export type AgentEvent = z.infer<typeof AgentEvent>;
 

@@ -1,5 +1,13 @@
 import { z } from 'zod';
-import { EventsDroppedData, TeleoperationStartedData, TeleoperationStoppedData, TELEMETRY_METRICS } from './device.js';
+import {
+  EventsDroppedData,
+  ProvisioningFailedData,
+  TeleoperationStartedData,
+  TeleoperationStoppedData,
+  TELEMETRY_METRICS,
+} from './device.js';
+import { BatchId, Serial } from './provisioning.js';
+import { CertificateRotatedData, CertificateRotationFailedData } from './rotation.js';
 import { RobotId, RobotModel } from './robot-id.js';
 
 /**
@@ -98,6 +106,37 @@ export const DeviceMessagesRejected = event(
     .strict(),
 );
 
+/**
+ * Fleet provisioning admitted a certificate as this robot (issue 11): the pre-provisioning hook recorded the claim on
+ * the factory's allow-list. Written by the hook (the same module in AWS and locally), which alone knows serial, model
+ * and batch; IoT activates the certificate only after the hook answers, so this says "admitted, certificate issued",
+ * and the robot stays `provisioning` until it connects (robot-state `provisioning.connected`). Once per certificate
+ * (eventId `provisioned:<certificateId>`). `supersededCertificateId`: a re-image's previous certificate, revoked.
+ */
+export const RobotProvisioned = event(
+  'RobotProvisioned',
+  z
+    .object({
+      serial: Serial,
+      model: RobotModel,
+      batch: BatchId,
+      /** IoT's certificate id (64 hex digits in AWS and locally). */
+      certificateId: z.string().min(1).max(128),
+      claim: z.enum(['first', 'reimage']),
+      supersededCertificateId: z.string().min(1).max(128).optional(),
+    })
+    .strict(),
+);
+/** The robot's agent reported a first-boot failure it met before it was provisioned (schemas/device.ts). */
+export const ProvisioningFailed = event('ProvisioningFailed', ProvisioningFailedData);
+/**
+ * The robot connected with its new certificate and confirmed it; the cloud deactivated the old one (issue 11, item 4).
+ * Written by the certificate-rotation function, once per rotation (eventId `certificate-rotated:<requestId>`).
+ */
+export const CertificateRotated = event('CertificateRotated', CertificateRotatedData);
+/** The robot's agent reported a rotation that did not happen; it goes on with its current certificate. */
+export const CertificateRotationFailed = event('CertificateRotationFailed', CertificateRotationFailedData);
+
 export const DomainEvent = z.discriminatedUnion('type', [
   RobotRegistered,
   RobotConnected,
@@ -111,6 +150,10 @@ export const DomainEvent = z.discriminatedUnion('type', [
   RobotRecovered,
   RobotEventsDropped,
   DeviceMessagesRejected,
+  RobotProvisioned,
+  ProvisioningFailed,
+  CertificateRotated,
+  CertificateRotationFailed,
 ]);
 export type DomainEvent = z.infer<typeof DomainEvent>;
 export type DomainEventType = DomainEvent['type'];

@@ -65,6 +65,11 @@ export const HOOK_REFUSALS = [
   'HOOK_DENIED_ALREADY_CLAIMED',
   /** The batch has admitted as many robots as its allowance: its claim certificate registers no more. */
   'HOOK_DENIED_BATCH_EXHAUSTED',
+  /**
+   * The claim certificate that asked is not one the factory recorded for the serial's batch (`factory bundle`
+   * records it): another batch's claim cannot spend this batch's allowance, nor re-image its robots.
+   */
+  'HOOK_DENIED_WRONG_BATCH',
   /** The robot says it is another model than the factory registered for the serial. */
   'HOOK_DENIED_MODEL_MISMATCH',
   /** The RegisterThing parameters lack a valid serial (or model): nothing to look up. */
@@ -72,6 +77,38 @@ export const HOOK_REFUSALS = [
 ] as const;
 export const HookRefusal = z.enum(HOOK_REFUSALS);
 export type HookRefusal = z.infer<typeof HookRefusal>;
+
+/**
+ * Why a robot's first boot failed, as its agent names it (issue 11, item 3): the hook's refusals and the failures of
+ * the exchange itself. The agent's state machine (agent/core/provisioning.ts) decides which one; the cloud records it
+ * as `ProvisioningFailed` once the robot can talk. A reason the cloud does not know yet (a newer agent) is still
+ * recorded: the event's schema takes any upper-case name, this list says what each known one means.
+ */
+export const PROVISIONING_FAILURE_REASONS = [
+  /** The claim certificate was refused (by the broker at connect, or by the provisioning API without a hook reason). */
+  'CLAIM_REJECTED',
+  ...HOOK_REFUSALS,
+  /** RegisterThing names a template the account does not have. */
+  'TEMPLATE_NOT_FOUND',
+  /** The TLS handshake failed: the CA file does not verify the endpoint. */
+  'TLS_CA_MISMATCH',
+  /** The robot's clock is before any plausible time, or TLS says a certificate is not yet / no longer valid. */
+  'CLOCK_SKEW',
+  /** Nothing answered: DNS, refused, no route. */
+  'ENDPOINT_UNREACHABLE',
+  /** The provisioning service failed, throttled or did not reply in time. */
+  'SERVICE_UNAVAILABLE',
+  /** The ownership token expired (or was already used) before RegisterThing: the agent starts again from the CSR. */
+  'TOKEN_EXPIRED',
+  /** The robot's own certificate, once registered, is refused or unusable. */
+  'CERTIFICATE_REJECTED',
+] as const;
+export type KnownProvisioningFailureReason = (typeof PROVISIONING_FAILURE_REASONS)[number];
+/** A failure reason on the wire: one of the known ones, or a newer agent's upper-case name. */
+export const ProvisioningFailureReason = z
+  .string()
+  .regex(/^[A-Z][A-Z0-9_]{0,63}$/, 'must be an upper-case reason name such as HOOK_DENIED_RETIRED (PROVISIONING_FAILURE_REASONS)');
+export type ProvisioningFailureReason = z.infer<typeof ProvisioningFailureReason>;
 
 /** A refusal kept on the serial's record, the newest only. */
 export const FactoryRefusal = z
@@ -123,6 +160,11 @@ export const FactoryBatch = z
     allowanceFixed: z.boolean(),
     registered: z.number().int().nonnegative(),
     claimed: z.number().int().nonnegative(),
+    /**
+     * The certificate ids of the batch's claim certificate(s) (`factory bundle` records the one it packs; an operator's
+     * claim from AWS is recorded the same way). The hook admits a claim only from one of these.
+     */
+    claimCertificateIds: z.array(z.string()).default([]),
     createdAt: isoTimestamp,
     updatedAt: isoTimestamp,
   })

@@ -3,7 +3,7 @@
  *
  *   npm run factory -- register --batch B --model lekiwi --serials LK0001,LK0002 [--allowance N]
  *   npm run factory -- register --batch B --model lekiwi --csv serials.csv
- *   npm run factory -- status --batch B [--json]
+ *   npm run factory -- status --batch B [--json] [--event-log-table T]
  *   npm run factory -- retire --serial LK0001
  *   npm run factory -- bundle --batch B --model lekiwi --out dir [--iot-endpoint host --stage s --claim-cert f --claim-key f]
  *
@@ -15,8 +15,10 @@ import { readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DescribeTableCommand, DynamoDBClient, ResourceNotFoundException } from '@aws-sdk/client-dynamodb';
-import { BatchId, RobotModel, Serial, type FactoryRecord } from '../schemas/index.js';
+import { BatchId, RobotModel, Serial } from '../schemas/index.js';
+import { DynamoEventLog } from '../functions/adapters/dynamo-event-log.js';
 import { DynamoFactoryRegistry } from '../functions/adapters/dynamo-factory-registry.js';
+import { batchStatus } from '../functions/app/provisioning/batch-status.js';
 import { TOPIC_RULES, topicRuleName } from '../schemas/topics.js';
 import { BootBundleError, buildBootBundle, caFileName, templateNameFor } from './factory/boot-bundle.js';
 import { amazonRootCa1, BundleInputError, claimFromFiles, SYSTEM_AMAZON_ROOT_CA_1, writeBundle } from './factory/bundle-inputs.js';
@@ -37,8 +39,11 @@ Commands:
   register --batch <id> --model <${RobotModel.options.join('|')}> (--serials a,b,c | --csv <file>) [--allowance <n>]
       Adds serials to the allow-list (again: nothing changes). The batch's allowance (the most robots its claim
       certificate admits) is its number of serials, unless --allowance fixes it.
-  status --batch <id> [--json]
-      Each serial of the batch: state, thing name, certificate, last refusal.
+  status --batch <id> [--json] [--event-log-table <name>]
+      Each serial of the batch: registered, failed (never admitted, with the hook's reason), provisioned (thing,
+      certificate, when), online (from the robots' event log), retired; and the last failure, the hook's refusal or
+      the robot's own ProvisioningFailed report. The event log is the local cloud's, else --event-log-table or
+      EVENT_LOG_TABLE; without one, online is not shown.
   retire --serial <serial>
       The serial is never admitted again.
   bundle --batch <id> --model <model> --out <dir> [options]
@@ -61,6 +66,8 @@ interface Target {
   readonly client: DynamoDBClient;
   readonly tableName: string;
   readonly where: string;
+  /** The fleet's event log (presence, RobotProvisioned, the robots' ProvisioningFailed), when known. */
+  readonly eventLogTable?: string | undefined;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -79,6 +86,7 @@ async function main(argv: string[]): Promise<number> {
         json: { type: 'boolean', default: false },
         endpoint: { type: 'string' },
         table: { type: 'string' },
+        'event-log-table': { type: 'string' },
         out: { type: 'string' },
         'iot-endpoint': { type: 'string' },
         'iot-port': { type: 'string' },
@@ -163,31 +171,31 @@ async function register(
 
 async function status(target: Target, batchId: string, json: boolean): Promise<number> {
   const registry = new DynamoFactoryRegistry(target);
-  const batch = await registry.readBatch(batchId);
-  if (!batch) throw new FactoryError(`Batch ${batchId} is not registered (${target.where}).`);
-  const records: FactoryRecord[] = [];
-  for await (const record of registry.listBatch(batchId)) records.push(record);
+  const log = target.eventLogTable ? new DynamoEventLog({ client: target.client, tableName: target.eventLogTable }) : undefined;
+  if (!log) process.stderr.write('No event log named (--event-log-table or EVENT_LOG_TABLE): online is not shown.\n');
+  const total = (await registry.readBatch(batchId))?.registered ?? 0;
+  const report = await batchStatus(registry, batchId, { log, onProgress: total > 50 ? progressPrinter(total) : undefined });
+  if (!report) throw new FactoryError(`Batch ${batchId} is not registered (${target.where}).`);
+  const { batch, serials, counts } = report;
   if (json) {
-    process.stdout.write(`${JSON.stringify({ batch, serials: records }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ batch, counts, serials }, null, 2)}\n`);
     return 0;
   }
-  const counts = { registered: 0, provisioned: 0, retired: 0, refused: 0 };
-  for (const record of records) {
-    counts[record.state]++;
-    if (record.lastRefusal) counts.refused++;
-  }
   process.stdout.write(
-    `Batch ${batchId} (${batch.model}): ${records.length} serials — ${counts.registered} registered, ${counts.provisioned} provisioned, ` +
-      `${counts.retired} retired; ${counts.refused} with a refusal. Allowance ${batch.allowance}, claimed ${batch.claimed}.\n`,
+    `Batch ${batchId} (${batch.model}): ${serials.length} serials — ${counts.registered} registered, ${counts.failed} failed, ` +
+      `${counts.provisioned} provisioned (offline), ${counts.online} online, ${counts.retired} retired. ` +
+      `Allowance ${batch.allowance}, claimed ${batch.claimed}.\n`,
   );
-  const rows = records.map((record) => [
-    record.serial,
-    record.thingName,
-    record.state,
-    record.certificateId ? `${record.certificateId.slice(0, 12)}…` : '-',
-    record.lastRefusal ? `${record.lastRefusal.reason} at ${record.lastRefusal.at}` : '-',
+  const rows = serials.map((serial) => [
+    serial.serial,
+    serial.thingName,
+    serial.stage,
+    serial.online === null ? '?' : serial.online ? 'yes' : 'no',
+    serial.certificateId ? `${serial.certificateId.slice(0, 12)}…` : '-',
+    serial.provisionedAt ?? '-',
+    serial.lastFailure ? `${serial.lastFailure.reason} (${serial.lastFailure.source}, ${serial.lastFailure.at})` : '-',
   ]);
-  process.stdout.write(table([['SERIAL', 'THING', 'STATE', 'CERTIFICATE', 'LAST REFUSAL'], ...rows]));
+  process.stdout.write(table([['SERIAL', 'THING', 'STAGE', 'ONLINE', 'CERTIFICATE', 'PROVISIONED', 'LAST FAILURE'], ...rows]));
   return 0;
 }
 
@@ -324,20 +332,26 @@ async function readCsv(file: string): Promise<string> {
 }
 
 /** The explicit endpoint, else the running local cloud's DynamoDB, else AWS. */
-async function resolveTarget(values: { endpoint?: string | undefined; table?: string | undefined }): Promise<Target> {
+async function resolveTarget(values: { endpoint?: string | undefined; table?: string | undefined; 'event-log-table'?: string | undefined }): Promise<Target> {
+  const namedEventLog = values['event-log-table'] ?? (process.env.EVENT_LOG_TABLE || undefined);
   if (values.endpoint) {
     const tableName = values.table ?? process.env.FACTORY_TABLE ?? LOCAL_FACTORY_TABLE;
     const client = new DynamoDBClient({ ...awsOrLocalConfig(), endpoint: values.endpoint });
     await ensureTable(client, tableName, values.endpoint, { create: false });
-    return { client, tableName, where: `table ${tableName} at ${values.endpoint}` };
+    return { client, tableName, where: `table ${tableName} at ${values.endpoint}`, eventLogTable: namedEventLog };
   }
   const stateDir = resolve(process.env.LOCAL_STATE_DIR || '.local');
   const local = await localEndpoint(join(stateDir, 'endpoints.json'));
   if (local) {
     const tableName = values.table ?? LOCAL_FACTORY_TABLE;
-    const client = new DynamoDBClient({ ...LOCAL_AWS, endpoint: local });
-    await ensureTable(client, tableName, local, { create: true });
-    return { client, tableName, where: `local cloud, table ${tableName} at ${local}` };
+    const client = new DynamoDBClient({ ...LOCAL_AWS, endpoint: local.dynamodbEndpoint });
+    await ensureTable(client, tableName, local.dynamodbEndpoint, { create: true });
+    return {
+      client,
+      tableName,
+      where: `local cloud, table ${tableName} at ${local.dynamodbEndpoint}`,
+      eventLogTable: namedEventLog ?? local.eventLogTable,
+    };
   }
   const tableName = values.table ?? process.env.FACTORY_TABLE;
   if (!tableName) {
@@ -348,19 +362,23 @@ async function resolveTarget(values: { endpoint?: string | undefined; table?: st
   }
   const client = new DynamoDBClient({});
   await ensureTable(client, tableName, 'AWS', { create: false });
-  return { client, tableName, where: `table ${tableName} in AWS` };
+  return { client, tableName, where: `table ${tableName} in AWS`, eventLogTable: namedEventLog };
 }
 
 function awsOrLocalConfig() {
   return process.env.AWS_ACCESS_KEY_ID ? {} : LOCAL_AWS;
 }
 
-async function localEndpoint(file: string): Promise<string | undefined> {
+async function localEndpoint(file: string): Promise<{ dynamodbEndpoint: string; eventLogTable: string | undefined } | undefined> {
   const text = await readFile(file, 'utf8').catch(() => undefined);
   if (!text) return undefined;
   try {
-    const endpoints = JSON.parse(text) as { dynamodbEndpoint?: unknown };
-    return typeof endpoints.dynamodbEndpoint === 'string' ? endpoints.dynamodbEndpoint : undefined;
+    const endpoints = JSON.parse(text) as { dynamodbEndpoint?: unknown; eventLogTable?: unknown };
+    if (typeof endpoints.dynamodbEndpoint !== 'string') return undefined;
+    return {
+      dynamodbEndpoint: endpoints.dynamodbEndpoint,
+      eventLogTable: typeof endpoints.eventLogTable === 'string' ? endpoints.eventLogTable : undefined,
+    };
   } catch {
     throw new FactoryError(`${file} is not JSON: is the local cloud starting? Try again once it says Ready.`);
   }

@@ -27,7 +27,15 @@
  */
 
 import { assertNever } from '../../lib/assert-never.js';
-import { HOOK_REFUSALS, type HookRefusal, PROVISIONING_PARAMETERS, Serial, thingNameOf } from '../../schemas/provisioning.js';
+import {
+  HOOK_REFUSALS,
+  type HookRefusal,
+  type KnownProvisioningFailureReason,
+  PROVISIONING_FAILURE_REASONS,
+  PROVISIONING_PARAMETERS,
+  Serial,
+  thingNameOf,
+} from '../../schemas/provisioning.js';
 import type { RobotModel } from '../../schemas/robot-id.js';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
 import { EXIT_CONFIG, EXIT_UNAVAILABLE, type ConnectionProblem } from './connection-failure.js';
@@ -37,6 +45,9 @@ import { EXIT_CONFIG, EXIT_UNAVAILABLE, type ConnectionProblem } from './connect
 
 export const PROVISIONING_STEPS = ['unprovisioned', 'key-generated', 'certificate-issued', 'registered', 'provisioned'] as const;
 export type ProvisioningStep = (typeof PROVISIONING_STEPS)[number];
+export function isProvisioningStep(value: string): value is ProvisioningStep {
+  return (PROVISIONING_STEPS as readonly string[]).includes(value);
+}
 
 /** The certificate CreateCertificateFromCsr issued, and the token RegisterThing needs to prove it is ours. */
 export interface IssuedCertificate {
@@ -74,29 +85,33 @@ export function isProvisioned(record: ProvisioningRecord): record is Extract<Pro
   return record.step === 'provisioned';
 }
 
+/**
+ * Whether the agent must run its first boot before it may start as the robot: a provisioning under way (any step
+ * between `unprovisioned` and `provisioned`) always resumes; a fresh record means a first boot only when the robot has
+ * no certificate of its own (a robot set up by hand with `npm run cert` keeps using that one); a provisioned record
+ * never provisions again (a re-image wipes the record with the rest of the state).
+ */
+export function needsFirstBoot(record: ProvisioningRecord, ownCertificateExists: boolean): boolean {
+  switch (record.step) {
+    case 'unprovisioned':
+      return !ownCertificateExists;
+    case 'key-generated':
+    case 'certificate-issued':
+    case 'registered':
+      return true;
+    case 'provisioned':
+      return false;
+    default:
+      return assertNever(record);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Failure reasons
 
-export const PROVISIONING_FAILURE_REASONS = [
-  /** The claim certificate was refused (by the broker at connect, or by the provisioning API without a hook reason). */
-  'CLAIM_REJECTED',
-  ...HOOK_REFUSALS,
-  /** RegisterThing names a template the account does not have: agent.json provisioning.templateName. */
-  'TEMPLATE_NOT_FOUND',
-  /** The TLS handshake failed: caFile does not verify the endpoint (or the endpoint is not the one on the certificate). */
-  'TLS_CA_MISMATCH',
-  /** The robot's clock is before any plausible time, or TLS says a certificate is not yet / no longer valid. */
-  'CLOCK_SKEW',
-  /** Nothing answered: DNS, refused, no route. */
-  'ENDPOINT_UNREACHABLE',
-  /** The provisioning service failed, throttled us or did not reply in time. */
-  'SERVICE_UNAVAILABLE',
-  /** The ownership token expired (or was already used) before RegisterThing: start again from the CSR. */
-  'TOKEN_EXPIRED',
-  /** The robot's own certificate, once registered, is refused or unusable. */
-  'CERTIFICATE_REJECTED',
-] as const;
-export type ProvisioningFailureReason = (typeof PROVISIONING_FAILURE_REASONS)[number];
+/** The named reasons, defined once with the event that carries them (schemas/provisioning.ts). */
+export { PROVISIONING_FAILURE_REASONS };
+export type ProvisioningFailureReason = KnownProvisioningFailureReason;
 
 export interface FailurePolicy {
   /** `retry`: wait (backoff with jitter) and try again, up to `maxAttempts`; `stop`: exit now, nothing will change by retrying. */

@@ -8,7 +8,7 @@ import type { RobotState } from './robot-state.js';
  * each step against it).
  *
  * - discovered: known from its messages but not registered and never connected through IoT Core;
- * - provisioning: the factory is registering it (fleet provisioning, later);
+ * - provisioning: fleet provisioning admitted a certificate for it (RobotProvisioned) and it has not connected since;
  * - ready: registered, online, idle;
  * - active: someone is driving it, or a deployment is running on it;
  * - maintenance: taken out of service on purpose (later);
@@ -17,12 +17,14 @@ import type { RobotState } from './robot-state.js';
  */
 export const LIFECYCLE_TRANSITIONS: Readonly<Record<Lifecycle, readonly Lifecycle[]>> = {
   discovered: ['provisioning', 'ready', 'active', 'offline', 'failed'],
-  provisioning: ['discovered', 'ready', 'offline', 'failed'],
-  ready: ['active', 'maintenance', 'offline', 'failed'],
-  active: ['ready', 'maintenance', 'offline', 'failed'],
-  maintenance: ['ready', 'offline', 'failed'],
+  provisioning: ['discovered', 'ready', 'active', 'offline', 'failed'],
+  // → provisioning: re-provisioned while its old session was still up (a re-image seen before the old link timed
+  // out); when that session ends, the robot is waited for under its new certificate.
+  ready: ['active', 'maintenance', 'offline', 'provisioning', 'failed'],
+  active: ['ready', 'maintenance', 'offline', 'provisioning', 'failed'],
+  maintenance: ['ready', 'offline', 'provisioning', 'failed'],
   offline: ['discovered', 'provisioning', 'ready', 'active', 'maintenance', 'failed'],
-  failed: ['discovered', 'ready', 'active', 'maintenance', 'offline'],
+  failed: ['discovered', 'provisioning', 'ready', 'active', 'maintenance', 'offline'],
 };
 
 export function canTransition(from: Lifecycle, to: Lifecycle): boolean {
@@ -30,9 +32,8 @@ export function canTransition(from: Lifecycle, to: Lifecycle): boolean {
 }
 
 /**
- * Registered by the factory (RobotRegistered), or proven registered by connecting: the thing policy admits only a
- * certificate attached to a registered thing. Until fleet provisioning records RobotRegistered, the first connection
- * is what makes a robot ready.
+ * Registered by the factory (RobotRegistered, or RobotProvisioned by fleet provisioning), or proven registered by
+ * connecting: the thing policy admits only a certificate attached to a registered thing.
  */
 export function isRegistered(state: RobotState): boolean {
   return state.registered || state.presence.last !== null;
@@ -40,7 +41,9 @@ export function isRegistered(state: RobotState): boolean {
 
 export function lifecycleOf(state: RobotState): Lifecycle {
   if (state.failure) return 'failed';
-  if (state.presence.status === 'offline') return 'offline';
+  // Admitted by the hook but not yet seen online: IoT activates the certificate after the hook, and only the
+  // robot's connection with it proves the provisioning went through.
+  if (state.presence.status === 'offline') return state.provisioning && !state.provisioning.connected ? 'provisioning' : 'offline';
   if (!isRegistered(state)) return 'discovered';
   if (state.teleoperation.active || state.deployment) return 'active';
   return 'ready';

@@ -15,14 +15,16 @@ import { assertNever } from '../../lib/assert-never.js';
  * - An unknown serial is never admitted; a retired serial is never admitted.
  * - A serial is admitted only under its registered model and only as `<model>-<serial>` (its record's thing name), so
  *   a re-imaged robot comes back as the same thing.
- * - A batch never admits more robots than its allowance: a serial's first claim needs `claimed < allowance`, and the
- *   registry's claim writes the serial and the batch's counter in one transaction conditioned on the same, so two
- *   racing first claims cannot both take the last place. A re-image or a repeated request of the same certificate
- *   takes no new place: the batch counts robots, not certificates.
+ * - A batch never admits more robots than its allowance, and only through its own claim certificate(s): `admit` plans
+ *   the claim from the serial's record alone, and the claim's one transaction is conditioned on the batch (its claim
+ *   certificates list the one that asked; a first claim also needs `claimed < allowance`). When that condition fails,
+ *   `batchRefusal` names the reason from the batch as the transaction saw it, so the batch is never read beforehand.
+ *   A re-image or a repeated request of the same certificate takes no new place: the batch counts robots, not
+ *   certificates.
  * - A serial already provisioned is admitted again for a new certificate (a re-image: the robot lost its key) unless
  *   the robot holding the current certificate is online — then the request comes from a second robot claiming its
  *   serial and is refused as HOOK_DENIED_ALREADY_CLAIMED. The certificate it replaces is named, to be deactivated.
- * Pure: the record, the batch's usage and whether the holder is online come in as data.
+ * Pure: the record, the batch and whether the holder is online come in as data.
  */
 export interface AdmissionRequest {
   readonly serial: string;
@@ -37,6 +39,8 @@ export interface AdmissionContext {
   readonly holderOnline: boolean;
 }
 
+export type ClaimKind = 'first' | 'reimage' | 'repeat';
+
 export type Admission =
   | {
       readonly allow: true;
@@ -44,16 +48,16 @@ export type Admission =
       /**
        * - `first`: the serial's first claim, which takes a place in its batch;
        * - `reimage`: a new certificate for a provisioned serial; `supersededCertificateId` is to be deactivated;
-       * - `repeat`: the certificate already admitted asks again (IoT or the robot retried): nothing to write.
+       * - `repeat`: the certificate already admitted asks again (IoT or the robot retried): nothing to claim.
        */
-      readonly claim: 'first' | 'reimage' | 'repeat';
+      readonly claim: ClaimKind;
       readonly supersededCertificateId?: string | undefined;
     }
   | { readonly allow: false; readonly reason: HookRefusal; readonly thingName?: RobotId | undefined };
 
+/** Plans the claim from the serial's record; the batch's conditions are the transaction's (see `batchRefusal`). */
 export function admit(
   record: FactoryRecord | undefined,
-  batch: BatchUsage | undefined,
   request: AdmissionRequest,
   context: AdmissionContext = { holderOnline: false },
 ): Admission {
@@ -65,8 +69,6 @@ export function admit(
       return refuse('HOOK_DENIED_RETIRED');
     case 'registered':
       if (request.model !== undefined && request.model !== record.model) return refuse('HOOK_DENIED_MODEL_MISMATCH');
-      // A registered serial without its batch is a half-written registration: no place can be proven free.
-      if (!batch || batch.claimed >= batch.allowance) return refuse('HOOK_DENIED_BATCH_EXHAUSTED');
       return { allow: true, thingName, claim: 'first' };
     case 'provisioned':
       if (request.model !== undefined && request.model !== record.model) return refuse('HOOK_DENIED_MODEL_MISMATCH');
@@ -78,3 +80,24 @@ export function admit(
   }
 }
 
+/** What a claim needs of its batch: its claim certificates and, for a first claim, a place. */
+export interface BatchClaimView extends BatchUsage {
+  readonly claimCertificateIds: readonly string[];
+}
+
+/**
+ * Why the batch refuses a claim by `claimCertificateId`, or undefined when it does not (then the transaction failed
+ * on something else: a race, decided again). A batch that cannot be read is a half-written registration: no place
+ * can be proven free. The wrong claim certificate is named before the count: another batch's claim learns nothing
+ * of this batch's places.
+ */
+export function batchRefusal(
+  batch: BatchClaimView | undefined,
+  claimCertificateId: string,
+  claim: ClaimKind,
+): HookRefusal | undefined {
+  if (!batch) return 'HOOK_DENIED_BATCH_EXHAUSTED';
+  if (!batch.claimCertificateIds.includes(claimCertificateId)) return 'HOOK_DENIED_WRONG_BATCH';
+  if (claim === 'first' && batch.claimed >= batch.allowance) return 'HOOK_DENIED_BATCH_EXHAUSTED';
+  return undefined;
+}

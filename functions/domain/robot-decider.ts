@@ -25,6 +25,31 @@ export type RobotCommand =
       readonly lastReason: string;
       readonly lastTopic: string | null;
     }
+  /**
+   * The pre-provisioning hook admitted `certificateId` as this robot (first claim or re-image). Once per certificate:
+   * the event id names it, and a head already holding it decides nothing.
+   */
+  | {
+      readonly type: 'RecordProvisioning';
+      readonly at: string;
+      readonly serial: string;
+      readonly batch: string;
+      readonly certificateId: string;
+      readonly claim: 'first' | 'reimage';
+      readonly supersededCertificateId?: string | undefined;
+    }
+  /**
+   * The robot confirmed its new certificate and the cloud deactivated the old one (functions/app/certificate-rotation.ts).
+   * Once per rotation: the event id names the request.
+   */
+  | {
+      readonly type: 'RecordCertificateRotation';
+      readonly at: string;
+      readonly requestId: string;
+      readonly oldCertificateId: string;
+      readonly newCertificateId: string;
+      readonly notAfter: string | null;
+    }
   /** The offline timeout (closeIfOfflineTooLong), decided at `now` (ISO 8601) by the cloud's sweep. */
   | { readonly type: 'ExpireOfflineTeleoperation'; readonly now: string; readonly timeoutMs: number };
 
@@ -80,6 +105,28 @@ export function decide(state: RobotState, command: RobotCommand, context: Decisi
       ];
     case 'ExpireOfflineTeleoperation':
       return closeIfOfflineTooLong(state, command.now, command.timeoutMs);
+    case 'RecordProvisioning':
+      if (state.provisioning?.certificateId === command.certificateId) return [];
+      return [
+        event('RobotProvisioned', state, provisionedEventId(command.certificateId), command.at, {
+          serial: command.serial,
+          model: state.model,
+          batch: command.batch,
+          certificateId: command.certificateId,
+          claim: command.claim,
+          ...(command.supersededCertificateId ? { supersededCertificateId: command.supersededCertificateId } : {}),
+        }),
+      ];
+    case 'RecordCertificateRotation':
+      if (state.certificate?.id === command.newCertificateId) return [];
+      return [
+        event('CertificateRotated', state, `certificate-rotated:${command.requestId}`, command.at, {
+          requestId: command.requestId,
+          oldCertificateId: command.oldCertificateId,
+          newCertificateId: command.newCertificateId,
+          notAfter: command.notAfter,
+        }),
+      ];
     case 'RecordRejections':
       if (command.count <= 0) return [];
       return [
@@ -194,6 +241,12 @@ function decideAgentEvent(state: RobotState, agentEvent: AgentEvent): DomainEven
     case 'EventsDropped':
       // A fact about the robot's own record, whatever its state: recorded as it came, once per eventId.
       return [event('RobotEventsDropped', state, agentEvent.eventId, agentEvent.occurredAt, agentEvent.data)];
+    case 'ProvisioningFailed':
+      // History of its first boot, reported once it could talk: recorded as it came, once per eventId.
+      return [event('ProvisioningFailed', state, agentEvent.eventId, agentEvent.occurredAt, agentEvent.data)];
+    case 'CertificateRotationFailed':
+      // The robot stays on its certificate; recorded as it came, once per eventId.
+      return [event('CertificateRotationFailed', state, agentEvent.eventId, agentEvent.occurredAt, agentEvent.data)];
     default:
       return assertNever(agentEvent);
   }
@@ -228,6 +281,11 @@ function decideTeleoperationState(state: RobotState, statement: Extract<AgentEve
     ];
   }
   return teleoperationConfirmed(open) ? [] : [event('TeleoperationConfirmed', state, eventId, occurredAt, {})];
+}
+
+/** RobotProvisioned's id: one per certificate admitted, whoever decides it again (a retried hook, IoT's retry). */
+export function provisionedEventId(certificateId: string): string {
+  return `provisioned:${certificateId}`;
 }
 
 function durationSince(since: string | null, at: string): { durationMs?: number } {

@@ -47,6 +47,47 @@ export interface RobotState {
    * in heads written before it existed): read it through `rejectionsOf`.
    */
   readonly rejections?: RobotRejections;
+  /**
+   * Fleet provisioning (issue 11): the certificate the factory's hook last admitted as this robot (RobotProvisioned),
+   * and whether the robot has connected since. Absent for robots never provisioned by claim (`npm run cert`, heads
+   * written before it existed).
+   * INVARIANT: `connected` is false from a RobotProvisioned until the next RobotConnected: the hook admits before IoT
+   * activates the certificate, so only a connection proves the provisioning went through.
+   */
+  readonly provisioning?: RobotProvisioning;
+  /** The first-boot failures the robot's agent reported (ProvisioningFailed), counted, with the newest. */
+  readonly provisioningFailures?: RobotProvisioningFailures;
+  /**
+   * Certificate rotation (issue 11, item 4): the certificate the robot last rotated to (CertificateRotated), and the
+   * newest rotation that failed (CertificateRotationFailed). Absent until the first rotation or failure (and in heads
+   * written before it existed): read it through `certificateOf`.
+   */
+  readonly certificate?: RobotCertificate;
+}
+
+export interface RobotCertificate {
+  /** The certificate in use: the last rotated to, else the one provisioning admitted; null when neither is known. */
+  readonly id: string | null;
+  readonly notAfter: string | null;
+  /** When the robot last rotated (the cloud's confirm), null if never. */
+  readonly rotatedAt: string | null;
+  readonly lastFailure: { readonly requestId: string; readonly reason: string; readonly detail: string | null; readonly at: string } | null;
+}
+
+export interface RobotProvisioning {
+  readonly serial: string;
+  readonly batch: string;
+  readonly certificateId: string;
+  /** When the hook admitted it. */
+  readonly at: string;
+  /** How many certificates the hook admitted for the robot (its first claim and each re-image). */
+  readonly claims: number;
+  readonly connected: boolean;
+}
+
+export interface RobotProvisioningFailures {
+  readonly count: number;
+  readonly last: { readonly reason: string; readonly detail: string | null; readonly at: string };
 }
 
 export interface RobotRejections {
@@ -75,6 +116,7 @@ export function evolve(state: RobotState, event: DomainEvent): RobotState {
     case 'RobotConnected':
       return {
         ...state,
+        ...(state.provisioning && !state.provisioning.connected ? { provisioning: { ...state.provisioning, connected: true } } : {}),
         // A new MQTT session replacing one still online (another client took the id, its disconnect not seen yet):
         // the link dropped all the same.
         teleoperation:
@@ -153,9 +195,49 @@ export function evolve(state: RobotState, event: DomainEvent): RobotState {
           last: { reason: event.data.lastReason, topic: event.data.lastTopic, at: event.at },
         },
       };
+    case 'RobotProvisioned':
+      return {
+        ...state,
+        registered: true,
+        model: event.data.model,
+        provisioning: {
+          serial: event.data.serial,
+          batch: event.data.batch,
+          certificateId: event.data.certificateId,
+          at: event.at,
+          claims: (state.provisioning?.claims ?? 0) + 1,
+          connected: false,
+        },
+      };
+    case 'CertificateRotated':
+      return {
+        ...state,
+        certificate: { ...certificateOf(state), id: event.data.newCertificateId, notAfter: event.data.notAfter, rotatedAt: event.at },
+      };
+    case 'CertificateRotationFailed':
+      return {
+        ...state,
+        certificate: {
+          ...certificateOf(state),
+          lastFailure: { requestId: event.data.requestId, reason: event.data.reason, detail: event.data.detail ?? null, at: event.at },
+        },
+      };
+    case 'ProvisioningFailed':
+      return {
+        ...state,
+        provisioningFailures: {
+          count: (state.provisioningFailures?.count ?? 0) + 1,
+          last: { reason: event.data.reason, detail: event.data.detail ?? null, at: event.at },
+        },
+      };
     default:
       return assertNever(event);
   }
+}
+
+/** The robot's certificate as rotation knows it; before any rotation, the one provisioning admitted (if any). */
+export function certificateOf(state: RobotState): RobotCertificate {
+  return state.certificate ?? { id: state.provisioning?.certificateId ?? null, notAfter: null, rotatedAt: null, lastFailure: null };
 }
 
 /** The robot's refused messages; none for a state without the field. */

@@ -11,16 +11,18 @@ import { logger, metrics, MetricUnit, tracer } from '../platform/observability.j
 /**
  * PreProvisioningHook: AWS IoT calls it on every RegisterThing of the fleet provisioning template and provisions the
  * robot only on `allowProvisioning: true`. The factory table says which serials may be admitted; the event log says
- * whether the robot already holding a serial is online (then a second robot is refused). IoT tells a refused robot
+ * whether the robot already holding a serial is online (then a second robot is refused), and records an admission as
+ * the robot's RobotProvisioned. IoT tells a refused robot
  * only ACCESS_DENIED, so every decision is logged with its reason and counted.
  */
 const env = loadEnv(z.intersection(FactoryEnv, EventLogEnv));
 const client = tracer.captureAWSv3Client(new DynamoDBClient({}));
 const registry = new DynamoFactoryRegistry({ client, tableName: env.FACTORY_TABLE });
-const presence = presenceFromEventLog(new DynamoEventLog({ client, tableName: env.EVENT_LOG_TABLE }));
+const log = new DynamoEventLog({ client, tableName: env.EVENT_LOG_TABLE });
+const presence = presenceFromEventLog(log);
 
 export const handler = lambdaHandler(async (event: unknown): Promise<PreProvisioningHookResponse> => {
-  const { response, decision } = await preProvisioningHook({ registry, presence, now: () => new Date() }, event);
+  const { response, decision } = await preProvisioningHook({ registry, presence, log, now: () => new Date() }, event);
   if (decision.allow) {
     logger.info('provisioning admitted', { ...decision });
     metrics.addMetric('ProvisioningAdmitted', MetricUnit.Count, 1);

@@ -210,9 +210,10 @@ export class IotStack extends Stack {
     }).fn;
     // Exactly what functions/adapters/dynamo-factory-registry.ts does for the hook: reads a serial and its batch
     // (GetItem), claims (a transaction of two Updates) and remembers a refusal (UpdateItem). Transactions are
-    // authorised per item action. And the presence check reads the holder's head in the event log (GetItem).
+    // authorised per item action. The presence check reads the holder's head in the event log (GetItem), and an
+    // admission is appended as RobotProvisioned (functions/adapters/dynamo-event-log.ts: a transaction of Puts).
     props.factoryTable.grant(hook, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
-    props.eventLog.grant(hook, 'dynamodb:GetItem');
+    props.eventLog.grant(hook, 'dynamodb:GetItem', 'dynamodb:PutItem');
     // A refusal is an answer; an error is not: IoT then tells a robot the factory registered ACCESS_DENIED (a claim
     // that lost its race 8 times, DynamoDB failing), and the line sees robots that will not come online.
     hook

@@ -14,7 +14,8 @@ export interface RuleRecord {
 }
 
 export interface RuleAction {
-  readonly rule: TopicRule;
+  /** An ingest rule (schemas/topics.ts) or another rule with a local partition key (schemas/rotation.ts ROTATION_RULE). */
+  readonly rule: Pick<TopicRule, 'name' | 'topicFilter' | 'sql' | 'partitionKey' | 'description'>;
   /** The rule's action: resolves once the record is durably in the stream, rejects if it is not. */
   readonly put: (record: RuleRecord) => Promise<void>;
 }

@@ -30,24 +30,35 @@ export interface CertificateSigner {
 /** A CSR the signer refuses; its message says why (local/certificate-authority.ts throws InvalidCsrError). */
 export type IsInvalidCsr = (error: unknown) => boolean;
 
+/** What an ownership token stands for: the certificate CreateCertificateFromCsr made (RegisterThing's hook gets both). */
+export interface OwnedCertificate {
+  readonly certificateId: string;
+  readonly certificatePem: string;
+}
+
 /** The certificates CreateCertificateFromCsr made, by ownership token, for RegisterThing to redeem. */
 export class CertificateOwnershipTokens {
-  private readonly tokens = new Map<string, { readonly certificateId: string; readonly expiresAt: number }>();
+  private readonly tokens = new Map<string, OwnedCertificate & { readonly expiresAt: number }>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
-  issue(certificateId: string): string {
+  issue(certificateId: string, certificatePem = ''): string {
     this.forgetExpired();
     const token = randomBytes(32).toString('base64url');
-    this.tokens.set(token, { certificateId, expiresAt: this.now() + OWNERSHIP_TOKEN_TTL_MS });
+    this.tokens.set(token, { certificateId, certificatePem, expiresAt: this.now() + OWNERSHIP_TOKEN_TTL_MS });
     return token;
   }
 
   /** The certificate a token was issued for, once, within its hour; undefined for an unknown, used or expired token. */
   redeem(token: string): string | undefined {
+    return this.redeemCertificate(token)?.certificateId;
+  }
+
+  /** `redeem`, with the certificate's PEM. */
+  redeemCertificate(token: string): OwnedCertificate | undefined {
     const entry = this.tokens.get(token);
     this.tokens.delete(token);
-    return entry && entry.expiresAt > this.now() ? entry.certificateId : undefined;
+    return entry && entry.expiresAt > this.now() ? { certificateId: entry.certificateId, certificatePem: entry.certificatePem } : undefined;
   }
 
   private forgetExpired(): void {
@@ -79,7 +90,7 @@ export function createCertificateFromCsrService(options: {
       await reply.accepted({
         certificateId: signed.certificateId,
         certificatePem: signed.certificatePem,
-        certificateOwnershipToken: tokens.issue(signed.certificateId),
+        certificateOwnershipToken: tokens.issue(signed.certificateId, signed.certificatePem),
       });
     },
   };

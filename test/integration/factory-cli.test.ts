@@ -7,8 +7,13 @@ import { promisify } from 'node:util';
 import { DeleteTableCommand, DescribeTableCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { DynamoFactoryRegistry } from '../../functions/adapters/dynamo-factory-registry.js';
-import { createTestFactoryTable } from '../support/factory.js';
-import { dynamoClient } from '../support/dynamo.js';
+import { DynamoEventLog } from '../../functions/adapters/dynamo-event-log.js';
+import { executeRobotCommand } from '../../functions/app/execute-robot-command.js';
+import { preProvisioningHook, presenceFromEventLog } from '../../functions/app/provisioning/pre-provisioning-hook.js';
+import { registerSerials } from '../../functions/app/provisioning/register-serials.js';
+import { createTestFactoryTable, hookInput } from '../support/factory.js';
+import { createTestEventLog, dynamoClient } from '../support/dynamo.js';
+import { connectedEvent } from '../support/lifecycle-events.js';
 
 /** `npm run factory -- …` as the factory runs it: its own process (node + tsx), DynamoDB Local behind it. */
 const run = promisify(execFile);
@@ -55,13 +60,59 @@ describe('factory CLI', () => {
 
     const status = await factory(['status', '--batch', 'B-2026-12', ...at()]);
     expect(status.code).toBe(0);
-    expect(status.stdout).toContain('3 serials — 3 registered, 0 provisioned, 0 retired');
-    expect(status.stdout).toMatch(/CL0003\s+lekiwi-CL0003\s+registered/);
+    expect(status.stdout).toContain('3 serials — 3 registered, 0 failed, 0 provisioned (offline), 0 online, 0 retired');
+    expect(status.stdout).toMatch(/CL0003\s+lekiwi-CL0003\s+registered\s+\?/);
 
     const json = JSON.parse((await factory(['status', '--batch', 'B-2026-12', '--json', ...at()])).stdout) as {
       serials: { serial: string }[];
     };
     expect(json.serials.map((record) => record.serial)).toEqual(['CL0001', 'CL0002', 'CL0003']);
+  });
+
+  it('status shows per serial: online, provisioned (certificate, when), failed with the hook\'s reason or the robot\'s own report', { timeout: 90_000 }, async () => {
+    const events = await createTestEventLog(table.client);
+    try {
+      const log = new DynamoEventLog({ client: table.client, tableName: events.tableName });
+      const now = () => new Date();
+      await registerSerials(registry, { batchId: 'ST', model: 'lekiwi', serials: ['ST0001', 'ST0002', 'ST0003', 'ST0004'], allowance: 2, now });
+      const hook = (serial: string, certificateId: string) =>
+        preProvisioningHook({ registry, presence: presenceFromEventLog(log), log, now }, hookInput({ SerialNumber: serial }, certificateId));
+      expect((await hook('ST0001', 'a'.repeat(64))).decision.allow).toBe(true);
+      expect((await hook('ST0002', 'b'.repeat(64))).decision.allow).toBe(true);
+      expect((await hook('ST0003', 'c'.repeat(64))).decision).toMatchObject({ allow: false, reason: 'HOOK_DENIED_BATCH_EXHAUSTED' });
+      await executeRobotCommand(log, 'lekiwi-ST0001', { type: 'RecordPresence', presence: connectedEvent('lekiwi-ST0001', 1, Date.now()) }, { now });
+      await executeRobotCommand(
+        log,
+        'lekiwi-ST0002',
+        {
+          type: 'RecordAgentEvent',
+          event: { eventId: 'first-boot-0001', occurredAt: new Date(Date.now() + 1000).toISOString(), type: 'ProvisioningFailed', data: { serial: 'ST0002', reason: 'CLOCK_SKEW' } },
+        },
+        { now },
+      );
+
+      const status = await factory(['status', '--batch', 'ST', ...at(), '--event-log-table', events.tableName]);
+
+      expect(status.code).toBe(0);
+      expect(status.stdout).toContain('4 serials — 1 registered, 1 failed, 1 provisioned (offline), 1 online, 0 retired. Allowance 2, claimed 2.');
+      expect(status.stdout).toMatch(/ST0001\s+lekiwi-ST0001\s+online\s+yes\s+aaaaaaaaaaaa…\s+\S+Z\s+-/);
+      expect(status.stdout).toMatch(/ST0002\s+lekiwi-ST0002\s+provisioned\s+no\s+bbbbbbbbbbbb…\s+\S+Z\s+CLOCK_SKEW \(robot, /);
+      expect(status.stdout).toMatch(/ST0003\s+lekiwi-ST0003\s+failed\s+no\s+-\s+-\s+HOOK_DENIED_BATCH_EXHAUSTED \(hook, /);
+      expect(status.stdout).toMatch(/ST0004\s+lekiwi-ST0004\s+registered\s+no\s+-\s+-\s+-/);
+      const json = JSON.parse((await factory(['status', '--batch', 'ST', '--json', ...at(), '--event-log-table', events.tableName])).stdout) as {
+        counts: Record<string, number>;
+        serials: { serial: string; stage: string; lastFailure: { source: string; reason: string } | null }[];
+      };
+      expect(json.counts).toEqual({ registered: 1, failed: 1, provisioned: 1, online: 1, retired: 0 });
+      expect(json.serials.map((serial) => [serial.serial, serial.stage, serial.lastFailure?.reason ?? null])).toEqual([
+        ['ST0001', 'online', null],
+        ['ST0002', 'provisioned', 'CLOCK_SKEW'],
+        ['ST0003', 'failed', 'HOOK_DENIED_BATCH_EXHAUSTED'],
+        ['ST0004', 'registered', null],
+      ]);
+    } finally {
+      await events.drop();
+    }
   });
 
   it('writes nothing when any serial is bad, naming each line', async () => {

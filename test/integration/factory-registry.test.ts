@@ -3,6 +3,7 @@ import { DynamoFactoryRegistry } from '../../functions/adapters/dynamo-factory-r
 import { preProvisioningHook, type HolderPresence } from '../../functions/app/provisioning/pre-provisioning-hook.js';
 import { registerSerials } from '../../functions/app/provisioning/register-serials.js';
 import { createTestFactoryTable, hookInput } from '../support/factory.js';
+import { InMemoryEventLog } from '../support/in-memory-event-log.js';
 
 /** The factory's allow-list on DynamoDB Local, through the hook use case as IoT would call it. */
 let table: Awaited<ReturnType<typeof createTestFactoryTable>>;
@@ -10,7 +11,8 @@ let registry: DynamoFactoryRegistry;
 const online = new Set<string>();
 const presence: HolderPresence = { isOnline: async (thingName) => online.has(thingName) };
 const now = () => new Date();
-const hook = (input: unknown) => preProvisioningHook({ registry, presence, now }, input);
+const log = new InMemoryEventLog();
+const hook = (input: unknown) => preProvisioningHook({ registry, presence, log, now }, input);
 const serialsOf = (prefix: string, count: number) => Array.from({ length: count }, (_, i) => `${prefix}${String(i).padStart(4, '0')}`);
 
 beforeAll(async () => {

@@ -2,12 +2,13 @@ import type { Context } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { DynamoEventLog } from '../../functions/adapters/dynamo-event-log.js';
 import { DynamoFactoryRegistry } from '../../functions/adapters/dynamo-factory-registry.js';
-import { fold, initialRobotState } from '../../functions/domain/robot-state.js';
+import { executeRobotCommand } from '../../functions/app/execute-robot-command.js';
 import { registerSerials } from '../../functions/app/provisioning/register-serials.js';
 import { lambdaContext } from '../../local/lambda-context.js';
-import { PreProvisioningHookResponse, type DomainEvent } from '../../schemas/index.js';
+import { PreProvisioningHookResponse } from '../../schemas/index.js';
 import { createTestEventLog } from '../support/dynamo.js';
 import { createTestFactoryTable, hookInput } from '../support/factory.js';
+import { connectedEvent } from '../support/lifecycle-events.js';
 
 /** The Lambda entry as IoT invokes it: the documented input in, the documented output out, DynamoDB Local behind. */
 type Hook = (event: unknown, context: Context) => Promise<unknown>;
@@ -75,26 +76,16 @@ describe('PreProvisioningHook handler', () => {
   it('refuses a new certificate for the serial while its robot is online in the event log', async () => {
     await registerSerials(registry, { batchId: 'LINE-8', model: 'lekiwi', serials: ['ON0001'], now: () => new Date() });
     expect(await invoke(hookInput({ SerialNumber: 'ON0001' }, 'cert-live'))).toMatchObject({ allowProvisioning: true });
-    const at = new Date();
-    const connected: DomainEvent = {
-      eventId: 'presence:session-1:connected',
-      robotId: 'lekiwi-ON0001',
-      at: at.toISOString(),
-      version: 1,
-      type: 'RobotConnected',
-      data: { sessionIdentifier: 'session-1', versionNumber: 1, timestamp: at.getTime() },
-    };
+    // The hook recorded RobotProvisioned; the robot then connects (the ingest records it so).
     const log = new DynamoEventLog({ client: eventLog.client, tableName: eventLog.tableName });
-    const appended = await log.append({
-      robotId: 'lekiwi-ON0001',
-      expectedRevision: null,
-      expectedLastSeq: 0,
-      events: [connected],
-      state: fold(initialRobotState('lekiwi-ON0001'), [connected]),
-      previousTelemetry: null,
-      recordedAt: at.toISOString(),
-    });
+    const appended = await executeRobotCommand(
+      log,
+      'lekiwi-ON0001',
+      { type: 'RecordPresence', presence: connectedEvent('lekiwi-ON0001', 1, Date.now()) },
+      { now: () => new Date() },
+    );
     expect(appended.status).toBe('appended');
+    expect((await log.readEvents('lekiwi-ON0001')).events.map((recorded) => recorded.event.type)).toEqual(['RobotProvisioned', 'RobotConnected']);
 
     expect(await invoke(hookInput({ SerialNumber: 'ON0001' }, 'cert-twin'))).toEqual({ allowProvisioning: false });
     expect(await registry.readSerial('ON0001')).toMatchObject({

@@ -13,6 +13,7 @@ import {
 } from '../../functions/app/provisioning/register-serials.js';
 import type { FactoryRecord } from '../../schemas/index.js';
 import { hookInput } from '../support/factory.js';
+import { InMemoryEventLog } from '../support/in-memory-event-log.js';
 
 const T0 = '2026-12-01T10:00:00.000Z';
 const record: FactoryRecord = {
@@ -41,7 +42,7 @@ describe('pre-provisioning hook use case', () => {
     } as unknown as FactoryRegistry;
 
     const hook = preProvisioningHook(
-      { registry, presence: { isOnline: async () => false }, now: () => new Date(T0), sleep: async () => undefined },
+      { registry, presence: { isOnline: async () => false }, log: new InMemoryEventLog(), now: () => new Date(T0), sleep: async () => undefined },
       hookInput({ SerialNumber: 'LK0001' }),
     );
 
@@ -74,5 +75,49 @@ describe('serial lists for the factory CLI', () => {
       ]);
     }
     expect(() => validateSerials(serialsFromCsv('# only a comment\n', 'empty.csv', 'lekiwi'))).toThrow('no serials given');
+  });
+});
+
+describe('pre-provisioning hook: RobotProvisioned', () => {
+  const batch = { batchId: 'B1', model: 'lekiwi' as const, allowance: 5, allowanceFixed: false, registered: 5, claimed: 0, createdAt: T0, updatedAt: T0 };
+
+  it('appends RobotProvisioned to the robot’s log before admitting, once per certificate', async () => {
+    let current: FactoryRecord = record;
+    const registry = {
+      readSerial: async () => current,
+      readBatch: async () => batch,
+      claim: async (claim: { certificateId: string; claimCertificateId: string; at: Date }) => {
+        current = { ...current, state: 'provisioned', certificateId: claim.certificateId, claimCertificateId: claim.claimCertificateId, claims: 1 };
+        return { status: 'claimed' as const, record: current };
+      },
+      recordRefusal: async () => undefined,
+    } as unknown as FactoryRegistry;
+    const log = new InMemoryEventLog();
+    const deps = { registry, presence: { isOnline: async () => false }, log, now: () => new Date(T0) };
+
+    const first = await preProvisioningHook(deps, hookInput({ SerialNumber: 'LK0001' }, 'cert-1'));
+    const again = await preProvisioningHook(deps, hookInput({ SerialNumber: 'LK0001' }, 'cert-1'));
+
+    expect([first.decision, again.decision]).toMatchObject([{ allow: true, claim: 'first' }, { allow: true, claim: 'repeat' }]);
+    const { events } = await log.readEvents('lekiwi-LK0001');
+    expect(events.map((recorded) => recorded.event)).toEqual([
+      expect.objectContaining({ type: 'RobotProvisioned', eventId: 'provisioned:cert-1', data: expect.objectContaining({ serial: 'LK0001', batch: 'B1', claim: 'first' }) }),
+    ]);
+  });
+
+  it('does not admit when the log cannot record it: IoT then refuses and the robot retries', async () => {
+    const registry = {
+      readSerial: async () => record,
+      readBatch: async () => batch,
+      claim: async () => ({ status: 'claimed' as const, record: { ...record, state: 'provisioned', certificateId: 'cert-2' } }),
+      recordRefusal: async () => undefined,
+    } as unknown as FactoryRegistry;
+    const log = new InMemoryEventLog();
+    log.append = async () => {
+      throw new Error('DynamoDB is down');
+    };
+    await expect(
+      preProvisioningHook({ registry, presence: { isOnline: async () => false }, log, now: () => new Date(T0) }, hookInput({ SerialNumber: 'LK0001' }, 'cert-2')),
+    ).rejects.toThrow('DynamoDB is down');
   });
 });

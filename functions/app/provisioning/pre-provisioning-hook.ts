@@ -3,13 +3,17 @@ import {
   PROVISIONING_PARAMETERS,
   RobotModel,
   Serial,
+  thingNameOf,
+  type FactoryRecord,
   type HookRefusal,
   type PreProvisioningHookResponse,
   type RobotId,
 } from '../../../schemas/index.js';
-import { admit } from '../../domain/provisioning.js';
-import type { EventLog } from '../ports.js';
-import type { FactoryRegistry } from './factory-registry.js';
+import { admit, batchRefusal } from '../../domain/provisioning.js';
+import { decide } from '../../domain/robot-decider.js';
+import { fold, initialRobotState } from '../../domain/robot-state.js';
+import type { AppendRequest, RobotHead } from '../ports.js';
+import type { ProvisioningClaims } from './factory-registry.js';
 import { assertNever } from '../../../lib/assert-never.js';
 
 /**
@@ -18,20 +22,28 @@ import { assertNever } from '../../../lib/assert-never.js';
  * reason. IoT itself only tells the robot ACCESS_DENIED, so the reason is returned to the caller (the Lambda logs
  * and counts it; the local broker puts it in its rejection) and kept on the serial's record for `factory status`.
  *
+ * Cost: one read (the serial's record and the robot's head in one BatchGetItem) and one transaction per admission;
+ * a refusal the record decides costs the read and the best-effort `lastRefusal` write. The batch is never read: the
+ * transaction is conditioned on it, and a failed condition returns the batch as it saw it, which names the reason.
+ *
  * INVARIANTS
- * - It answers `allowProvisioning: true` only after the registry recorded the claim (first claim or re-image), or
- *   for the very certificate already recorded: whatever IoT does next, the allow-list knows who holds the serial.
- * - A claim that lost a race is decided again on a fresh read, a bounded number of times (IoT waits 5 s at most);
- *   past that it throws, IoT answers ACCESS_DENIED and the robot retries.
+ * - It answers `allowProvisioning: true` only after one transaction recorded the claim (first claim or re-image) and
+ *   RobotProvisioned in the robot's log, or for the very certificate already recorded with its event: whatever IoT
+ *   does next, the allow-list knows who holds the serial and the robot's log says it was admitted.
+ * - Only a claim certificate the factory recorded for the serial's batch is admitted (HOOK_DENIED_WRONG_BATCH), so
+ *   one batch's claim cannot spend another's allowance.
+ * - The event log keeps its rule of one writer at a time per robot: the append is conditioned on the head's revision
+ *   as read, like every other writer's (app/execute-robot-command.ts), and RobotProvisioned's eventId
+ *   `provisioned:<certificateId>` makes a retried hook append it once. IoT activates the certificate only after the
+ *   hook answers, so the event means "admitted", not "online": the lifecycle stays `provisioning` until the robot
+ *   connects (domain/lifecycle.ts).
+ * - A claim that lost a race (the record, the head or the batch's counter changed under it) is decided again on a
+ *   fresh read, a bounded number of times (IoT waits 5 s at most); past that it throws, IoT answers ACCESS_DENIED and
+ *   the robot retries.
  */
-export interface HolderPresence {
-  /** Whether the robot named so is connected now, by the fleet's own record of presence. */
-  isOnline(thingName: RobotId): Promise<boolean>;
-}
-
 export interface HookDependencies {
-  readonly registry: FactoryRegistry;
-  readonly presence: HolderPresence;
+  /** The factory table and the event log, read and written together. */
+  readonly claims: ProvisioningClaims;
   readonly now: () => Date;
   /** Waits between attempts of a contended claim (jittered); tests may pass their own. */
   readonly sleep?: (ms: number) => Promise<void>;
@@ -77,52 +89,60 @@ export async function preProvisioningHook(deps: HookDependencies, input: unknown
   if ('problem' in parsed) return refused({ allow: false, reason: 'HOOK_DENIED_INVALID_REQUEST', problem: parsed.problem, attempts: 0 });
   const { request, serial, model } = parsed;
   const sleep = deps.sleep ?? defaultSleep;
+  const thingNameGuess = model === undefined ? undefined : thingNameOf(model, serial);
 
   for (let attempt = 1; attempt <= MAX_CLAIM_ATTEMPTS; attempt++) {
-    const record = await deps.registry.readSerial(serial);
-    const batch = record ? await deps.registry.readBatch(record.batchId) : undefined;
-    const holderOnline =
-      record?.state === 'provisioned' && record.certificateId !== request.certificateId
-        ? await deps.presence.isOnline(record.thingName)
-        : false;
-    const admission = admit(record, batch, { serial, model, certificateId: request.certificateId }, { holderOnline });
-
+    const { record, head } = await deps.claims.readClaimState(serial, thingNameGuess);
+    const holderOnline = head?.state.presence.status === 'online';
+    const admission = admit(record, { serial, model, certificateId: request.certificateId }, { holderOnline });
     if (!admission.allow) {
       if (record) await remember(deps, serial, admission.reason, request.certificateId);
       return refused({ allow: false, reason: admission.reason, serial, thingName: admission.thingName, attempts: attempt });
     }
-    if (admission.claim === 'repeat') return admitted({ allow: true, serial, thingName: admission.thingName, claim: 'repeat', attempts: attempt }, record!);
-
-    const outcome = await deps.registry.claim({
+    const held = record!;
+    // A repeat is recorded again in case the first answer's append never happened (the decider skips a certificate
+    // the log already has); it names the claim that admitted the certificate.
+    const supersededCertificateId = admission.claim === 'repeat' ? held.supersededCertificateIds.at(-1) : admission.supersededCertificateId;
+    const append = provisionedAppend(deps, held, head, request.certificateId, admission.claim === 'first' || !supersededCertificateId ? 'first' : 'reimage', supersededCertificateId);
+    const decision = {
+      allow: true as const,
       serial,
-      batchId: record!.batchId,
       thingName: admission.thingName,
+      claim: admission.claim,
+      ...(admission.claim === 'reimage' ? { supersededCertificateId } : {}),
+      attempts: attempt,
+    };
+    // The very certificate and claim already admitted, with its event in the log: nothing to write.
+    if (admission.claim === 'repeat' && !append && held.claimCertificateId === request.claimCertificateId) return admitted(decision, held);
+
+    const outcome = await deps.claims.commitClaim({
       kind: admission.claim,
+      serial,
+      batchId: held.batchId,
+      thingName: admission.thingName,
       certificateId: request.certificateId,
       claimCertificateId: request.claimCertificateId,
       supersededCertificateId: admission.supersededCertificateId,
+      append,
       at: deps.now(),
     });
     switch (outcome.status) {
-      case 'claimed':
-        return admitted(
-          {
-            allow: true,
-            serial,
-            thingName: admission.thingName,
-            claim: admission.claim,
-            supersededCertificateId: admission.supersededCertificateId,
-            attempts: attempt,
-          },
-          outcome.record,
-        );
-      case 'batch-exhausted':
-        await remember(deps, serial, 'HOOK_DENIED_BATCH_EXHAUSTED', request.certificateId);
-        return refused({ allow: false, reason: 'HOOK_DENIED_BATCH_EXHAUSTED', serial, thingName: admission.thingName, attempts: attempt });
+      case 'committed':
+        return admitted(decision, held);
+      case 'condition-failed': {
+        const reason = outcome.batchFailed ? batchRefusal(outcome.batch, request.claimCertificateId, admission.claim) : undefined;
+        if (reason) {
+          await remember(deps, serial, reason, request.certificateId);
+          return refused({ allow: false, reason, serial, thingName: admission.thingName, attempts: attempt });
+        }
+        break; // the record changed under us (another claim, a retirement): decide again on a fresh read
+      }
       case 'changed':
         // Full jitter: racing claims of one batch spread out instead of colliding again.
         await sleep(Math.random() * Math.min(400, 25 * 2 ** attempt));
         break;
+      case 'duplicate':
+        break; // another call of the same certificate committed: the next read sees a repeat
       default:
         return assertNever(outcome);
     }
@@ -132,13 +152,32 @@ export async function preProvisioningHook(deps: HookDependencies, input: unknown
   );
 }
 
-/** Presence as the event log's head folds it (the `RobotConnected`/`RobotDisconnected` facts). */
-export function presenceFromEventLog(log: Pick<EventLog, 'readHead'>): HolderPresence {
+/** RobotProvisioned and the head after it, as the robot's log takes it; undefined when the log already has it. */
+function provisionedAppend(
+  deps: HookDependencies,
+  record: FactoryRecord,
+  head: RobotHead | null,
+  certificateId: string,
+  claim: 'first' | 'reimage',
+  supersededCertificateId: string | undefined,
+): AppendRequest | undefined {
+  const state = head?.state ?? initialRobotState(record.thingName);
+  const at = deps.now().toISOString();
+  const events = decide(
+    state,
+    { type: 'RecordProvisioning', at, serial: record.serial, batch: record.batchId, certificateId, claim, supersededCertificateId },
+    { known: head !== null },
+  );
+  if (events.length === 0) return undefined;
   return {
-    async isOnline(thingName) {
-      const head = await log.readHead(thingName);
-      return head?.state.presence.status === 'online';
-    },
+    robotId: record.thingName,
+    expectedRevision: head?.revision ?? null,
+    expectedLastSeq: head?.lastSeq ?? 0,
+    events,
+    state: fold(state, events),
+    previousTelemetry: head?.telemetry ?? null,
+    outbox: head?.outbox ?? null,
+    recordedAt: at,
   };
 }
 
@@ -182,6 +221,6 @@ function refused(decision: Extract<HookDecision, { allow: false }>): HookResult 
 
 async function remember(deps: HookDependencies, serial: string, reason: HookRefusal, certificateId: string): Promise<void> {
   // Best effort: the refusal stands whether or not the record keeps it (the handler logs every decision).
-  await deps.registry.recordRefusal(serial, { reason, certificateId, at: deps.now().toISOString() }).catch(() => undefined);
+  await deps.claims.recordRefusal(serial, { reason, certificateId, at: deps.now().toISOString() }).catch(() => undefined);
 }
 

@@ -7,6 +7,7 @@ import {
   DEFAULT_TOKEN_LIFETIME_MS,
   failurePolicy,
   isProvisioned,
+  needsFirstBoot,
   PROVISIONING_FAILURE_REASONS,
   proceed,
   type ProvisioningDecision,
@@ -421,5 +422,21 @@ describe('provisioning: crashes and restarts (property)', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('provisioning: whether the agent runs its first boot before it starts as the robot', () => {
+  it.each<[ProvisioningRecord, boolean, boolean]>([
+    [UNPROVISIONED, false, true],
+    // A robot set up by hand (`npm run cert`) with a provisioning section keeps its certificate.
+    [UNPROVISIONED, true, false],
+    [keyGenerated, true, true],
+    [issued(), true, true],
+    [registered, true, true],
+    [registered, false, true],
+    [provisioned, false, false],
+    [provisioned, true, false],
+  ])('%j with a certificate of its own on disk: %s → %s', (record, ownCertificateExists, expected) => {
+    expect(needsFirstBoot(record, ownCertificateExists)).toBe(expected);
   });
 });

@@ -17,6 +17,7 @@ const step = fc.oneof(
   fc.constant('teleopStop' as const),
   fc.constant('fail' as const),
   fc.constant('recover' as const),
+  fc.constant('provision' as const),
   fc.record({ temperature: fc.double({ min: 20, max: 100, noNaN: true }), disk: fc.double({ min: 0, max: 100, noNaN: true }) }),
 );
 
@@ -40,6 +41,9 @@ function toCommand(kind: Step, index: number, version: number): RobotCommand {
       return { type: 'MarkFailed', eventId: `f-${index}`, at, reason: 'broken', by: 'eng' };
     case 'recover':
       return { type: 'Recover', eventId: `r-${index}`, at, by: 'eng' };
+    case 'provision':
+      // A first claim or a re-image: a new certificate each time.
+      return { type: 'RecordProvisioning', at, serial: 'LK0042', batch: 'B1', certificateId: `cert-${index}`, claim: index === 0 ? 'first' : 'reimage' };
     default: {
       const { temperature, disk } = kind;
       return { type: 'RecordTelemetry', sample: { sampledAt: at, cpuTemperatureC: temperature, diskPercent: disk } };
