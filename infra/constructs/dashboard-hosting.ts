@@ -11,6 +11,7 @@ import * as s3deploy from 'aws-cdk-lib/aws-s3-deployment';
 import { Construct } from 'constructs';
 import type { DashboardConfig } from '../../schemas/dashboard.js';
 import { REPO_ROOT } from './app-function.js';
+import { nagEnvironment } from './nag-arn.js';
 
 /** What `npm run dashboard:build` writes (dashboard/vite.config.ts): index.html, hashed assets/, source maps. */
 export const DASHBOARD_BUNDLE_DIR = path.join(REPO_ROOT, 'dashboard', 'dist');
@@ -321,8 +322,7 @@ export class DashboardHosting extends Construct {
     const stack = Stack.of(this);
     const handler = stack.node.children.find((child) => child.node.id.startsWith('Custom::CDKBucketDeployment'));
     if (!handler) throw new Error('BucketDeployment no longer adds its Custom::CDKBucketDeployment function to the stack: update this acknowledgement');
-    const account = Token.isUnresolved(stack.account) ? '<AWS::AccountId>' : stack.account;
-    const region = Token.isUnresolved(stack.region) ? '<AWS::Region>' : stack.region;
+    const { account, region } = nagEnvironment(stack);
     const siteArn = `<${stack.getLogicalId(this.bucket.node.defaultChild as s3.CfnBucket)}.Arn>`;
     const assetBucket = stack.synthesizer.bootstrapQualifier ?? 'hnb659fds';
     const acknowledge = (id: string, reason: string) => Validations.of(handler).acknowledge({ id, reason });

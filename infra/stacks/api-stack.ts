@@ -30,6 +30,7 @@ import { CLOUD_COMMAND_TOPICS } from '../../schemas/topics.js';
 import { DB_NAME, DB_PORT, DB_USER } from './stateful-stack.js';
 import { HTTP_ROUTE_KEYS, splitRouteKey } from '../../schemas/routes.js';
 import { CLIENT_ACTIONS, type ClientAction } from '../../schemas/api.js';
+import { nagRegionAccount } from '../constructs/nag-arn.js';
 
 export const MIGRATIONS_DIR = path.join(REPO_ROOT, 'functions', 'migrations');
 export const WEBSOCKET_STAGE = 'live';
@@ -256,7 +257,7 @@ export class ApiStack extends Stack {
     this.webSocketApi.grantManageConnections(broadcaster);
     const webSocketApiId = this.getLogicalId(this.webSocketApi.node.defaultChild as apigwv2.CfnApi);
     Validations.of(broadcaster).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<${webSocketApiId}>/*/*/@connections/*]`,
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:${nagRegionAccount(this)}:<${webSocketApiId}>/*/*/@connections/*]`,
       reason:
         'PostToConnection/DeleteConnection address connection ids that exist only at run time; the grant is limited to this WebSocket API.',
     });
@@ -292,7 +293,7 @@ export class ApiStack extends Stack {
     props.connections.grant(coalescer, 'dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:DeleteItem', 'dynamodb:BatchWriteItem');
     this.webSocketApi.grantManageConnections(coalescer);
     Validations.of(coalescer).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<${webSocketApiId}>/*/*/@connections/*]`,
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:${nagRegionAccount(this)}:<${webSocketApiId}>/*/*/@connections/*]`,
       reason:
         'PostToConnection/DeleteConnection address connection ids that exist only at run time; the grant is limited to this WebSocket API.',
     });
@@ -336,7 +337,7 @@ export class ApiStack extends Stack {
     httpApiFn.addToRolePolicy(new iam.PolicyStatement({ actions: ['iot:Publish'], resources: commandTopicArns }));
     for (const topic of CLOUD_COMMAND_TOPICS) {
       Validations.of(httpApiFn).acknowledge({
-        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/${topic}]`,
+        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:${nagRegionAccount(this)}:topic/${topic}]`,
         reason:
           'The command goes to every robot online, so the thing name in the topic is a wildcard; the grant is limited to this one command topic.',
       });

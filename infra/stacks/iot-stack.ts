@@ -14,6 +14,7 @@ import { RESOURCE_TYPE, THING_NAME_VARIABLE, thingPolicy, type ThingPolicyStatem
 import { INGEST_ACK_TOPICS, TOPIC_RULES, topicRuleName } from '../../schemas/topics.js';
 import { AppFunction } from '../constructs/app-function.js';
 import { IotDataEndpoint } from '../constructs/iot-data-endpoint.js';
+import { nagRegionAccount } from '../constructs/nag-arn.js';
 
 /** Thing types are the robot models; the thing name is `<model>-<serial>`. */
 export const THING_TYPES = {
@@ -106,7 +107,7 @@ export class IotStack extends Stack {
     fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['iot:Publish'], resources: ackTopicArns }));
     for (const topic of INGEST_ACK_TOPICS) {
       Validations.of(fn).acknowledge({
-        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/${topic}]`,
+        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:${nagRegionAccount(this)}:topic/${topic}]`,
         reason: 'Acknowledgements go to whichever robot sent the events, so the thing name is a wildcard; only the ack topic.',
       });
     }

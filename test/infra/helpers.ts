@@ -32,8 +32,8 @@ export function newApp(options: { bundling?: boolean; cloudFormationValidation?:
   });
 }
 
-/** Bundling every function with esbuild takes a few seconds per app: hooks that build one get this timeout. */
-export const BUILD_TIMEOUT = 120_000;
+/** Bundling every function with esbuild takes a few seconds per app alone, minutes when the whole suite shares two cores: hooks that build one get this timeout. */
+export const BUILD_TIMEOUT = 300_000;
 
 type Resources = Record<string, { Type: string; Properties?: Record<string, any>; [key: string]: unknown }>;
 

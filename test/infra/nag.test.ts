@@ -165,3 +165,19 @@ describe('the whole app', () => {
     });
   });
 });
+
+describe('cdk-nag with an environment', () => {
+  it('stays clean when the stacks have an account and region (a deploy with credentials writes ARNs literally)', () => {
+    // No bundling: the findings depend on the templates, not the code. The acknowledgements' ids must follow the
+    // literal region and account (infra/constructs/nag-arn.ts), or every one of them would match nothing.
+    const scoped = newApp();
+    scoped.node.setContext('account', '123456789012');
+    scoped.node.setContext('region', 'eu-west-1');
+    const { app: withEnvironment } = createApp(scoped);
+    const report = new AwsSolutionsChecks().validateScope(withEnvironment);
+    const findings = report.violations.flatMap((v) =>
+      v.violatingResources.map((r) => `${v.severity} ${v.ruleName} at ${r.constructPath}: ${v.description}`),
+    );
+    expect(findings).toEqual([]);
+  });
+});
