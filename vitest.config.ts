@@ -5,11 +5,12 @@ import { POLL } from './test/support/poll.js';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 /**
- * Three projects, one run (`npm test`):
+ * Four projects, one run (`npm test`):
  * - unit: pure code and fakes, nothing started (no Java, no database, no broker) — `npm run test:unit` for a fast loop;
  * - infra: CDK stacks synthesized and checked with assertions and cdk-nag;
  * - integration: real parts (DynamoDB Local started once for the run by global-setup, PostgreSQL, brokers, processes),
- *   test/integration and the end-to-end tests in test/e2e.
+ *   test/integration and the end-to-end tests in test/e2e;
+ * - browser: the dashboard in Debian's Chromium (playwright-core) against the real local cloud, test/browser.
  */
 export default defineConfig({
   test: {
@@ -27,6 +28,15 @@ export default defineConfig({
           name: 'integration',
           include: ['test/integration/**/*.test.ts', 'test/e2e/**/*.test.ts'],
           globalSetup: ['test/support/global-setup.ts'],
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'browser',
+          include: ['test/browser/**/*.test.ts'],
+          // Builds dashboard/dist (when older than its sources) once, before any test starts a local cloud.
+          globalSetup: ['test/browser/global-setup.ts'],
         },
       },
     ],
