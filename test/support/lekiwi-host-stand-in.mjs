@@ -1,7 +1,9 @@
 // A stand-in for LeRobot's LeKiwi host (`python -m lerobot.robots.lekiwi.lekiwi_host`) for teleoperation tests and
 // benches: ZMQ PULL (CONFLATE) bound on the command port takes JSON actions, ZMQ PUSH (SNDHWM=2) bound on the
-// observation port sends a JSON header (state + camera list) and one small JPEG-like frame per camera at 30 Hz,
-// dropped when nobody pulls (the real host sends with NOBLOCK). It runs as its own process so that /proc scanning
+// observation port sends, at 30 Hz, one single-part JSON string as the host does (`send_string(json.dumps(obs))`):
+// the state plus each camera's JPEG frame in base64 under the camera's name, dropped when nobody pulls (the real host
+// sends with NOBLOCK). Single-part matters: LeRobot's client PULLs with CONFLATE, which libzmq allows only for
+// single-part messages. It runs as its own process so that /proc scanning
 // sees it, with `lekiwi-host-stand-in` in its command line.
 //
 //   node test/support/lekiwi-host-stand-in.mjs --command-port P --observation-port Q
@@ -29,6 +31,7 @@ await observations.bind(`tcp://127.0.0.1:${values['observation-port'] === '0' ? 
 const frame = Buffer.alloc(Number(values['frame-bytes']), 0x55);
 frame.set([0xff, 0xd8, 0xff, 0xe0], 0);
 frame.set([0xff, 0xd9], frame.length - 2);
+const frameBase64 = frame.toString('base64');
 
 let lastAction = {};
 let actions = 0;
@@ -46,12 +49,15 @@ let running = true;
 })().catch(() => undefined);
 
 const timer = setInterval(() => {
-  const header = JSON.stringify({
-    state: { ...lastAction, 'x.vel': lastAction['x.vel'] ?? 0, 'y.vel': lastAction['y.vel'] ?? 0, 'theta.vel': lastAction['theta.vel'] ?? 0 },
-    cameras: ['front'],
+  const observation = JSON.stringify({
+    ...lastAction,
+    'x.vel': lastAction['x.vel'] ?? 0,
+    'y.vel': lastAction['y.vel'] ?? 0,
+    'theta.vel': lastAction['theta.vel'] ?? 0,
+    front: frameBase64,
     actionsReceived: actions,
   });
-  observations.send([header, frame]).catch(() => undefined); // EAGAIN with nobody pulling: dropped, like the host
+  observations.send(observation).catch(() => undefined); // EAGAIN with nobody pulling: dropped, like the host
 }, 1000 / 30);
 
 process.stdout.write(`${JSON.stringify({ commandPort: portOf(commands), observationPort: portOf(observations), pid: process.pid })}\n`);
