@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { DescribeTableCommand, DynamoDBClient, ResourceNotFoundException } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { DescribeStreamSummaryCommand } from '@aws-sdk/client-kinesis';
@@ -12,11 +13,12 @@ import type {
   KinesisStreamEvent,
 } from 'aws-lambda';
 import pg from 'pg';
-import { CLOUD_COMMAND_TOPICS, INGEST_ACK_TOPICS, TOPIC_RULES } from '../schemas/topics.js';
+import { CLOUD_COMMAND_TOPICS, INGEST_ACK_TOPICS, TOPIC_RULES, topics } from '../schemas/topics.js';
 import type { ClientAction } from '../schemas/api.js';
-import { PROJECTED_RECORD_PATTERNS } from '../schemas/stream-filters.js';
+import { HEAD_RECORD_PATTERNS, PROJECTED_RECORD_PATTERNS, type FilterPattern } from '../schemas/stream-filters.js';
 import { CertificateAuthority } from './certificate-authority.js';
 import { LOCAL_AWS, startDynamoDbLocal } from './dynamodb-local.js';
+import { localDashboard } from './dashboard-host.js';
 import { createFileDeadLetters, DEAD_LETTER_FILE_ENV, projectorDeadLetterFile } from './file-dead-letters.js';
 import { startHttpGateway, type HttpGateway } from './http-gateway.js';
 import { startIotBroker, type IotBroker } from './iot-broker.js';
@@ -26,7 +28,6 @@ import { startKinesisStandIn, type KinesisStandIn } from './kinesis-stand-in.js'
 import { LocalJwtIssuer } from './jwt-issuer.js';
 import { loadFunction, type FunctionName } from './lambda-runtime.js';
 import { startSchedule, teleoperationExpiryIntervalMs } from './scheduled-function.js';
-import { renderLivePage } from './live-page.js';
 import { startLocalPostgres, type LocalPostgres } from './local-postgres.js';
 import {
   assertPortFree,
@@ -40,6 +41,10 @@ import { startStreamPoller, type StreamPoller } from './stream-poller.js';
 import { Supervisor } from './supervisor.js';
 import { FileStreamCheckpoints } from './stream-checkpoints.js';
 import { createConnectionsTable, createEventLogTable, createFactoryTable, LOCAL_FACTORY_TABLE } from './tables.js';
+import { localFleetProvisioning } from './fleet-provisioning.js';
+import { localCertificateRotationRule } from './certificate-rotation.js';
+import { DynamoEventLog } from '../functions/adapters/dynamo-event-log.js';
+import { ROTATION_COMMAND_TOPICS } from '../schemas/rotation.js';
 import { ThingRegistry } from './thing-registry.js';
 import { startWebSocketGateway, type WebSocketGateway } from './websocket-gateway.js';
 
@@ -63,6 +68,8 @@ export interface LocalCloudOptions {
   readonly kinesisPort?: number;
   /** A PostgreSQL server for the read models; PGlite under the state dir when absent. */
   readonly databaseUrl?: string;
+  /** The built dashboard served at `/` (DASHBOARD_DIST); `dashboard/dist` by default. npm start builds it first. */
+  readonly dashboardDir?: string;
   /** IoT Core raises keep-alives below 30 s to 30 s; tests lower it to see a dead robot sooner. */
   readonly minKeepAliveSeconds?: number;
   readonly onProgress?: (event: ProgressEvent) => void;
@@ -122,6 +129,10 @@ const INGEST_SHARDS = 2;
 const INGEST_SILENCE_MS = 20_000;
 export const CONNECTIONS_TABLE = 'heartbeat-connections';
 export const JWT_AUDIENCE = 'lekiwi-heartbeat-local';
+/** Where `npm start` builds the dashboard (dashboard/vite.config.ts). */
+export const DEFAULT_DASHBOARD_DIR = fileURLToPath(new URL('../dashboard/dist', import.meta.url));
+/** `vite --config dashboard/vite.config.ts` serves the page here and passes sign-in and the API to the local cloud. */
+const VITE_DEV_ORIGINS = ['http://localhost:5173', 'http://127.0.0.1:5173'];
 
 export async function startLocalCloud(options: LocalCloudOptions): Promise<LocalCloud> {
   const host = options.host ?? '127.0.0.1';
@@ -194,7 +205,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
         port: options.iotDataPort ?? 0,
         host: '127.0.0.1',
         // Commands from the HTTP API, and the ingest consumer's acknowledgements.
-        allowedTopics: [...CLOUD_COMMAND_TOPICS, ...INGEST_ACK_TOPICS],
+        allowedTopics: [...CLOUD_COMMAND_TOPICS, ...INGEST_ACK_TOPICS, ...ROTATION_COMMAND_TOPICS],
         publish: async (topic, payload) => {
           if (!brokerForCommands) throw new Error('the MQTT broker is not up yet');
           await brokerForCommands.publish(topic, payload);
@@ -322,6 +333,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       wsDefault: await loadFunction('ws-default'),
       projector: await loadFunction<DynamoDBStreamEvent, DynamoDBBatchResponse>('stream-projector'),
       broadcaster: await loadFunction<DynamoDBStreamEvent, DynamoDBBatchResponse>('stream-broadcaster'),
+      coalescer: await loadFunction<DynamoDBStreamEvent, DynamoDBBatchResponse>('stream-coalescer'),
       ingest: await loadFunction<KinesisStreamEvent, KinesisStreamBatchResponse>('robot-ingest'),
       teleoperationExpiry: await loadFunction('teleoperation-expiry'),
     }));
@@ -329,7 +341,14 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     /** The ingest consumer's work so far, for `/health` and bench:ingest (events per invocation). */
     const ingestWork = { invocations: 0, records: 0 };
     const webSocketUrl = `ws://${publicHost}:${wsPort}`;
-    const http: HttpGateway = await step('HTTP gateway (page, /api/v2, JWKS)', () =>
+    // The dashboard and its sign-in, on the origins a browser may use for this port (and Vite's dev server's).
+    const dashboard = localDashboard({
+      distDir: options.dashboardDir ?? DEFAULT_DASHBOARD_DIR,
+      origins: [...new Set([new URL(pageUrl).origin, `http://localhost:${httpPort}`, `http://127.0.0.1:${httpPort}`, ...VITE_DEV_ORIGINS])],
+      webSocketUrl,
+      issuer,
+    });
+    const http: HttpGateway = await step('HTTP gateway (dashboard, sign-in, /api/v2, JWKS)', () =>
       startHttpGateway({
         port: httpPort,
         host,
@@ -341,13 +360,8 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
           ingest: { ...ingestWork },
           setAside: { streamProjector: await projectorDeadLetters.count() },
         }),
-        extraRoutes: {
-          'GET /': () => ({
-            statusCode: 200,
-            headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' },
-            body: renderLivePage({ apiBaseUrl: '/api/v2', webSocketUrl, token: issuer.sign({ subject: 'live-page', username: 'live-page', groups: ['operator'], expiresInSeconds: 12 * 3600 }) }),
-          }),
-        },
+        extraRoutes: dashboard.routes,
+        site: dashboard.site,
         log,
       }),
     );
@@ -369,9 +383,8 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
         log,
       }),
     );
-    stops.push(() => ws.stop());
 
-    const pollers = await step('stream consumers (projector, broadcaster)', async () => {
+    const pollers = await step('stream consumers (projector, broadcaster, coalescer)', async () => {
       const streams = new DynamoDBStreamsClient({ ...LOCAL_AWS, endpoint: dynamo.endpoint });
       stops.push(async () => streams.destroy());
       const consumer = async (
@@ -379,6 +392,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
         handler: (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse>,
         batchSize: number,
         maximumRetryAttempts: number,
+        mapping: { filters?: readonly FilterPattern[]; maximumBatchingWindowMs?: number } = {},
       ) =>
         startStreamPoller({
           client: streams,
@@ -387,7 +401,8 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
           batchSize,
           bisectBatchOnFunctionError: true,
           maximumRetryAttempts,
-          filters: PROJECTED_RECORD_PATTERNS,
+          filters: mapping.filters ?? PROJECTED_RECORD_PATTERNS,
+          maximumBatchingWindowMs: mapping.maximumBatchingWindowMs ?? 0,
           checkpoints: await FileStreamCheckpoints.open(join(paths.streams, `${name}.json`), eventLogStreamArn),
           onFailure: (records, error) =>
             log({ level: 'error', message: `${name}: records set aside after the last retry (the on-failure queue in AWS)`, count: records.length, error: String(error) }),
@@ -398,6 +413,8 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
         // sets aside what it cannot parse). Live pushes may give up sooner: the dashboard reloads on reconnect.
         await consumer('stream-projector', functions.projector, 1000, -1),
         await consumer('stream-broadcaster', functions.broadcaster, 100, 5),
+        // Coalesced telemetry (RobotsUpdated): every head write, gathered for up to a second, as in AWS.
+        await consumer('stream-coalescer', functions.coalescer, 1000, 5, { filters: HEAD_RECORD_PATTERNS, maximumBatchingWindowMs: 1000 }),
       ];
       stops.push(async () => {
         await Promise.all(started.map((poller) => poller.stop()));
@@ -436,14 +453,40 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
           ingestAnswered();
         },
       }));
+      // Fleet provisioning by claim (issue 11): RegisterThing writes to the registry the broker authenticates against.
+      const things = ThingRegistry.in(paths.root);
+      const provisioning = localFleetProvisioning({
+        stateDir: paths.root,
+        ca,
+        dynamo: dynamoClient,
+        factoryTable: LOCAL_FACTORY_TABLE,
+        eventLogTable: EVENT_LOG_TABLE,
+        registry: things,
+        log,
+      });
+      // Certificate rotation (issue 11, item 4): the same use case as the CertificateRotation Lambda, as a rule target.
+      const rotation = localCertificateRotationRule({
+        ca,
+        registry: things,
+        eventLog: new DynamoEventLog({ client: dynamoClient, tableName: EVENT_LOG_TABLE }),
+        replies: {
+          send: async (robotId, request, payload) => {
+            if (!brokerForCommands) throw new Error('the MQTT broker is not up yet');
+            await brokerForCommands.publish(topics.command(robotId, request), payload);
+          },
+        },
+        log,
+      });
       return startIotBroker({
         port: mqttPort,
         host,
         caCertificatePem: ca.certificatePem,
         serverCertificatePem: serverCertificate.certificatePem,
         serverPrivateKeyPem: serverCertificate.privateKeyPem,
-        registry: ThingRegistry.in(paths.root),
-        rules,
+        registry: things,
+        claims: provisioning.claims,
+        reservedTopicServices: provisioning.reservedTopicServices,
+        rules: [...rules, rotation],
         ...(options.minKeepAliveSeconds !== undefined ? { minKeepAliveSeconds: options.minKeepAliveSeconds } : {}),
         log,
       });
@@ -482,6 +525,9 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       pid: process.pid,
     };
     await writeFile(paths.endpoints, `${JSON.stringify(endpoints, null, 2)}\n`);
+    // The live WebSocket closes early in the stop (stops run in reverse): dashboards should learn at once that their
+    // data is no longer live, not after the robots' last messages are drained (they read the history on reconnect).
+    stops.push(() => ws.stop());
     // Stopped first (stops run in reverse): from the moment the local cloud stops, nothing should connect to it.
     stops.push(() => rm(paths.endpoints, { force: true }));
 
