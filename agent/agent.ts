@@ -60,6 +60,11 @@ export interface AgentOptions {
   readonly log: Logger;
   /** How long stop() waits for a publish in flight. Default 5 s. */
   readonly stopTimeoutMs?: number;
+  /**
+   * More commands, by the last topic level, each given the JSON body (certificate rotation's `rotate-certificate`,
+   * `certificate-issued`, `certificate-rotated`: agent/certificate-rotation.ts). A handler that throws is logged.
+   */
+  readonly commands?: Readonly<Record<string, (body: unknown) => void>>;
 }
 
 export interface ReportNowResult {
@@ -142,6 +147,17 @@ export function createAgent(options: AgentOptions): Agent {
   function onCommand(topic: string, payload: Buffer): void {
     if (phase !== 'running') return;
     const request = topic.startsWith(commandPrefix) ? topic.slice(commandPrefix.length) : '';
+    const extra = Object.hasOwn(options.commands ?? {}, request) ? options.commands?.[request] : undefined;
+    if (extra) {
+      const parsed = parseJsonPayload(payload);
+      if (!parsed.ok) return log.warn('malformed command ignored: payload is not JSON', { topic, bytes: payload.length });
+      try {
+        extra(parsed.value);
+      } catch (error) {
+        log.warn('command handler failed', { topic, error });
+      }
+      return;
+    }
     if (request !== COMMANDS.reportNow && request !== COMMANDS.eventsAck) {
       log.warn('unknown command ignored', { topic });
       return;

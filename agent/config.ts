@@ -117,6 +117,18 @@ const AgentConfigFile = z
       .strict()
       .optional(),
     /**
+     * Certificate rotation (agent/certificate-rotation.ts): the robot rotates by itself when its certificate expires
+     * within `rotateBeforeDays` (checked at start and daily), and on the cloud's command; a new certificate that does
+     * not connect within `connectTimeoutSeconds` is given up and the robot stays on the old one.
+     */
+    certificate: z
+      .object({
+        rotateBeforeDays: z.number().int().min(1).max(3_650).default(30),
+        connectTimeoutSeconds: z.number().int().min(5).max(600).default(60),
+      })
+      .strict()
+      .default({ rotateBeforeDays: 30, connectTimeoutSeconds: 60 }),
+    /**
      * How events reach the cloud (agent/core/outbox-delivery.ts). Each queued event stays on disk until the cloud's
      * EventsAck covers it; meanwhile up to `maxInFlightBatches` messages (of up to 100 events each) may await their
      * acknowledgement. With no acknowledgement progress for `ackTimeoutMs`, everything unacknowledged is sent again in
@@ -204,6 +216,8 @@ export interface AgentConfig {
   readonly delivery: { readonly maxInFlightBatches: number; readonly ackTimeoutMs: number };
   readonly logLevel: LogLevel | undefined;
   readonly teleoperation: TeleoperationSettings;
+  /** Certificate rotation: how long before expiry, and how long a new certificate may take to connect. */
+  readonly certificate: { readonly rotateBeforeDays: number; readonly connectTimeoutSeconds: number };
   /** Claim provisioning settings, paths absolute: the first boot's (agent/provisioning-driver.ts). */
   readonly provisioning: ProvisioningSettings | undefined;
 }
@@ -358,6 +372,7 @@ export function parseAgentConfig(raw: unknown, configFile: string): AgentConfig 
     telemetry: { sampleIntervalMs: file.telemetry.sampleIntervalMs, policy },
     reconnect: file.reconnect,
     delivery: file.delivery,
+    certificate: file.certificate,
     logLevel: isLogLevel(file.logLevel) ? file.logLevel : undefined,
     teleoperation,
     provisioning: file.provisioning && {

@@ -236,6 +236,8 @@ export const API_ERROR_CODES = [
   /** 422: an Idempotency-Key the caller already used on this robot for another request (route or body). */
   'IDEMPOTENCY_KEY_REUSED',
   'ROBOT_BUSY',
+  /** 409: the command needs the robot's live connection (POST …/rotate-certificate). */
+  'ROBOT_OFFLINE',
   'INTERNAL_ERROR',
 ] as const;
 export type ApiErrorCode = (typeof API_ERROR_CODES)[number];

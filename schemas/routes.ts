@@ -13,6 +13,7 @@ export const HTTP_ROUTE_KEYS = [
   'POST /api/v2/robots/{id}/fail',
   'POST /api/v2/robots/{id}/recover',
   'POST /api/v2/discover',
+  'POST /api/v2/robots/{id}/rotate-certificate',
   'GET /api/v2/openapi.json',
 ] as const;
 export type HttpRouteKey = (typeof HTTP_ROUTE_KEYS)[number];

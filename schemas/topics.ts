@@ -20,7 +20,11 @@ export const topics = {
  * The commands the cloud may publish to robots, as IAM topic resource names (`*` matches anything, `/` included):
  * the http-api's `iot:Publish` grant in infra and the local data plane's check share this list.
  */
-export const CLOUD_COMMAND_TOPICS = [`cmd/${APP}/*/report-now`] as const;
+export const CLOUD_COMMAND_TOPICS = [
+  `cmd/${APP}/*/report-now`,
+  // POST /api/v2/robots/{id}/rotate-certificate (schemas/rotation.ts ROTATION_COMMANDS.rotate).
+  `cmd/${APP}/*/rotate-certificate`,
+] as const;
 
 /** The requests the cloud sends a robot on `cmd/heartbeat/<thing>/<request>`. */
 export const ROBOT_REQUESTS = {

@@ -12,6 +12,7 @@ import { claimPolicy, PROVISIONING_PARAMETERS, provisioningTemplateName } from '
 import type { RobotModel } from '../../schemas/robot-id.js';
 import { RESOURCE_TYPE, THING_NAME_VARIABLE, thingPolicy, type ThingPolicyStatement } from '../../schemas/thing-policy.js';
 import { INGEST_ACK_TOPICS, TOPIC_RULES, topicRuleName } from '../../schemas/topics.js';
+import { ROTATION_COMMANDS, ROTATION_RULE } from '../../schemas/rotation.js';
 import { AppFunction } from '../constructs/app-function.js';
 import { IotDataEndpoint } from '../constructs/iot-data-endpoint.js';
 import { nagRegionAccount } from '../constructs/nag-arn.js';
@@ -69,6 +70,8 @@ export class IotStack extends Stack {
   readonly preProvisioningHook: lambda.IFunction;
   readonly provisioningTemplate: iot.CfnProvisioningTemplate;
   readonly claimPolicy: iot.CfnPolicy;
+  readonly certificateRotationFunction: lambda.IFunction;
+  readonly certificateRotationRule: iot.CfnTopicRule;
 
   constructor(scope: Construct, id: string, props: IotStackProps) {
     super(scope, id, props);
@@ -175,6 +178,8 @@ export class IotStack extends Stack {
       thingPolicy: this.thingPolicy,
     }));
 
+    ({ fn: this.certificateRotationFunction, rule: this.certificateRotationRule } = this.certificateRotation(props, endpoint));
+
     new CfnOutput(this, 'ThingPolicyName', {
       value: this.thingPolicy.ref,
       description: 'Attach to each robot certificate (the provisioning template does this)',
@@ -184,6 +189,10 @@ export class IotStack extends Stack {
       value: rules.telemetry.ref,
       description: 'The Basic Ingest rule of this stage: the agent config `telemetryRule`',
     });
+  }
+
+  private certificateRotation(props: IotStackProps, endpoint: IotDataEndpoint): { fn: lambda.IFunction; rule: iot.CfnTopicRule } {
+    return certificateRotationResources(this, props, endpoint);
   }
 
   /**
@@ -287,6 +296,59 @@ export class IotStack extends Stack {
     });
     return { hook, template, claimPolicy: claim };
   }
+}
+
+/**
+ * Certificate rotation with no gap (issue 11, item 4; schemas/rotation.ts): the rule hands a robot's rotation request
+ * and confirm to the CertificateRotation function, which signs the CSR into a certificate attached to the robot's own
+ * thing and, on the confirm, deactivates and detaches the old one. Its role holds exactly the IoT actions the adapter
+ * (functions/adapters/iot-certificate-registry.ts) calls, scoped to robot things and certificates where IAM allows.
+ */
+function certificateRotationResources(stack: IotStack, props: IotStackProps, endpoint: IotDataEndpoint): { fn: lambda.IFunction; rule: iot.CfnTopicRule } {
+  const fn = new AppFunction(stack, 'CertificateRotation', {
+    handler: 'certificate-rotation',
+    description: "Certificate rotation: signs a robot's CSR for its own thing; deactivates the old certificate once the new one is confirmed",
+    environment: { EVENT_LOG_TABLE: props.eventLog.tableName, IOT_DATA_ENDPOINT: endpoint.host },
+    timeout: Duration.seconds(30),
+  }).fn;
+  // CertificateRotated is appended like the hook's RobotProvisioned: a read of the head, a transaction of Puts.
+  props.eventLog.grant(fn, 'dynamodb:GetItem', 'dynamodb:PutItem');
+  const arn = (resource: string, resourceName: string) =>
+    Arn.format({ service: 'iot', resource, resourceName, arnFormat: ArnFormat.SLASH_RESOURCE_NAME }, stack);
+  const robotThings = (Object.keys(THING_TYPES) as RobotModel[]).map((model) => arn('thing', `${model}-*`));
+  const certificates = arn('cert', '*');
+  // CreateCertificateFromCsr and ListPrincipalThings name no resource IAM can scope (the certificate does not exist yet).
+  fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['iot:CreateCertificateFromCsr', 'iot:ListPrincipalThings'], resources: ['*'] }));
+  fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['iot:AttachThingPrincipal', 'iot:DetachThingPrincipal'], resources: robotThings }));
+  fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['iot:DescribeCertificate', 'iot:UpdateCertificate'], resources: [certificates] }));
+  const replyTopics = [ROTATION_COMMANDS.issued, ROTATION_COMMANDS.rotated].map((request) => `cmd/heartbeat/*/${request}`);
+  fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['iot:Publish'], resources: replyTopics.map((topic) => arn('topic', topic)) }));
+  const where = nagRegionAccount(stack);
+  for (const [resource, reason] of [
+    ['*', 'CreateCertificateFromCsr creates a certificate that has no ARN yet, and ListPrincipalThings has no resource type: IAM allows only *.'],
+    ...(Object.keys(THING_TYPES) as RobotModel[]).map((model) => [`arn:<AWS::Partition>:iot:${where}:thing/${model}-*`, 'Any robot of the model may rotate: its thing name comes from the rule (the thing policy makes it the publisher), so only robot things.']),
+    [`arn:<AWS::Partition>:iot:${where}:cert/*`, "Certificate ids come from the robot's messages; the function checks each is attached to the robot's own thing before it changes it."],
+    ...replyTopics.map((topic) => [`arn:<AWS::Partition>:iot:${where}:topic/${topic}`, 'Replies go to whichever robot asked; only the two rotation reply topics.']),
+  ] as const) {
+    Validations.of(fn).acknowledge({ id: `AwsSolutions-IAM5[Resource::${resource}]`, reason });
+  }
+  const rule = new iot.CfnTopicRule(stack, 'Rule-certificateRotation', {
+    ruleName: topicRuleName(ROTATION_RULE, props.stage),
+    topicRulePayload: {
+      sql: ROTATION_RULE.sql,
+      awsIotSqlVersion: '2016-03-23',
+      description: ROTATION_RULE.description,
+      ruleDisabled: false,
+      actions: [{ lambda: { functionArn: fn.functionArn } }],
+    },
+  });
+  fn.addPermission('InvokeFromRotationRule', {
+    principal: new iam.ServicePrincipal('iot.amazonaws.com'),
+    action: 'lambda:InvokeFunction',
+    sourceAccount: stack.account,
+    sourceArn: rule.attrArn,
+  });
+  return { fn, rule };
 }
 
 export interface ProvisioningTemplateTargets {

@@ -284,11 +284,14 @@ describe('ApiStack', () => {
       return Object.values(policies).flatMap((p) => p.Properties.PolicyDocument.Statement as { Action: unknown; Resource: unknown }[]);
     };
 
-    it('let only the http-api publish, and only the report-now command to any robot', () => {
+    it('let only the http-api publish, and only the report-now and rotate-certificate commands to any robot', () => {
       const publish = statementsOf('http-api').filter((s) => JSON.stringify(s.Action).includes('iot:'));
       expect(publish).toHaveLength(1);
       expect(publish[0]!.Action).toBe('iot:Publish');
-      expect(flatten(publish[0]!.Resource)).toBe('arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/cmd/heartbeat/*/report-now');
+      expect((publish[0]!.Resource as unknown[]).map(flatten)).toEqual([
+        'arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/cmd/heartbeat/*/report-now',
+        'arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/cmd/heartbeat/*/rotate-certificate',
+      ]);
       for (const name of [...VPC_HANDLERS, ...OUTSIDE_VPC_HANDLERS].filter((n) => n !== 'http-api')) {
         expect(JSON.stringify(statementsOf(name)), name).not.toContain('iot:Publish');
       }

@@ -25,6 +25,7 @@ import { allValid, IdempotencyKey, noQuery, parseBody, parseQuery, robotIdParame
 import { markFailed, recover, type CommandDependencies } from './robot-commands.js';
 import { telemetryWindow } from './telemetry-window.js';
 import { HTTP_ROUTE_KEYS, type HttpRouteKey } from '../../../schemas/routes.js';
+import { ROTATION_COMMANDS, RotateCertificateRequest, RotateCertificateResult, type RotateCertificateCommand } from '../../../schemas/rotation.js';
 
 export interface RouteDependencies extends CommandDependencies {
   readonly queries: FleetQueries;
@@ -184,6 +185,41 @@ export const ROUTES = {
         },
         body.robotIds ? { robotIds: body.robotIds } : {},
       );
+    },
+  },
+  /**
+   * 202: the robot was asked to rotate its certificate over its live connection (schemas/rotation.ts); the outcome
+   * arrives in its event log as CertificateRotated or CertificateRotationFailed, under the answer's requestId.
+   */
+  'POST /api/v2/robots/{id}/rotate-certificate': {
+    operationId: 'rotateRobotCertificate',
+    summary:
+      'Ask an online robot to rotate its certificate now (new key on the robot, new certificate, reconnect, then the old one is deactivated)',
+    role: 'admin',
+    status: 202,
+    pathParameters: { id: RobotId },
+    body: RotateCertificateRequest,
+    response: RotateCertificateResult,
+    errors: { 404: ['ROBOT_NOT_FOUND'], 409: ['ROBOT_OFFLINE'] },
+    handle: async (request, { queries, robotCommands, newEventId }): Promise<RotateCertificateResult> => {
+      const [robotId] = allValid(
+        () => robotIdParameter(request),
+        () => noQuery(request),
+        () => parseBody(request, RotateCertificateRequest),
+      );
+      const robot = await queries.getRobot(robotId);
+      if (!robot) return robotNotFound(robotId);
+      if (robot.status !== 'online') {
+        throw new HttpError(
+          409,
+          'ROBOT_OFFLINE',
+          `Robot ${robotId} is offline: it rotates over its live connection. Retry once it is online (or let it rotate by itself before expiry).`,
+        );
+      }
+      const requestId = `rotation-${newEventId()}`;
+      const command: RotateCertificateCommand = { requestId };
+      await robotCommands.send(robotId, ROTATION_COMMANDS.rotate, command);
+      return { robotId, requestId };
     },
   },
   /** Authenticated like every route (any fleet group); the same document is kept in schemas/openapi.json. */
