@@ -30,6 +30,10 @@ import { startTeleoperationMonitor, type TeleoperationMonitor } from './teleoper
  * First boot: with agent.json `provisioning` and no certificate of its own (or a provisioning under way in
  * `<stateDir>/provisioning`), the agent first provisions itself by claim (agent/provisioning-driver.ts), then starts
  * as usual with the certificate it installed; a provisioning that gives up exits with its reason's status (78 or 69).
+ *
+ * Certificate rotation (agent/certificate-rotation.ts): the agent connects with the certificate it last rotated to
+ * (`<stateDir>/certificate-rotation/state.json`), else agent.json's; once connected it resumes a rotation under way,
+ * rotates when the certificate nears expiry, and on the cloud's `rotate-certificate` command.
  */
 
 const USAGE = `Usage: npm run agent -- --config <agent.json>
@@ -89,6 +93,7 @@ async function main(): Promise<void> {
   let bootLog: Logger = createJsonLog();
   let agent: Agent | undefined;
   let teleoperation: TeleoperationMonitor | undefined;
+  let rotation: { stop(): void } | undefined;
   let exiting = false;
 
   const fail = (message: string, error: unknown) => {
@@ -122,6 +127,7 @@ async function main(): Promise<void> {
     // The stop is bounded inside (a publish in flight gets 5 s); this only guards against a wedged native layer.
     setTimeout(() => fail('clean stop took too long', new Error(`no clean stop within ${STOP_DEADLINE_MS} ms`)), STOP_DEADLINE_MS).unref();
     try {
+      rotation?.stop();
       await teleoperation?.stop();
       await agent?.stop();
       process.exit(code);
@@ -172,13 +178,37 @@ async function main(): Promise<void> {
   bootLog = log;
   // Loaded only now: the SDK's native module costs ~15 MB, not worth paying for `--help` or a bad config.
   const { MqttLink, LinkGaveUpError } = await import('./adapters/mqtt-link.js');
-  const link = new MqttLink(config, { log: log.child({ component: 'mqtt' }) });
+  const { RotatingLink } = await import('./adapters/rotating-link.js');
+  const { CertificateRotation, startingCredentials } = await import('./certificate-rotation.js');
+  // Certificate rotation (agent/certificate-rotation.ts): the link connects with the last certificate rotated to (else
+  // agent.json's) and can move to a new one without a gap; rotation starts only once the link is connected.
+  const baseCredentials = { certificateFile: config.certificateFile, privateKeyFile: config.privateKeyFile };
+  const mqttLog = log.child({ component: 'mqtt' });
+  const link = new RotatingLink(
+    (files, options) =>
+      new MqttLink(
+        { ...config, ...files, firstConnectionBudgetSeconds: options.firstConnectionBudgetSeconds ?? config.firstConnectionBudgetSeconds },
+        { log: mqttLog },
+      ),
+    await startingCredentials(config.stateDir, baseCredentials),
+    mqttLog,
+  );
+  const certificateRotation = new CertificateRotation({
+    thingName: config.thingName,
+    stateDir: config.stateDir,
+    baseCredentials,
+    link,
+    report: (event) => (agent ? agent.report(event) : Promise.reject(new Error('the agent is not running'))),
+    settings: { rotateBeforeDays: config.certificate.rotateBeforeDays, connectTimeoutMs: config.certificate.connectTimeoutSeconds * 1000 },
+    log: log.child({ component: 'certificate-rotation' }),
+  });
+  rotation = certificateRotation;
   const version = await agentVersion();
   const telemetry = createSystemTelemetry({
     ...(version === undefined ? {} : { agentVersion: version }),
     log: (message, details) => log.warn(message, { component: 'telemetry', ...details }),
   });
-  agent = createAgent({ config, link, telemetry, log });
+  agent = createAgent({ config, link, telemetry, log, commands: certificateRotation.commands });
   if (exiting) return;
   await agent.start();
   // The same promise the agent started: it settles once, when the first connection is made or given up.
@@ -186,6 +216,8 @@ async function main(): Promise<void> {
     async () => {
       // The first connection with the robot's own certificate is what makes a first boot `provisioned`.
       await firstBoot?.confirmConnected();
+      // Rotation needs the connection: it may publish a request at once (expiry due, or a rotation to resume).
+      if (!exiting) await certificateRotation.start().catch((error: unknown) => log.error('certificate rotation did not start; the robot keeps its certificate', { error }));
       // Then what went wrong on the way (this run's, or a run that stopped before it could tell) goes to the cloud.
       if (!failureReports || !agent) return;
       try {

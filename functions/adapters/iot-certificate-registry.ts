@@ -1,147 +1,146 @@
-import { createHash, createHmac } from 'node:crypto';
-import { defaultProvider } from '@aws-sdk/credential-provider-node';
-import { SignatureV4 } from '@smithy/signature-v4';
+import {
+  AttachThingPrincipalCommand,
+  CreateCertificateFromCsrCommand,
+  DescribeCertificateCommand,
+  DetachThingPrincipalCommand,
+  IoTServiceException,
+  ListPrincipalThingsCommand,
+  UpdateCertificateCommand,
+  type CertificateDescription,
+  type IoTClient,
+} from '@aws-sdk/client-iot';
 import { InvalidCsrError, type CertificateRegistry } from '../app/certificate-rotation.js';
 
 /**
- * AWS IoT's certificate registry for certificate rotation (functions/app/certificate-rotation.ts), through IoT's
- * control-plane REST API signed with SigV4: CreateCertificateFromCsr (setAsActive), AttachThingPrincipal,
- * DescribeCertificate, ListPrincipalThings, UpdateCertificate (INACTIVE) and DetachThingPrincipal — exactly the
- * actions the CertificateRotation function's role is granted (infra/stacks/iot-stack.ts).
+ * AWS IoT's certificate registry for certificate rotation (functions/app/certificate-rotation.ts), on the SDK's IoT
+ * client: CreateCertificateFromCsr (setAsActive), AttachThingPrincipal, DescribeCertificate, ListPrincipalThings,
+ * UpdateCertificate (INACTIVE) and DetachThingPrincipal — exactly the actions the CertificateRotation function's role
+ * is granted (infra/stacks/iot-stack.ts).
  *
- * Why not @aws-sdk/client-iot: it is not a dependency of this repository yet. This adapter needs only the six calls
- * above; replacing it with the SDK client is a drop-in change behind the same CertificateRegistry port.
+ * INVARIANTS
+ * - A CSR IoT refuses (InvalidRequestException) is an InvalidCsrError: the robot is told INVALID_CSR, not retried.
+ * - A certificate `issue` made but could not attach is set INACTIVE before the error is thrown: no active certificate
+ *   is left that no thing holds.
+ * - A certificate IoT does not know (ResourceNotFoundException) is `not-attached`, has no expiry, and `retire` of it
+ *   is a no-op; a detach of a principal already detached is too: retire is safe to repeat.
+ * - Every other IoT error is an IotRegistryError naming the call, IoT's error code and what to check; the original
+ *   error is its `cause`.
  */
 
-type Fetch = typeof fetch;
-
-/** SigV4's hash, on Node's crypto (HMAC when given a secret). */
-class NodeSha256 {
-  private readonly hash;
-  constructor(secret?: string | Uint8Array) {
-    this.hash = secret === undefined ? createHash('sha256') : createHmac('sha256', secret);
-  }
-  update(data: string | Uint8Array): void {
-    this.hash.update(data);
-  }
-  async digest(): Promise<Uint8Array> {
-    return new Uint8Array(this.hash.digest());
-  }
-}
-
-export class IotApiError extends Error {
-  override readonly name = 'IotApiError';
+export class IotRegistryError extends Error {
+  override readonly name = 'IotRegistryError';
   constructor(
-    readonly status: number,
+    readonly operation: string,
     readonly code: string,
     message: string,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
 }
 
-export interface IotCertificateRegistryOptions {
-  readonly region: string;
-  /** Default `https://iot.<region>.amazonaws.com`. */
-  readonly endpoint?: string;
-  readonly fetch?: Fetch;
-  readonly credentials?: ConstructorParameters<typeof SignatureV4>[0]['credentials'];
+/** IoT's error code of an SDK error (`name`), or undefined for anything that is not one of IoT's answers. */
+function iotCode(error: unknown): string | undefined {
+  return error instanceof IoTServiceException ? error.name : undefined;
 }
+
+function hint(code: string): string {
+  switch (code) {
+    case 'UnauthorizedException':
+    case 'AccessDeniedException':
+      return 'check that the CertificateRotation role is granted this action (infra/stacks/iot-stack.ts)';
+    case 'ThrottlingException':
+    case 'ServiceUnavailableException':
+    case 'InternalFailureException':
+      return 'IoT is busy or failing; the rule retries the Lambda, and the robot asks again after its reply timeout';
+    case 'LimitExceededException':
+      return 'an IoT quota is reached (certificates, or principals per thing): retire unused certificates';
+    default:
+      return 'see the IoT error message';
+  }
+}
+
+/** `work`, with an IoT failure wrapped in an IotRegistryError naming `operation` (other errors pass through). */
+async function call<T>(operation: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    const code = iotCode(error);
+    if (code === undefined) throw error;
+    throw new IotRegistryError(operation, code, `IoT ${operation} failed: ${code}: ${(error as Error).message} (${hint(code)})`, { cause: error });
+  }
+}
+
+/** The IoT client this adapter needs: any client that sends these commands (the Lambda's is traced). */
+export type IotClientLike = Pick<IoTClient, 'send'>;
 
 export class IotCertificateRegistry implements CertificateRegistry {
-  private readonly endpoint: URL;
-  private readonly signer: SignatureV4;
-  private readonly fetch: Fetch;
-
-  constructor(options: IotCertificateRegistryOptions) {
-    this.endpoint = new URL(options.endpoint ?? `https://iot.${options.region}.amazonaws.com`);
-    this.signer = new SignatureV4({
-      service: 'iot',
-      region: options.region,
-      credentials: options.credentials ?? defaultProvider(),
-      sha256: NodeSha256 as unknown as ConstructorParameters<typeof SignatureV4>[0]['sha256'],
-    });
-    this.fetch = options.fetch ?? fetch;
-  }
+  constructor(private readonly client: IotClientLike) {}
 
   async issue(thingName: string, csrPem: string): Promise<{ certificateId: string; certificatePem: string }> {
-    let created: { certificateArn: string; certificateId: string; certificatePem: string };
+    let created;
     try {
-      created = await this.call('POST', '/certificates', { setAsActive: 'true' }, {}, { certificateSigningRequest: csrPem });
+      created = await this.client.send(new CreateCertificateFromCsrCommand({ certificateSigningRequest: csrPem, setAsActive: true }));
     } catch (error) {
-      if (error instanceof IotApiError && error.status === 400) throw new InvalidCsrError(error.message);
+      if (iotCode(error) === 'InvalidRequestException') throw new InvalidCsrError((error as Error).message);
+      return call('CreateCertificateFromCsr', () => Promise.reject(error));
+    }
+    const { certificateArn, certificateId, certificatePem } = created;
+    if (!certificateArn || !certificateId || !certificatePem) {
+      throw new IotRegistryError('CreateCertificateFromCsr', 'IncompleteResponse', 'IoT CreateCertificateFromCsr answered without certificateArn, certificateId or certificatePem');
+    }
+    try {
+      await call('AttachThingPrincipal', () => this.client.send(new AttachThingPrincipalCommand({ thingName, principal: certificateArn })));
+    } catch (error) {
+      // Not left active and unheld; if this fails too, the attach error is still the one to act on.
+      await this.client.send(new UpdateCertificateCommand({ certificateId, newStatus: 'INACTIVE' })).catch(() => undefined);
       throw error;
     }
-    await this.call('PUT', `/things/${encodeURIComponent(thingName)}/principals`, {}, { 'x-amzn-principal': created.certificateArn });
-    return { certificateId: created.certificateId, certificatePem: created.certificatePem };
+    return { certificateId, certificatePem };
   }
 
   async standing(thingName: string, certificateId: string): Promise<'active' | 'inactive' | 'not-attached'> {
     const described = await this.describe(certificateId);
-    if (!described) return 'not-attached';
-    const { things } = await this.call<{ things?: string[] }>('GET', '/principals/things', { maxResults: '250' }, { 'x-amzn-principal': described.certificateArn });
-    if (!(things ?? []).includes(thingName)) return 'not-attached';
+    if (!described?.certificateArn) return 'not-attached';
+    const principal = described.certificateArn;
+    let nextToken: string | undefined;
+    let attached = false;
+    do {
+      const page = await call('ListPrincipalThings', () => this.client.send(new ListPrincipalThingsCommand({ principal, maxResults: 250, nextToken })));
+      attached = (page.things ?? []).includes(thingName);
+      nextToken = page.nextToken;
+    } while (!attached && nextToken);
+    if (!attached) return 'not-attached';
     return described.status === 'ACTIVE' ? 'active' : 'inactive';
   }
 
   async retire(thingName: string, certificateId: string): Promise<void> {
     const described = await this.describe(certificateId);
-    if (!described) return;
-    await this.call('PUT', `/certificates/${certificateId}`, { newStatus: 'INACTIVE' });
-    await this.call('DELETE', `/things/${encodeURIComponent(thingName)}/principals`, {}, { 'x-amzn-principal': described.certificateArn });
+    if (!described?.certificateArn) return;
+    const principal = described.certificateArn;
+    if (described.status !== 'INACTIVE') {
+      await call('UpdateCertificate', () => this.client.send(new UpdateCertificateCommand({ certificateId, newStatus: 'INACTIVE' })));
+    }
+    try {
+      await this.client.send(new DetachThingPrincipalCommand({ thingName, principal }));
+    } catch (error) {
+      if (iotCode(error) === 'ResourceNotFoundException') return;
+      await call('DetachThingPrincipal', () => Promise.reject(error));
+    }
   }
 
   async notAfter(certificateId: string): Promise<string | null> {
     const notAfter = (await this.describe(certificateId))?.validity?.notAfter;
-    return typeof notAfter === 'number' ? new Date(notAfter * 1000).toISOString() : null;
+    return notAfter instanceof Date && !Number.isNaN(notAfter.getTime()) ? notAfter.toISOString() : null;
   }
 
-  private async describe(
-    certificateId: string,
-  ): Promise<{ certificateArn: string; status: string; validity?: { notAfter?: number } } | undefined> {
+  /** The certificate's description, or undefined when IoT does not know it. */
+  private async describe(certificateId: string): Promise<CertificateDescription | undefined> {
     try {
-      const { certificateDescription } = await this.call<{ certificateDescription: { certificateArn: string; status: string; validity?: { notAfter?: number } } }>(
-        'GET',
-        `/certificates/${certificateId}`,
-      );
-      return certificateDescription;
+      return (await this.client.send(new DescribeCertificateCommand({ certificateId }))).certificateDescription;
     } catch (error) {
-      if (error instanceof IotApiError && error.status === 404) return undefined;
-      throw error;
+      if (iotCode(error) === 'ResourceNotFoundException') return undefined;
+      return call('DescribeCertificate', () => Promise.reject(error));
     }
-  }
-
-  private async call<T = Record<string, never>>(
-    method: 'GET' | 'POST' | 'PUT' | 'DELETE',
-    path: string,
-    query: Record<string, string> = {},
-    headers: Record<string, string> = {},
-    body?: unknown,
-  ): Promise<T> {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const signed = await this.signer.sign({
-      method,
-      protocol: this.endpoint.protocol,
-      hostname: this.endpoint.hostname,
-      path,
-      query,
-      headers: { host: this.endpoint.host, ...headers, ...(payload ? { 'content-type': 'application/json' } : {}) },
-      ...(payload ? { body: payload } : {}),
-    });
-    const url = new URL(path, this.endpoint);
-    for (const [key, value] of Object.entries(query)) url.searchParams.set(key, value);
-    const response = await this.fetch(url, { method, headers: signed.headers as Record<string, string>, ...(payload ? { body: payload } : {}) });
-    const text = await response.text();
-    if (!response.ok) {
-      let parsed: { message?: string; __type?: string } = {};
-      try {
-        parsed = JSON.parse(text) as typeof parsed;
-      } catch {
-        // not JSON: the status says enough
-      }
-      const code = response.headers.get('x-amzn-errortype')?.split(':')[0] ?? parsed.__type ?? `HTTP${response.status}`;
-      throw new IotApiError(response.status, code, `IoT ${method} ${path}: ${code}: ${parsed.message ?? text.slice(0, 200)}`);
-    }
-    return (text ? JSON.parse(text) : {}) as T;
   }
 }

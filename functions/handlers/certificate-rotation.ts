@@ -1,4 +1,5 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { IoTClient } from '@aws-sdk/client-iot';
 import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
 import { z } from 'zod';
 import { DynamoEventLog } from '../adapters/dynamo-event-log.js';
@@ -15,12 +16,12 @@ import { logger, metrics, MetricUnit, tracer } from '../platform/observability.j
  * certificate attached to its thing, and, once the robot confirms it is connected with it, deactivates and detaches
  * the old one and appends CertificateRotated. Replies go to the robot through IoT's data plane.
  */
-const env = loadEnv(z.intersection(EventLogEnv, z.intersection(IotDataEnv, z.object({ AWS_REGION: z.string().min(1) }))));
+const env = loadEnv(z.intersection(EventLogEnv, IotDataEnv));
 const eventLog = new DynamoEventLog({ client: tracer.captureAWSv3Client(new DynamoDBClient({})), tableName: env.EVENT_LOG_TABLE });
 const replies = new IotDataPublisher(
   tracer.captureAWSv3Client(new IoTDataPlaneClient(env.IOT_DATA_ENDPOINT ? { endpoint: env.IOT_DATA_ENDPOINT } : {})),
 );
-const certificates = new IotCertificateRegistry({ region: env.AWS_REGION });
+const certificates = new IotCertificateRegistry(tracer.captureAWSv3Client(new IoTClient({})));
 
 export const handler = lambdaHandler(async (event: unknown) => {
   const outcome = await handleRotationMessage(
