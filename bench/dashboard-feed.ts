@@ -339,6 +339,7 @@ function createFleet(size: number, random: () => number): SimulatedRobot[] {
         failure: null,
         rejectedMessages: { count: 0, last: null },
         telemetry: null,
+        certificate: benchCertificate(index, now, random),
         lastSeq: 1,
       },
       events: [connected],
@@ -348,6 +349,19 @@ function createFleet(size: number, random: () => number): SimulatedRobot[] {
     robots.push(robot);
   }
   return robots;
+}
+
+/** A certificate issued up to a year ago with a year's validity, so the Certificate column shows every state. */
+function benchCertificate(index: number, now: Date, random: () => number): RobotView['certificate'] {
+  const day = 86_400_000;
+  const issuedAt = now.getTime() - Math.floor(random() * 380) * day;
+  return {
+    id: index.toString(16).padStart(64, '0'),
+    issuedAt: new Date(issuedAt).toISOString(),
+    notAfter: new Date(issuedAt + 365 * day).toISOString(),
+    rotatedAt: null,
+    lastRotationFailure: null,
+  };
 }
 
 /** A new sample: the vital signs walk a step; the view gets a new TelemetryView (a new object, as a push would). */

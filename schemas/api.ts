@@ -51,6 +51,24 @@ export const TelemetryView = TelemetrySample.extend({
 });
 export type TelemetryView = z.infer<typeof TelemetryView>;
 
+/**
+ * The certificate a robot connects with, as the cloud knows it (issue 11, item 4: the fleet's certificate ages).
+ * `issuedAt`: when the cloud issued it (its rotation's confirm) or admitted it (fleet provisioning's hook), within
+ * minutes of its signing; null for a certificate made by `npm run cert`. `notAfter`: its expiry, known once the robot
+ * rotated (the cloud reads it then); null before.
+ */
+export const RobotCertificateView = z.object({
+  /** IoT's certificate id; null when only a failed rotation is known. */
+  id: z.string().nullable(),
+  issuedAt: z.string().nullable(),
+  notAfter: z.string().nullable(),
+  /** When the robot last rotated, null if never. */
+  rotatedAt: z.string().nullable(),
+  /** The newest rotation that failed (CertificateRotationFailed), kept after a later success for the record. */
+  lastRotationFailure: z.object({ reason: z.string(), detail: z.string().nullable(), at: z.string() }).nullable(),
+});
+export type RobotCertificateView = z.infer<typeof RobotCertificateView>;
+
 export const RobotView = z.object({
   robotId: RobotId,
   model: RobotModel,
@@ -83,6 +101,8 @@ export const RobotView = z.object({
     last: z.object({ reason: z.string(), topic: z.string().nullable(), at: z.string() }).nullable(),
   }),
   telemetry: TelemetryView.nullable(),
+  /** Null for a robot the cloud knows no certificate of (never provisioned by claim nor rotated). */
+  certificate: RobotCertificateView.nullable(),
   lastSeq: z.number().int().nonnegative(),
 });
 export type RobotView = z.infer<typeof RobotView>;

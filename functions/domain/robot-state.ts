@@ -195,9 +195,12 @@ export function evolve(state: RobotState, event: DomainEvent): RobotState {
           last: { reason: event.data.lastReason, topic: event.data.lastTopic, at: event.at },
         },
       };
-    case 'RobotProvisioned':
+    case 'RobotProvisioned': {
+      // A (re-)provisioned robot connects with the certificate it was just admitted with: a certificate from an
+      // earlier rotation is revoked with the old image, so it no longer describes the robot.
+      const { certificate: _replaced, ...rest } = state;
       return {
-        ...state,
+        ...rest,
         registered: true,
         model: event.data.model,
         provisioning: {
@@ -209,6 +212,7 @@ export function evolve(state: RobotState, event: DomainEvent): RobotState {
           connected: false,
         },
       };
+    }
     case 'CertificateRotated':
       return {
         ...state,

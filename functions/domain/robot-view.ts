@@ -1,6 +1,6 @@
-import type { ActiveAlertView, RobotView, TelemetryMetric, TelemetryView } from '../../schemas/index.js';
+import type { ActiveAlertView, RobotCertificateView, RobotView, TelemetryMetric, TelemetryView } from '../../schemas/index.js';
 import { isDeployable, isHealthy, isRegistered, lifecycleOf } from './lifecycle.js';
-import { rejectionsOf, teleoperationConfirmed, type RobotState } from './robot-state.js';
+import { certificateOf, rejectionsOf, teleoperationConfirmed, type RobotState } from './robot-state.js';
 
 /**
  * How the API shows a robot: its folded state plus the derived lifecycle, health and deployability, and its telemetry
@@ -39,6 +39,27 @@ export function toRobotView(state: RobotState, lastSeq: number, telemetry: Telem
     failure: state.failure ? { ...state.failure } : null,
     rejectedMessages: { count: rejectionsOf(state).count, last: rejectionsOf(state).last ? { ...rejectionsOf(state).last! } : null },
     telemetry,
+    certificate: certificateView(state),
     lastSeq,
+  };
+}
+
+/**
+ * The robot's certificate for the fleet's certificate ages: the one it rotated to, else the one provisioning admitted;
+ * null when the state knows neither nor any failed rotation (a robot given its certificate by `npm run cert`).
+ * `issuedAt` is the rotation's time, or the admission's for the provisioned certificate (IoT makes it moments before
+ * the hook admits it); `notAfter` comes only with a rotation (RobotProvisioned does not carry it).
+ */
+export function certificateView(state: RobotState): RobotCertificateView | null {
+  if (!state.certificate && !state.provisioning) return null;
+  const certificate = certificateOf(state);
+  const provisioned = state.provisioning && certificate.id === state.provisioning.certificateId ? state.provisioning.at : null;
+  const failure = certificate.lastFailure;
+  return {
+    id: certificate.id,
+    issuedAt: certificate.rotatedAt ?? provisioned,
+    notAfter: certificate.notAfter,
+    rotatedAt: certificate.rotatedAt,
+    lastRotationFailure: failure ? { reason: failure.reason, detail: failure.detail, at: failure.at } : null,
   };
 }

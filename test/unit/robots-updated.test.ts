@@ -2,7 +2,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { LIVE_MESSAGE_MAX_BYTES, RobotsUpdated, type RobotView, type TelemetrySample } from '../../schemas/index.js';
+import { DomainEvent, LIVE_MESSAGE_MAX_BYTES, RobotsUpdated, type RobotView, type TelemetrySample } from '../../schemas/index.js';
 import { HEAD_RECORD_PATTERNS, matchesAnyFilter } from '../../schemas/stream-filters.js';
 import { telemetryView } from '../../functions/domain/latest-telemetry.js';
 import { fold, initialRobotState } from '../../functions/domain/robot-state.js';
@@ -16,12 +16,18 @@ import { robotHistory } from '../support/read-model-seed.js';
 const AT = '2026-12-01T10:00:00.000Z';
 const bytes = (message: unknown) => Buffer.byteLength(JSON.stringify(message), 'utf8');
 
-/** A robot as large as a view gets: every metric, three alerts, teleoperated, failed with a 500-character reason. */
+/**
+ * A robot as large as a view gets: every metric, three alerts, teleoperated, failed with a 500-character reason, a
+ * rotated certificate and a failed rotation with a 500-character detail.
+ */
 function largestView(robotId: string): RobotView {
-  const state = fold(
-    initialRobotState(robotId),
-    robotHistory(robotId, { teleoperated: true, alerts: ['warning', 'warning', 'critical'], failed: 'ß'.repeat(500) }),
-  );
+  const certificate = (type: string, data: Record<string, unknown>) =>
+    DomainEvent.parse({ eventId: `${type}-1`, robotId, at: AT, version: 1, type, data });
+  const state = fold(initialRobotState(robotId), [
+    ...robotHistory(robotId, { teleoperated: true, alerts: ['warning', 'warning', 'critical'], failed: 'ß'.repeat(500) }),
+    certificate('CertificateRotated', { requestId: 'rotation-0001', oldCertificateId: 'a'.repeat(64), newCertificateId: 'b'.repeat(64), notAfter: AT }),
+    certificate('CertificateRotationFailed', { requestId: 'rotation-0002', reason: 'X'.repeat(64), detail: 'ß'.repeat(500) }),
+  ]);
   const sample: TelemetrySample = {
     sampledAt: '2026-12-01T09:59:59.123+00:00',
     cpuPercent: 99.99,
@@ -124,7 +130,7 @@ describe('chunkRobotsUpdated', () => {
       expect(bytes(message)).toBeLessThan(LIVE_MESSAGE_MAX_BYTES);
       expect(LIVE_MESSAGE_MAX_BYTES).toBeLessThan(128 * 1024);
     }
-    RobotsUpdated.parse(messages[0]);
+    expect(RobotsUpdated.parse(messages[0]).robots[0]?.certificate).toMatchObject({ id: 'b'.repeat(64), notAfter: AT });
     // Fuller than a view per message: the round is a few dozen messages, not 10,000.
     expect(messages.length).toBeLessThan(10_000 / 20);
   });

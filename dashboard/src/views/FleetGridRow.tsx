@@ -4,6 +4,7 @@ import { Age, HealthBadge, LifecycleBadge, StatusBadge } from './badges.js';
 import { useNow } from './clock.js';
 import { isValueStale, metricOf, NUMERIC_COLUMNS, valueAgeMs, type FleetRow } from './fleet-model.js';
 import { formatDuration, formatMetric, formatTime, parseTime } from './format.js';
+import { CERTIFICATE_TONE_CLASS, certificateSummary } from './certificate-model.js';
 
 /** Fixed row height (px): the virtualizer positions rows by index, so every row must be exactly this tall. */
 export const ROW_HEIGHT = 34;
@@ -97,6 +98,7 @@ export const FleetGridRow = memo(function FleetGridRow(props: FleetGridRowProps)
       <div role="gridcell" data-col="lerobotVersion">
         <VersionCell view={view} field="lerobotVersion" />
       </div>
+      <CertificateCell view={view} />
       <div role="gridcell" data-col="lastSeen" title={view.lastSeenAt ?? undefined}>
         {row.lastWordAt === null ? (
           <span className="muted">never</span>
@@ -109,6 +111,41 @@ export const FleetGridRow = memo(function FleetGridRow(props: FleetGridRowProps)
     </div>
   );
 });
+
+/**
+ * The certificate's age and expiry, amber within 30 days of it, red once past; re-renders with the shared clock.
+ * `data-expiry` names the tone (ok, expiring, expired, unknown) for tests and styles.
+ */
+function CertificateCell(props: { view: RobotView }) {
+  const now = useNow();
+  const certificate = props.view.certificate ?? null;
+  const summary = certificateSummary(certificate, now);
+  if (!summary) {
+    return (
+      <div role="gridcell" data-col="certificate" title="not known to the cloud (never provisioned by claim nor rotated)">
+        <span className="muted">—</span>
+      </div>
+    );
+  }
+  const title = [
+    certificate?.id ? `certificate ${certificate.id.slice(0, 12)}…` : 'certificate unknown',
+    certificate?.notAfter ? `valid until ${formatTime(certificate.notAfter, now)}` : null,
+    summary.failure,
+  ]
+    .filter(Boolean)
+    .join('\n');
+  return (
+    <div role="gridcell" data-col="certificate" data-expiry={summary.tone} title={title}>
+      {summary.age !== null && <span>{summary.age} · </span>}
+      <span className={CERTIFICATE_TONE_CLASS[summary.tone]}>{summary.expiry}</span>
+      {summary.failure && (
+        <span className="badge sev-warning" data-testid="rotation-failed" title={summary.failure} role="img" aria-label={summary.failure}>
+          !
+        </span>
+      )}
+    </div>
+  );
+}
 
 export function Teleoperation(props: { view: RobotView }) {
   const teleop = props.view.teleoperation;

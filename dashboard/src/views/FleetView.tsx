@@ -38,6 +38,7 @@ const COLUMN_LABELS: Record<FleetColumn, string> = {
   disk: 'Disk',
   agentVersion: 'Agent',
   lerobotVersion: 'LeRobot',
+  certificate: 'Certificate',
   lastSeen: 'Last seen',
 };
 

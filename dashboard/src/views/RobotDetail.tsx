@@ -11,6 +11,7 @@ import { formatDuration, formatMetric, formatMetricValue, formatTime, metricLabe
 import { useKeys } from './keyboard.js';
 import { TimelineList, useTimeline } from './TimelineList.js';
 import { CHART_METRICS } from './chart-data.js';
+import { CERTIFICATE_TONE_CLASS, certificateSummary } from './certificate-model.js';
 
 /** uPlot is loaded only when a robot's page opens: it is not in the fleet's initial bundle. */
 const TelemetryCharts = lazy(() => import('./TelemetryCharts.js'));
@@ -242,6 +243,7 @@ function RobotSummary(props: { robot: RobotView }) {
           </dd>
         </div>
       )}
+      <CertificateFacts robot={robot} now={now} />
       {robot.rejectedMessages.count > 0 && (
         <div>
           <dt>Refused messages</dt>
@@ -252,6 +254,40 @@ function RobotSummary(props: { robot: RobotView }) {
         </div>
       )}
     </dl>
+  );
+}
+
+/** The robot's certificate: id, issue, expiry (amber within 30 days, red past), last rotation and failed rotation. */
+function CertificateFacts(props: { robot: RobotView; now: number }) {
+  const certificate = props.robot.certificate ?? null;
+  const summary = certificateSummary(certificate, props.now);
+  if (!certificate || !summary) {
+    return (
+      <div>
+        <dt>Certificate</dt>
+        <dd data-testid="detail-certificate">
+          <span className="muted">not known to the cloud (never provisioned by claim nor rotated)</span>
+        </dd>
+      </div>
+    );
+  }
+  const failure = certificate.lastRotationFailure;
+  return (
+    <div>
+      <dt>Certificate</dt>
+      <dd data-testid="detail-certificate" data-expiry={summary.tone}>
+        <span title={certificate.id ?? undefined}>{certificate.id ? `${certificate.id.slice(0, 12)}…` : 'id unknown'}</span>
+        {certificate.issuedAt && <> · issued {formatTime(certificate.issuedAt, props.now)} ({summary.age})</>}
+        {' · '}
+        <span className={CERTIFICATE_TONE_CLASS[summary.tone]}>{summary.expiry}</span>
+        {certificate.notAfter && <span className="muted"> ({formatTime(certificate.notAfter, props.now)})</span>}
+        <br />
+        <span className="muted small">
+          {certificate.rotatedAt ? `rotated ${formatTime(certificate.rotatedAt, props.now)}` : 'never rotated'}
+          {failure && ` · last failed rotation ${formatTime(failure.at, props.now)}: ${failure.reason}${failure.detail ? ` (${failure.detail})` : ''}`}
+        </span>
+      </dd>
+    </div>
   );
 }
 

@@ -1,6 +1,7 @@
 import type { RobotView, TelemetryView } from '../../../schemas/index.js';
 import type { FleetFilters, Route, SortDirection } from '../contracts.js';
 import { parseTime, type NumericField } from './format.js';
+import { certificateSortValue } from './certificate-model.js';
 
 /**
  * The fleet table's pure core: one FleetRow per robot view, the filters of the URL, the sort values of each column.
@@ -47,6 +48,7 @@ export const FLEET_COLUMNS = [
   'disk',
   'agentVersion',
   'lerobotVersion',
+  'certificate',
   'lastSeen',
 ] as const;
 export type FleetColumn = (typeof FLEET_COLUMNS)[number];
@@ -236,6 +238,8 @@ export function sortValue(row: FleetRow, column: FleetColumn): number | string |
       return view.telemetry?.agentVersion;
     case 'lerobotVersion':
       return view.telemetry?.lerobotVersion;
+    case 'certificate':
+      return certificateSortValue(view);
     case 'lastSeen':
       return row.lastWordAt ?? undefined;
   }

@@ -21,6 +21,7 @@ export function robotView(robotId: string, overrides: Partial<RobotView> = {}): 
     failure: null,
     rejectedMessages: { count: 0, last: null },
     telemetry: telemetryAt('2026-12-01T10:00:00.000Z'),
+    certificate: null,
     lastSeq: 1,
     ...overrides,
   };
