@@ -137,7 +137,7 @@ try {
   });
   if (robots > 0) {
     say(`… simulated fleet (${robots} robots)`);
-    fleet = await startSimulatedFleet({ cloud, count: robots });
+    fleet = await startSimulatedFleet({ cloud, count: robots, say });
     say(`✓ simulated fleet: ${fleet.thingNames.join(', ')}`);
   }
   const { endpoints } = cloud;

@@ -1,18 +1,27 @@
-import { access } from 'node:fs/promises';
-import { join } from 'node:path';
 import { createAgent, type Agent } from '../agent/agent.js';
 import { MqttLink } from '../agent/adapters/mqtt-link.js';
 import { createJsonLog, logLevelFromEnv } from '../agent/adapters/json-log.js';
-import { loadAgentConfig } from '../agent/config.js';
+import type { AgentConfig } from '../agent/config.js';
+import type { FirstBoot } from '../agent/provisioning-driver.js';
 import type { LocalCloud } from './cloud.js';
 import { createSimulatedTelemetry } from './simulated-hardware.js';
-import { provisionThing, ThingRegistry } from './thing-registry.js';
+import {
+  provisionSimulatedRobot,
+  setUpForClaim,
+  simulatedBatchId,
+  simulatedRobotSetup,
+  simulatedRobotState,
+  type SimulatedRobotSetup,
+} from './simulated-provisioning.js';
+import { ThingRegistry } from './thing-registry.js';
 
 /**
  * Robots for the local cloud with no hardware: each one is the real agent (its MQTT link over mTLS, telemetry
  * policy, offline queue, commands) with simulated vital signs, in this process. Two LeKiwi for every XLeRobot,
- * named `lekiwi-SIM001`, `lekiwi-SIM002`, `xle-SIM003`, …; their certificates are issued on the first start and
- * kept in the state dir, so the same robots come back on the next one.
+ * named `lekiwi-SIM001`, `lekiwi-SIM002`, `xle-SIM003`, …. On their first start they provision themselves by claim
+ * as real robots do (local/simulated-provisioning.ts: serials registered in the local batches `sim-lekiwi` and
+ * `sim-xle`, the agent's own first boot); their certificates are kept in the state dir, so the same robots come back
+ * on the next one, with no provisioning.
  */
 export interface SimulatedFleet {
   readonly thingNames: readonly string[];
@@ -23,7 +32,12 @@ export function simulatedThingName(index: number): string {
   return `${index % 3 === 2 ? 'xle' : 'lekiwi'}-SIM${String(index + 1).padStart(3, '0')}`;
 }
 
-export async function startSimulatedFleet(options: { cloud: LocalCloud; count: number }): Promise<SimulatedFleet> {
+export async function startSimulatedFleet(options: {
+  cloud: LocalCloud;
+  count: number;
+  /** One line of progress (npm start prints it). */
+  say?: (line: string) => void;
+}): Promise<SimulatedFleet> {
   const { cloud, count } = options;
   const stateDir = cloud.paths.root;
   const registry = ThingRegistry.in(stateDir);
@@ -31,21 +45,60 @@ export async function startSimulatedFleet(options: { cloud: LocalCloud; count: n
   const agents: Agent[] = [];
   const log = createJsonLog({ level: logLevelFromEnv() ?? 'warn', fields: { source: 'simulated-fleet' } });
   try {
+    const setups = thingNames.map((thingName) => simulatedRobotSetup(stateDir, thingName));
+    const configs = new Map<string, AgentConfig>();
+    const claims = new Map<string, SimulatedRobotSetup>();
+    const fresh: SimulatedRobotSetup[] = [];
+    for (const setup of setups) {
+      const state = await simulatedRobotState(setup, registry);
+      if (state === undefined) fresh.push(setup);
+      else {
+        configs.set(setup.thingName, state.config);
+        if (state.kind === 'claim') claims.set(setup.thingName, setup);
+      }
+    }
+    for (const [thingName, config] of await setUpForClaim(cloud, fresh)) configs.set(thingName, config);
+    for (const setup of fresh) claims.set(setup.thingName, setup);
+
+    // The first boot of each robot that needs one (one at a time: each is a few MQTT round trips).
+    const firstBoots = new Map<string, FirstBoot>();
+    let provisioning = 0;
+    const startedAt = Date.now();
+    for (const [thingName, setup] of claims) {
+      const config = configs.get(thingName)!;
+      if (!('provisioning' in config) || !config.provisioning) continue;
+      const robotLog = log.child({ thingName, component: 'provisioning' });
+      if (provisioning === 0 && fresh.length > 0) {
+        const batches = [...new Set(fresh.map((robot) => simulatedBatchId(robot.model)))].join(', ');
+        options.say?.(`… provisioning ${fresh.length} simulated robot${fresh.length === 1 ? '' : 's'} by claim (batch ${batches})…`);
+      }
+      // The broker's port of this start (agent.json keeps the one of the start that wrote it).
+      const here = { ...config, endpoint: 'localhost', port: cloud.endpoints.mqttPort, provisioning: config.provisioning };
+      const { firstBoot } = await provisionSimulatedRobot(here, setup.serial, robotLog);
+      if (firstBoot) {
+        firstBoots.set(thingName, firstBoot);
+        provisioning += 1;
+      }
+    }
+    if (provisioning > 0) options.say?.(`✓ ${provisioning} simulated robot${provisioning === 1 ? '' : 's'} registered by claim (${Date.now() - startedAt} ms); connecting with their own certificates`);
+
     for (const thingName of thingNames) {
-      const configFile = join(stateDir, 'certs', thingName, 'agent.json');
-      const known = (await registry.lookup(thingName)) !== undefined && (await exists(configFile));
-      if (!known) await provisionThing(stateDir, cloud.ca, thingName, { port: cloud.endpoints.mqttPort });
-      const config = { ...(await loadAgentConfig(configFile)), endpoint: 'localhost', port: cloud.endpoints.mqttPort };
+      const stored = configs.get(thingName)!;
+      const config = { ...stored, endpoint: 'localhost', port: cloud.endpoints.mqttPort };
       const robotLog = log.child({ thingName });
-      const agent = createAgent({
-        config,
-        // In-process robots have no systemd to restart them: they retry their first connection for ever.
-        link: new MqttLink({ ...config, firstConnectionBudgetSeconds: undefined }, { log: robotLog.child({ component: 'mqtt' }) }),
-        telemetry: createSimulatedTelemetry({ thingName }),
-        log: robotLog,
-      });
+      // In-process robots have no systemd to restart them: they retry their first connection for ever.
+      const link = new MqttLink({ ...config, firstConnectionBudgetSeconds: undefined }, { log: robotLog.child({ component: 'mqtt' }) });
+      const agent = createAgent({ config, link, telemetry: createSimulatedTelemetry({ thingName }), log: robotLog });
       await agent.start();
       agents.push(agent);
+      const firstBoot = firstBoots.get(thingName);
+      // The first connection with the robot's own certificate makes it `provisioned` (as agent/main.ts does).
+      if (firstBoot) {
+        link.start().then(
+          () => firstBoot.confirmConnected(),
+          () => undefined,
+        ).catch((error: unknown) => robotLog.error('provisioning: recording the provisioned robot failed; the next start resumes it', { error }));
+      }
     }
   } catch (error) {
     await Promise.allSettled(agents.map((agent) => agent.stop()));
@@ -57,11 +110,4 @@ export async function startSimulatedFleet(options: { cloud: LocalCloud; count: n
       await Promise.allSettled(agents.map((agent) => agent.stop()));
     },
   };
-}
-
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
 }
