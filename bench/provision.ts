@@ -6,6 +6,7 @@
  * RegisterThing, and a connection as `<model>-<serial>` with its own certificate, retrying what is transient.
  * Prints the success rate, power-on → online (RobotConnected recorded in the robot's event log) p50/p99, the hook's
  * p50/p99 and the retries. Aim: 100 % provisioned, hook p99 ≤ 500 ms.
+ * `--hook-only` measures the hook alone (bench/provision-hook.ts).
  */
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -19,18 +20,31 @@ import { startLocalCloud } from '../local/cloud.js';
 import { LOCAL_AWS } from '../local/dynamodb-local.js';
 import { provisioningTemplateName } from '../schemas/provisioning.js';
 import { provisionByClaim, ProvisioningRejected } from '../test/support/claim-robot.js';
+import { runHookBench } from './provision-hook.js';
 import { freePorts, freshStateDir, removeStateDir, waitFor } from '../test/support/local-cloud-process.js';
 
 const { values } = parseArgs({
   options: {
     robots: { type: 'string', default: '200' },
     'keep-state': { type: 'boolean', default: false },
+    /** The hook alone against DynamoDB Local (bench/provision-hook.ts): no MQTT, no CA. */
+    'hook-only': { type: 'boolean', default: false },
+    allowance: { type: 'string' },
+    endpoint: { type: 'string' },
   },
 });
 const robots = Number(values.robots);
 if (!Number.isInteger(robots) || robots < 1 || robots > 5_000) {
   process.stderr.write('--robots must be a whole number from 1 to 5000\n');
   process.exit(2);
+}
+if (values['hook-only']) {
+  const allowance = values.allowance === undefined ? robots : Number(values.allowance);
+  if (!Number.isInteger(allowance) || allowance < 0) {
+    process.stderr.write('--allowance must be a whole number ≥ 0\n');
+    process.exit(2);
+  }
+  process.exit(await runHookBench({ robots, allowance, endpoint: values.endpoint }));
 }
 
 const percentile = (values: readonly number[], p: number) => {
@@ -65,8 +79,8 @@ try {
   const registry = new DynamoFactoryRegistry({ client: dynamo, tableName: cloud.endpoints.factoryTable });
   const log = new DynamoEventLog({ client: dynamo, tableName: cloud.endpoints.eventLogTable });
   const serials = Array.from({ length: robots }, (_, index) => `BN${String(index + 1).padStart(6, '0')}`);
-  await registerSerials(registry, { batchId: BATCH, model: 'lekiwi', serials, now: () => new Date() });
   const claim = await openOrIssueLocalClaim(stateDir, BATCH);
+  await registerSerials(registry, { batchId: BATCH, model: 'lekiwi', serials, claimCertificateIds: [claim.certificateId], now: () => new Date() });
   const endpoint = { host: '127.0.0.1', port: cloud.endpoints.mqttPort, caPem: cloud.ca.certificatePem };
   process.stdout.write(`Registered ${robots} serials in batch ${BATCH} and issued its claim; powering them all on…\n`);
 

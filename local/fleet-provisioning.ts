@@ -1,7 +1,6 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoEventLog } from '../functions/adapters/dynamo-event-log.js';
-import { DynamoFactoryRegistry } from '../functions/adapters/dynamo-factory-registry.js';
-import { preProvisioningHook, presenceFromEventLog } from '../functions/app/provisioning/pre-provisioning-hook.js';
+import { DynamoProvisioningClaims } from '../functions/adapters/dynamo-factory-registry.js';
+import { preProvisioningHook } from '../functions/app/provisioning/pre-provisioning-hook.js';
 import { claimPolicy, provisioningTemplateName, provisioningTopics } from '../schemas/provisioning.js';
 import { InvalidCsrError, type CertificateAuthority } from './certificate-authority.js';
 import { localClaimCertificateIds } from './claim-certificates.js';
@@ -46,11 +45,9 @@ export function localFleetProvisioning(options: LocalFleetProvisioningOptions): 
   const templateName = provisioningTemplateName();
   const topics = provisioningTopics(templateName);
   const tokens = new CertificateOwnershipTokens(options.now);
-  const factory = new DynamoFactoryRegistry({ client: options.dynamo, tableName: options.factoryTable });
-  const eventLog = new DynamoEventLog({ client: options.dynamo, tableName: options.eventLogTable });
-  const presence = presenceFromEventLog(eventLog);
+  const claims = new DynamoProvisioningClaims({ client: options.dynamo, factoryTable: options.factoryTable, eventLogTable: options.eventLogTable });
   const hook: ProvisioningHook = async (request) => {
-    const { response, decision } = await preProvisioningHook({ registry: factory, presence, log: eventLog, now: () => new Date() }, request);
+    const { response, decision } = await preProvisioningHook({ claims, now: () => new Date() }, request);
     return { response, reason: decision.allow ? undefined : decision.reason };
   };
   return {

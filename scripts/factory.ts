@@ -23,6 +23,7 @@ import { TOPIC_RULES, topicRuleName } from '../schemas/topics.js';
 import { BootBundleError, buildBootBundle, caFileName, templateNameFor } from './factory/boot-bundle.js';
 import { amazonRootCa1, BundleInputError, claimFromFiles, SYSTEM_AMAZON_ROOT_CA_1, writeBundle } from './factory/bundle-inputs.js';
 import { LocalClaimError, openOrIssueLocalClaim } from '../local/claim-certificates.js';
+import { certificateIdOf } from '../local/certificate-authority.js';
 import {
   registerSerials,
   SerialListError,
@@ -55,6 +56,8 @@ Commands:
       Local: without --claim-cert: the local cloud's CA issues the batch's claim once (LOCAL_STATE_DIR/claims/<batch>);
              the broker is --iot-endpoint/--iot-port, else the running local cloud's, else localhost:8883.
       Both:  --node <path> (default /usr/bin/node, Node ≥ 20) --agent <path> (default /opt/heartbeat/agent/main.mjs)
+      Records the claim certificate's id on the batch in the factory table (the hook admits claims only from the
+      batch's own claim certificates); with no table to reach, it says so and writes the bundle all the same.
 
 Where: --endpoint <DynamoDB URL> --table <name>; default the running local cloud (LOCAL_STATE_DIR, default .local),
 else AWS (credentials from the environment) with --table or FACTORY_TABLE.`;
@@ -219,6 +222,8 @@ async function retire(target: Target, serial: string): Promise<number> {
 }
 
 interface BundleOptions {
+  endpoint?: string | undefined;
+  table?: string | undefined;
   batch?: string | undefined;
   model?: string | undefined;
   out?: string | undefined;
@@ -296,11 +301,40 @@ async function bundle(values: BundleOptions): Promise<number> {
         files.map((file) => `  ${file.name}\n`).join('') +
         'Copy user-data and meta-data to the boot partition of each Raspberry Pi OS card (user-data carries the rest).\n',
     );
+    await recordClaimOnBatch(values, batchId, model, certificateIdOf(input.claimCertificatePem));
     return 0;
   } catch (error) {
     if (error instanceof BundleInputError || error instanceof BootBundleError || error instanceof LocalClaimError) throw new FactoryError(error.message);
     throw error;
   }
+}
+
+/**
+ * Records the bundle's claim certificate as the batch's in the factory table: the pre-provisioning hook admits claims
+ * only from a batch's own claim certificates (HOOK_DENIED_WRONG_BATCH). The certificate id is AWS IoT's (SHA-256 of
+ * the certificate's DER), the one the hook receives as `claimCertificateId`. With no table to reach (no local cloud
+ * running, no --table or FACTORY_TABLE), the bundle is still written and the command to record it is printed.
+ */
+async function recordClaimOnBatch(values: BundleOptions, batchId: string, model: RobotModel, certificateId: string): Promise<void> {
+  const stateDir = resolve(process.env.LOCAL_STATE_DIR || '.local');
+  const reachable =
+    values.endpoint !== undefined || values.table !== undefined || !!process.env.FACTORY_TABLE || (await localBroker(join(stateDir, 'endpoints.json'))) !== undefined;
+  if (!reachable) {
+    process.stderr.write(
+      `No factory table to record the claim certificate ${certificateId} on batch ${batchId}: until it is recorded, the ` +
+        'pre-provisioning hook refuses its claims (HOOK_DENIED_WRONG_BATCH). Run this bundle command again with the local ' +
+        'cloud running, or with --table <name> (or FACTORY_TABLE) and AWS credentials.\n',
+    );
+    return;
+  }
+  const target = await resolveTarget(values);
+  const outcome = await new DynamoFactoryRegistry(target).addClaimCertificate(batchId, model, certificateId, new Date());
+  if (outcome.status === 'model-conflict') {
+    throw new FactoryError(`Batch ${batchId} is a batch of ${outcome.batch.model}, not ${model}: its claim certificate was not recorded (${target.where}).`);
+  }
+  process.stdout.write(
+    `Claim certificate ${certificateId.slice(0, 12)}… ${outcome.status === 'added' ? 'recorded' : 'already recorded'} as batch ${batchId}'s (${target.where}).\n`,
+  );
 }
 
 async function localBroker(file: string): Promise<{ host: string; port: number } | undefined> {

@@ -126,6 +126,7 @@ export function failurePolicy(reason: ProvisioningFailureReason): FailurePolicy 
     case 'HOOK_DENIED_UNKNOWN_SERIAL':
     case 'HOOK_DENIED_RETIRED':
     case 'HOOK_DENIED_BATCH_EXHAUSTED':
+    case 'HOOK_DENIED_WRONG_BATCH':
     case 'HOOK_DENIED_MODEL_MISMATCH':
     case 'HOOK_DENIED_INVALID_REQUEST':
     case 'TEMPLATE_NOT_FOUND':

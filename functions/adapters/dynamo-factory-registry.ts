@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
 import {
   BatchGetCommand,
   DynamoDBDocumentClient,
@@ -7,16 +9,22 @@ import {
   UpdateCommand,
   paginateQuery,
 } from '@aws-sdk/lib-dynamodb';
-import { FactoryBatch, FactoryRecord, thingNameOf, type FactoryRefusal } from '../../schemas/index.js';
+import { FactoryBatch, FactoryRecord, thingNameOf, type FactoryRefusal, type RobotId, type RobotModel } from '../../schemas/index.js';
+import type { RobotHead } from '../app/ports.js';
 import type {
   AllowanceOutcome,
-  Claim,
-  ClaimOutcome,
+  ClaimCertificateOutcome,
+  ClaimCommit,
+  ClaimCommitOutcome,
+  ClaimSnapshot,
   FactoryRegistry,
+  ProvisioningClaims,
   RegisterOutcome,
   RetireOutcome,
   SerialRegistration,
 } from '../app/provisioning/factory-registry.js';
+import { assertNever } from '../../lib/assert-never.js';
+import { HEAD_SEQ, fromHeadItem, toEventItem, toHeadItem, toMarkerItem } from './event-log-items.js';
 
 /**
  * The factory table (schemas/tables.ts FACTORY_TABLE, `pk`/`sk`):
@@ -24,11 +32,12 @@ import type {
  * - batch:  pk `batch#<batchId>`, sk `batch`: model, `registered`, `claimed` and, once the factory fixed it,
  *           `allowance` (absent: the allowance is `registered`);
  * - member: pk `batch#<batchId>`, sk `serial#<serial>`: lists a batch with one Query.
+ * The batch item also holds `claimCertificateIds`, a string set: the claim certificates whose claims it admits.
  *
  * INVARIANTS (see app/provisioning/factory-registry.ts): a record, its member item and its batch's `registered` are
  * written in one transaction, so `registered` is the number of members; a first claim writes the record and
  * `claimed + 1` in one transaction conditioned on the record still being `registered` and on
- * `claimed < allowance`, so `claimed` never exceeds the allowance whatever the concurrency.
+ * `claimed < allowance`, so `claimed` never exceeds the allowance whatever the concurrency (`DynamoProvisioningClaims`).
  */
 const recordKey = (serial: string) => ({ pk: `serial#${serial}`, sk: 'record' });
 const batchKey = (batchId: string) => ({ pk: `batch#${batchId}`, sk: 'batch' });
@@ -136,6 +145,31 @@ export class DynamoFactoryRegistry implements FactoryRegistry {
     }
   }
 
+  async addClaimCertificate(batchId: string, model: RobotModel, certificateId: string, at: Date): Promise<ClaimCertificateOutcome> {
+    const now = at.toISOString();
+    try {
+      const { Attributes } = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: batchKey(batchId),
+          UpdateExpression:
+            'SET batchId = :batchId, model = if_not_exists(model, :model), createdAt = if_not_exists(createdAt, :now), ' +
+            'updatedAt = :now, claimed = if_not_exists(claimed, :zero), registered = if_not_exists(registered, :zero) ' +
+            'ADD claimCertificateIds :ids',
+          ConditionExpression: '(attribute_not_exists(pk) OR model = :model) AND NOT contains(claimCertificateIds, :id)',
+          ExpressionAttributeValues: { ':batchId': batchId, ':model': model, ':now': now, ':zero': 0, ':ids': new Set([certificateId]), ':id': certificateId },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return { status: 'added', batch: toBatch(Attributes) };
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      const batch = await this.readBatch(batchId);
+      if (!batch) throw new Error(`Batch ${batchId} refused the claim certificate but cannot be read`, { cause: error });
+      return batch.model === model ? { status: 'unchanged', batch } : { status: 'model-conflict', batch };
+    }
+  }
+
   async setAllowance(batchId: string, allowance: number, at: Date): Promise<AllowanceOutcome> {
     try {
       const { Attributes } = await this.doc.send(
@@ -168,113 +202,6 @@ export class DynamoFactoryRegistry implements FactoryRegistry {
       new GetCommand({ TableName: this.tableName, Key: batchKey(batchId), ConsistentRead: true }),
     );
     return Item ? toBatch(Item) : undefined;
-  }
-
-  async claim(claim: Claim): Promise<ClaimOutcome> {
-    return claim.kind === 'first' ? this.firstClaim(claim) : this.reimage(claim);
-  }
-
-  private async firstClaim(claim: Claim): Promise<ClaimOutcome> {
-    const now = claim.at.toISOString();
-    try {
-      await this.doc.send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              Update: {
-                TableName: this.tableName,
-                Key: recordKey(claim.serial),
-                UpdateExpression:
-                  'SET #state = :provisioned, certificateId = :certificateId, claimCertificateId = :claimCertificateId, ' +
-                  'provisionedAt = :now, updatedAt = :now, claims = claims + :one',
-                ConditionExpression: '#state = :registered AND batchId = :batchId AND thingName = :thingName',
-                ExpressionAttributeNames: { '#state': 'state' },
-                ExpressionAttributeValues: {
-                  ':provisioned': 'provisioned',
-                  ':registered': 'registered',
-                  ':certificateId': claim.certificateId,
-                  ':claimCertificateId': claim.claimCertificateId,
-                  ':batchId': claim.batchId,
-                  ':thingName': claim.thingName,
-                  ':now': now,
-                  ':one': 1,
-                },
-              },
-            },
-            {
-              Update: {
-                TableName: this.tableName,
-                Key: batchKey(claim.batchId),
-                UpdateExpression: 'SET updatedAt = :now ADD claimed :one',
-                ConditionExpression: `attribute_exists(pk) AND (${ROOM_LEFT})`,
-                ExpressionAttributeValues: { ':now': now, ':one': 1 },
-              },
-            },
-          ],
-        }),
-      );
-    } catch (error) {
-      const reasons = cancellationCodes(error);
-      if (!reasons) throw error;
-      if (reasons[0] === 'ConditionalCheckFailed') return { status: 'changed' };
-      if (reasons[1] === 'ConditionalCheckFailed') return { status: 'batch-exhausted' };
-      // Another claim's transaction held the batch's counter (or the record): nothing written, decide again.
-      if (reasons.includes('TransactionConflict')) return { status: 'changed' };
-      throw error;
-    }
-    const record = await this.readSerial(claim.serial);
-    if (!record) throw new Error(`Serial ${claim.serial} was claimed but cannot be read`);
-    return { status: 'claimed', record };
-  }
-
-  private async reimage(claim: Claim): Promise<ClaimOutcome> {
-    if (!claim.supersededCertificateId) throw new Error('A re-image names the certificate it supersedes');
-    try {
-      const { Attributes } = await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: recordKey(claim.serial),
-          UpdateExpression:
-            'SET certificateId = :certificateId, claimCertificateId = :claimCertificateId, provisionedAt = :now, ' +
-            'updatedAt = :now, claims = claims + :one, ' +
-            'supersededCertificateIds = list_append(if_not_exists(supersededCertificateIds, :empty), :superseded)',
-          ConditionExpression: '#state = :provisioned AND certificateId = :current AND thingName = :thingName',
-          ExpressionAttributeNames: { '#state': 'state' },
-          ExpressionAttributeValues: {
-            ':provisioned': 'provisioned',
-            ':certificateId': claim.certificateId,
-            ':claimCertificateId': claim.claimCertificateId,
-            ':current': claim.supersededCertificateId,
-            ':superseded': [claim.supersededCertificateId],
-            ':thingName': claim.thingName,
-            ':empty': [],
-            ':now': claim.at.toISOString(),
-            ':one': 1,
-          },
-          ReturnValues: 'ALL_NEW',
-        }),
-      );
-      return { status: 'claimed', record: toRecord(Attributes) };
-    } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return { status: 'changed' };
-      throw error;
-    }
-  }
-
-  async recordRefusal(serial: string, refusal: FactoryRefusal): Promise<void> {
-    try {
-      await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: recordKey(serial),
-          UpdateExpression: 'SET lastRefusal = :refusal',
-          ConditionExpression: 'attribute_exists(pk)',
-          ExpressionAttributeValues: { ':refusal': refusal },
-        }),
-      );
-    } catch (error) {
-      if (!(error instanceof ConditionalCheckFailedException)) throw error;
-    }
   }
 
   async retire(serial: string, at: Date): Promise<RetireOutcome> {
@@ -347,12 +274,229 @@ function toRecord(item: Record<string, unknown> | undefined): FactoryRecord {
 }
 
 function toBatch(item: Record<string, unknown> | undefined): FactoryBatch {
-  const { pk: _pk, sk: _sk, allowance, ...batch } = item ?? {};
+  const { pk: _pk, sk: _sk, allowance, claimCertificateIds, ...batch } = item ?? {};
   return FactoryBatch.parse({
     ...batch,
     allowance: allowance ?? batch.registered,
     allowanceFixed: allowance !== undefined,
+    claimCertificateIds: claimCertificateIds instanceof Set ? [...(claimCertificateIds as Set<string>)].sort() : [],
   });
+}
+
+/**
+ * The pre-provisioning hook's store (app/provisioning/factory-registry.ts `ProvisioningClaims`) on the factory table
+ * and the event log's table: one BatchGetItem reads the serial's record and the robot's head; one TransactWriteItems
+ * writes the claim, the batch's counter and RobotProvisioned with the new head (event log layout: event-log-items.ts,
+ * the same items and conditions DynamoEventLog.append writes). The record and batch items ask for their old image on
+ * a failed condition, so the hook names a refusal without reading again.
+ */
+export class DynamoProvisioningClaims implements ProvisioningClaims {
+  private readonly doc: DynamoDBDocumentClient;
+  private readonly factoryTable: string;
+  private readonly eventLogTable: string;
+
+  constructor(options: { client: DynamoDBClient; factoryTable: string; eventLogTable: string }) {
+    this.doc = DynamoDBDocumentClient.from(options.client, { marshallOptions: { removeUndefinedValues: true } });
+    this.factoryTable = options.factoryTable;
+    this.eventLogTable = options.eventLogTable;
+  }
+
+  async readClaimState(serial: string, thingNameGuess: RobotId | undefined): Promise<ClaimSnapshot> {
+    const requests: Record<string, { Keys: Record<string, unknown>[]; ConsistentRead: true }> = {
+      [this.factoryTable]: { Keys: [recordKey(serial)], ConsistentRead: true },
+    };
+    if (thingNameGuess) requests[this.eventLogTable] = { Keys: [{ robotId: thingNameGuess, seq: HEAD_SEQ }], ConsistentRead: true };
+    let record: FactoryRecord | undefined;
+    let head: RobotHead | null = null;
+    for (let attempt = 0; Object.keys(requests).length > 0; attempt++) {
+      if (attempt > MAX_UNPROCESSED_RETRIES) throw new Error(`DynamoDB left the claim state of serial ${serial} unread`);
+      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 20 * 2 ** attempt));
+      const result = await this.doc.send(new BatchGetCommand({ RequestItems: requests }));
+      for (const item of result.Responses?.[this.factoryTable] ?? []) record = toRecord(item);
+      for (const item of result.Responses?.[this.eventLogTable] ?? []) head = headOf(item);
+      for (const table of Object.keys(requests)) {
+        const left = result.UnprocessedKeys?.[table]?.Keys;
+        if (left && left.length > 0) requests[table] = { Keys: left as Record<string, unknown>[], ConsistentRead: true };
+        else delete requests[table];
+      }
+    }
+    // The robot named itself another model than the factory registered (refused on the record), or did not say.
+    if (record && record.thingName !== thingNameGuess) head = await this.readHead(record.thingName);
+    return { record, head: record ? head : null };
+  }
+
+  async commitClaim(commit: ClaimCommit): Promise<ClaimCommitOutcome> {
+    const now = commit.at.toISOString();
+    // Item order matters: CancellationReasons come back in it (record, batch, events, markers, head).
+    const items: NonNullable<TransactWriteCommand['input']['TransactItems']> = [this.recordItem(commit, now), this.batchItem(commit, now)];
+    const append = commit.append;
+    const recorded = (append?.events ?? []).map((event, index) => ({ seq: append!.expectedLastSeq + 1 + index, recordedAt: append!.recordedAt, event }));
+    if (append) {
+      const head: RobotHead = {
+        robotId: append.robotId,
+        state: append.state,
+        lastSeq: recorded.at(-1)?.seq ?? append.expectedLastSeq,
+        revision: (append.expectedRevision ?? 0) + 1,
+        telemetry: append.previousTelemetry,
+        outbox: append.outbox ?? null,
+        updatedAt: append.recordedAt,
+      };
+      items.push(
+        ...recorded.map((entry) => ({ Put: { TableName: this.eventLogTable, Item: toEventItem(entry), ConditionExpression: 'attribute_not_exists(seq)' } })),
+        ...recorded.map((entry) => ({ Put: { TableName: this.eventLogTable, Item: toMarkerItem(entry), ConditionExpression: 'attribute_not_exists(robotId)' } })),
+        { Put: { TableName: this.eventLogTable, Item: toHeadItem(head, false), ...headCondition(append.expectedRevision, append.expectedLastSeq) } },
+      );
+    }
+    try {
+      await this.doc.send(new TransactWriteCommand({ TransactItems: items, ClientRequestToken: randomUUID() }));
+      return { status: 'committed' };
+    } catch (error) {
+      if (!(error instanceof Error) || error.name !== 'TransactionCanceledException') throw error;
+      const reasons = (error as Error & { CancellationReasons?: { Code?: string; Item?: Record<string, unknown> }[] }).CancellationReasons ?? [];
+      const failed = (index: number) => reasons[index]?.Code === 'ConditionalCheckFailed';
+      const markers = reasons.slice(2 + recorded.length, 2 + 2 * recorded.length);
+      if (failed(0) || failed(1)) {
+        const oldRecord = reasons[0]?.Item;
+        const oldBatch = reasons[1]?.Item;
+        return {
+          status: 'condition-failed',
+          recordFailed: failed(0),
+          batchFailed: failed(1),
+          record: oldRecord ? toRecord(unmarshall(oldRecord as never)) : undefined,
+          batch: oldBatch ? toBatch(unmarshall(oldBatch as never)) : undefined,
+        };
+      }
+      if (markers.some((reason) => reason?.Code === 'ConditionalCheckFailed')) return { status: 'duplicate' };
+      if (reasons.some((reason) => reason.Code === 'ConditionalCheckFailed' || reason.Code === 'TransactionConflict')) {
+        return { status: 'changed', conflict: reasons.some((reason) => reason.Code === 'TransactionConflict') };
+      }
+      throw error;
+    }
+  }
+
+  async recordRefusal(serial: string, refusal: FactoryRefusal): Promise<void> {
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.factoryTable,
+          Key: recordKey(serial),
+          UpdateExpression: 'SET lastRefusal = :refusal',
+          ConditionExpression: 'attribute_exists(pk)',
+          ExpressionAttributeValues: { ':refusal': refusal },
+        }),
+      );
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+    }
+  }
+
+  private async readHead(robotId: string): Promise<RobotHead | null> {
+    const { Item } = await this.doc.send(new GetCommand({ TableName: this.eventLogTable, Key: { robotId, seq: HEAD_SEQ }, ConsistentRead: true }));
+    return Item ? headOf(Item) : null;
+  }
+
+  /** The serial's record: claimed (first), its certificate replaced (re-image), or as it is (repeat). */
+  private recordItem(commit: ClaimCommit, now: string) {
+    const base = {
+      TableName: this.factoryTable,
+      Key: recordKey(commit.serial),
+      ExpressionAttributeNames: { '#state': 'state' },
+      ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
+    };
+    switch (commit.kind) {
+      case 'first':
+        return {
+          Update: {
+            ...base,
+            UpdateExpression:
+              'SET #state = :provisioned, certificateId = :certificateId, claimCertificateId = :claimCertificateId, ' +
+              'provisionedAt = :now, updatedAt = :now, claims = claims + :one',
+            ConditionExpression: '#state = :registered AND batchId = :batchId AND thingName = :thingName',
+            ExpressionAttributeValues: {
+              ':provisioned': 'provisioned',
+              ':registered': 'registered',
+              ':certificateId': commit.certificateId,
+              ':claimCertificateId': commit.claimCertificateId,
+              ':batchId': commit.batchId,
+              ':thingName': commit.thingName,
+              ':now': now,
+              ':one': 1,
+            },
+          },
+        };
+      case 'reimage':
+        if (!commit.supersededCertificateId) throw new Error('A re-image names the certificate it supersedes');
+        return {
+          Update: {
+            ...base,
+            UpdateExpression:
+              'SET certificateId = :certificateId, claimCertificateId = :claimCertificateId, provisionedAt = :now, ' +
+              'updatedAt = :now, claims = claims + :one, ' +
+              'supersededCertificateIds = list_append(if_not_exists(supersededCertificateIds, :empty), :superseded)',
+            ConditionExpression: '#state = :provisioned AND certificateId = :current AND batchId = :batchId AND thingName = :thingName',
+            ExpressionAttributeValues: {
+              ':provisioned': 'provisioned',
+              ':certificateId': commit.certificateId,
+              ':claimCertificateId': commit.claimCertificateId,
+              ':current': commit.supersededCertificateId,
+              ':superseded': [commit.supersededCertificateId],
+              ':batchId': commit.batchId,
+              ':thingName': commit.thingName,
+              ':empty': [],
+              ':now': now,
+              ':one': 1,
+            },
+          },
+        };
+      case 'repeat':
+        return {
+          ConditionCheck: {
+            ...base,
+            ConditionExpression: '#state = :provisioned AND certificateId = :certificateId AND batchId = :batchId',
+            ExpressionAttributeValues: { ':provisioned': 'provisioned', ':certificateId': commit.certificateId, ':batchId': commit.batchId },
+          },
+        };
+      default:
+        return assertNever(commit.kind);
+    }
+  }
+
+  /** The batch: lists the claim certificate, and for a first claim has a place left, which the claim takes. */
+  private batchItem(commit: ClaimCommit, now: string) {
+    const base = { TableName: this.factoryTable, Key: batchKey(commit.batchId), ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const };
+    if (commit.kind === 'first') {
+      return {
+        Update: {
+          ...base,
+          UpdateExpression: 'SET updatedAt = :now ADD claimed :one',
+          ConditionExpression: `attribute_exists(pk) AND contains(claimCertificateIds, :claim) AND (${ROOM_LEFT})`,
+          ExpressionAttributeValues: { ':now': now, ':one': 1, ':claim': commit.claimCertificateId },
+        },
+      };
+    }
+    return {
+      ConditionCheck: {
+        ...base,
+        ConditionExpression: 'contains(claimCertificateIds, :claim)',
+        ExpressionAttributeValues: { ':claim': commit.claimCertificateId },
+      },
+    };
+  }
+}
+
+function headOf(item: Record<string, unknown>): RobotHead {
+  const { telemetryChanged: _streamOnly, telemetryRequestId: _alsoStreamOnly, ...head } = fromHeadItem(item);
+  return head;
+}
+
+/** The event log's rule (dynamo-event-log.ts): the head is still the one the decision was made on, or none at all. */
+function headCondition(expectedRevision: number | null, expectedLastSeq: number) {
+  if (expectedRevision === null) return { ConditionExpression: 'attribute_not_exists(robotId)' };
+  return {
+    ConditionExpression: '#revision = :expectedRevision AND lastSeq = :expectedLastSeq',
+    ExpressionAttributeNames: { '#revision': 'revision' },
+    ExpressionAttributeValues: { ':expectedRevision': expectedRevision, ':expectedLastSeq': expectedLastSeq },
+  };
 }
 
 /** The per-item codes of a cancelled transaction (in TransactItems order), or undefined for any other error. */

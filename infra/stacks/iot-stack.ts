@@ -218,12 +218,13 @@ export class IotStack extends Stack {
       environment: { FACTORY_TABLE: props.factoryTable.tableName, EVENT_LOG_TABLE: props.eventLog.tableName },
       timeout: Duration.seconds(5),
     }).fn;
-    // Exactly what functions/adapters/dynamo-factory-registry.ts does for the hook: reads a serial and its batch
-    // (GetItem), claims (a transaction of two Updates) and remembers a refusal (UpdateItem). Transactions are
-    // authorised per item action. The presence check reads the holder's head in the event log (GetItem), and an
-    // admission is appended as RobotProvisioned (functions/adapters/dynamo-event-log.ts: a transaction of Puts).
-    props.factoryTable.grant(hook, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
-    props.eventLog.grant(hook, 'dynamodb:GetItem', 'dynamodb:PutItem');
+    // Exactly what functions/adapters/dynamo-factory-registry.ts does for the hook: one BatchGetItem reads the serial's
+    // record and the robot's head (a second GetItem of the head when the robot named no or a wrong model); one
+    // transaction updates the record, takes a place in the batch or only checks the claim certificate
+    // (ConditionCheck), and appends RobotProvisioned with the new head (Puts); a refusal is remembered (UpdateItem).
+    // Transactions are authorised per item action.
+    props.factoryTable.grant(hook, 'dynamodb:BatchGetItem', 'dynamodb:UpdateItem', 'dynamodb:ConditionCheckItem');
+    props.eventLog.grant(hook, 'dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:PutItem');
     // A refusal is an answer; an error is not: IoT then tells a robot the factory registered ACCESS_DENIED (a claim
     // that lost its race 8 times, DynamoDB failing), and the line sees robots that will not come online.
     hook

@@ -120,9 +120,9 @@ describe('fleet provisioning (issue 11)', () => {
       }
       expect(Object.fromEntries([...byTable].map(([table, actions]) => [table, [...actions].sort()]))).toEqual({
         // Claims are transactions of Updates: IAM authorises each item action, there is no TransactWriteItems action.
-        [factoryId]: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+        [factoryId]: ['dynamodb:BatchGetItem', 'dynamodb:ConditionCheckItem', 'dynamodb:UpdateItem'],
         // RobotProvisioned: the event log's append is a transaction of conditional Puts.
-        [eventLogId]: ['dynamodb:GetItem', 'dynamodb:PutItem'],
+        [eventLogId]: ['dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:PutItem'],
       });
     });
 

@@ -112,6 +112,7 @@ beforeAll(async () => {
     batchId: BATCH,
     model: 'lekiwi',
     serials: Array.from({ length: 12 }, (_, index) => serialOf(index)),
+    claimCertificateIds: [claim.certificateId],
     now: () => new Date(),
   });
   const provisioning = localFleetProvisioning({

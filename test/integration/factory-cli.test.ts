@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { DeleteTableCommand, DescribeTableCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { DynamoFactoryRegistry } from '../../functions/adapters/dynamo-factory-registry.js';
+import { DynamoFactoryRegistry, DynamoProvisioningClaims } from '../../functions/adapters/dynamo-factory-registry.js';
 import { DynamoEventLog } from '../../functions/adapters/dynamo-event-log.js';
 import { executeRobotCommand } from '../../functions/app/execute-robot-command.js';
-import { preProvisioningHook, presenceFromEventLog } from '../../functions/app/provisioning/pre-provisioning-hook.js';
+import { preProvisioningHook } from '../../functions/app/provisioning/pre-provisioning-hook.js';
 import { registerSerials } from '../../functions/app/provisioning/register-serials.js';
 import { createTestFactoryTable, hookInput } from '../support/factory.js';
 import { createTestEventLog, dynamoClient } from '../support/dynamo.js';
@@ -74,9 +74,9 @@ describe('factory CLI', () => {
     try {
       const log = new DynamoEventLog({ client: table.client, tableName: events.tableName });
       const now = () => new Date();
-      await registerSerials(registry, { batchId: 'ST', model: 'lekiwi', serials: ['ST0001', 'ST0002', 'ST0003', 'ST0004'], allowance: 2, now });
-      const hook = (serial: string, certificateId: string) =>
-        preProvisioningHook({ registry, presence: presenceFromEventLog(log), log, now }, hookInput({ SerialNumber: serial }, certificateId));
+      await registerSerials(registry, { batchId: 'ST', model: 'lekiwi', serials: ['ST0001', 'ST0002', 'ST0003', 'ST0004'], allowance: 2, claimCertificateIds: ['claim-cert-batch-a'], now });
+      const claims = new DynamoProvisioningClaims({ client: table.client, factoryTable: table.tableName, eventLogTable: events.tableName });
+      const hook = (serial: string, certificateId: string) => preProvisioningHook({ claims, now }, hookInput({ SerialNumber: serial }, certificateId));
       expect((await hook('ST0001', 'a'.repeat(64))).decision.allow).toBe(true);
       expect((await hook('ST0002', 'b'.repeat(64))).decision.allow).toBe(true);
       expect((await hook('ST0003', 'c'.repeat(64))).decision).toMatchObject({ allow: false, reason: 'HOOK_DENIED_BATCH_EXHAUSTED' });

@@ -37,6 +37,8 @@ let ca: CertificateAuthority;
 let broker: IotBroker;
 let things: ThingRegistry;
 let claim: LocalClaim;
+/** Another batch's claim: a claim certificate the broker admits, but not BATCH's. */
+let otherClaim: LocalClaim;
 let endpoint: Endpoint;
 let factory: Awaited<ReturnType<typeof createTestFactoryTable>>;
 let eventLogTable: Awaited<ReturnType<typeof createTestEventLog>>;
@@ -53,6 +55,7 @@ beforeAll(async () => {
   stateDir = await mkdtemp(join(tmpdir(), 'iot-register-thing-'));
   ca = await CertificateAuthority.openOrCreate(join(stateDir, 'ca'));
   claim = await openOrIssueLocalClaim(stateDir, BATCH);
+  otherClaim = await openOrIssueLocalClaim(stateDir, 'OTHER');
   const server = await ca.issueServerCertificate(['localhost', '127.0.0.1']);
   factory = await createTestFactoryTable();
   eventLogTable = await createTestEventLog(factory.client);
@@ -83,8 +86,9 @@ beforeAll(async () => {
   });
   endpoint = { host: '127.0.0.1', port: broker.port, caPem: ca.certificatePem };
   const now = () => new Date();
-  await registerSerials(registry, { batchId: BATCH, model: 'lekiwi', serials: ['RT0001', 'RT0002', 'RT0003', 'RT0004', 'RT0005', 'RT0006'], now });
-  await registerSerials(registry, { batchId: 'SMALL', model: 'lekiwi', serials: ['SM0001', 'SM0002'], allowance: 1, now });
+  await registerSerials(registry, { batchId: BATCH, model: 'lekiwi', serials: ['RT0001', 'RT0002', 'RT0003', 'RT0004', 'RT0005', 'RT0006'], claimCertificateIds: [claim.certificateId], now });
+  await registerSerials(registry, { batchId: 'SMALL', model: 'lekiwi', serials: ['SM0001', 'SM0002'], allowance: 1, claimCertificateIds: [claim.certificateId], now });
+  await registerSerials(registry, { batchId: 'OTHER', model: 'lekiwi', serials: ['OT0001'], claimCertificateIds: [otherClaim.certificateId], now });
 });
 
 afterEach(() => {
@@ -181,6 +185,19 @@ describe('RegisterThing (fleet provisioning by claim, local IoT Core)', () => {
     });
     expect(await things.lookup('lekiwi-SM0002')).toBeUndefined();
     expect(await registry.readSerial('SM0002')).toMatchObject({ state: 'registered', lastRefusal: { reason: 'HOOK_DENIED_BATCH_EXHAUSTED' } });
+  });
+
+  it("refuses another batch's claim certificate with HOOK_DENIED_WRONG_BATCH, registering nothing and spending no place", async () => {
+    const refused: unknown = await provisionByClaim({ endpoint, claim: otherClaim, serial: 'RT0006', model: 'lekiwi', templateName, attempts: 1 }).catch(
+      (error: unknown) => error,
+    );
+    expect(refused).toMatchObject({
+      request: 'RegisterThing',
+      body: { statusCode: 403, errorCode: 'AccessDenied', errorMessage: 'The pre-provisioning hook denied the request: HOOK_DENIED_WRONG_BATCH' },
+    });
+    expect(await things.lookup('lekiwi-RT0006')).toBeUndefined();
+    expect(await registry.readSerial('RT0006')).toMatchObject({ state: 'registered', lastRefusal: { reason: 'HOOK_DENIED_WRONG_BATCH' } });
+    expect(await eventsOf('lekiwi-RT0006')).toEqual([]);
   });
 
   it('re-image: the same serial with a new key provisions as the same thing; the old certificate is revoked and refused, the history kept', async () => {

@@ -28,7 +28,7 @@ beforeAll(async () => {
     AWS_ENDPOINT_URL_DYNAMODB: inject('dynamoEndpoint'),
   });
   handler = (await import('../../functions/handlers/pre-provisioning-hook.js')).handler as unknown as Hook;
-  await registerSerials(registry, { batchId: 'LINE-7', model: 'lekiwi', serials: ['10000000a1b2c3d4', 'HK0002'], allowance: 1, now: () => new Date() });
+  await registerSerials(registry, { batchId: 'LINE-7', model: 'lekiwi', serials: ['10000000a1b2c3d4', 'HK0002'], allowance: 1, claimCertificateIds: ['claim-cert-batch-a'], now: () => new Date() });
 });
 
 afterAll(async () => {
@@ -74,7 +74,7 @@ describe('PreProvisioningHook handler', () => {
   });
 
   it('refuses a new certificate for the serial while its robot is online in the event log', async () => {
-    await registerSerials(registry, { batchId: 'LINE-8', model: 'lekiwi', serials: ['ON0001'], now: () => new Date() });
+    await registerSerials(registry, { batchId: 'LINE-8', model: 'lekiwi', serials: ['ON0001'], claimCertificateIds: ['claim-cert-batch-a'], now: () => new Date() });
     expect(await invoke(hookInput({ SerialNumber: 'ON0001' }, 'cert-live'))).toMatchObject({ allowProvisioning: true });
     // The hook recorded RobotProvisioned; the robot then connects (the ingest records it so).
     const log = new DynamoEventLog({ client: eventLog.client, tableName: eventLog.tableName });
@@ -92,6 +92,21 @@ describe('PreProvisioningHook handler', () => {
       certificateId: 'cert-live',
       lastRefusal: { reason: 'HOOK_DENIED_ALREADY_CLAIMED', certificateId: 'cert-twin' },
     });
+  });
+
+  it('refuses a claim certificate the batch does not list, keeping HOOK_DENIED_WRONG_BATCH on the serial and its place', async () => {
+    await registerSerials(registry, { batchId: 'LINE-9', model: 'lekiwi', serials: ['WB0001'], claimCertificateIds: ['claim-cert-line-9'], now: () => new Date() });
+
+    expect(await invoke(hookInput({ SerialNumber: 'WB0001' }, 'cert-foreign'))).toEqual({ allowProvisioning: false });
+
+    expect(await registry.readSerial('WB0001')).toMatchObject({
+      state: 'registered',
+      lastRefusal: { reason: 'HOOK_DENIED_WRONG_BATCH', certificateId: 'cert-foreign' },
+    });
+    expect(await registry.readBatch('LINE-9')).toMatchObject({ claimed: 0 });
+    const log = new DynamoEventLog({ client: eventLog.client, tableName: eventLog.tableName });
+    expect((await log.readEvents('lekiwi-WB0001')).events).toEqual([]);
+    expect(await invoke({ ...hookInput({ SerialNumber: 'WB0001' }, 'cert-own'), claimCertificateId: 'claim-cert-line-9' })).toMatchObject({ allowProvisioning: true });
   });
 
   it('refuses a malformed invocation without throwing', async () => {

@@ -103,6 +103,8 @@ export async function registerSerials(
     readonly serials: readonly string[];
     /** Fixes the batch's allowance; absent, it follows the number of registered serials. */
     readonly allowance?: number | undefined;
+    /** Claim certificates to record as the batch's (what `factory bundle` does for the claim it packs). */
+    readonly claimCertificateIds?: readonly string[] | undefined;
     readonly now: () => Date;
     readonly onProgress?: (progress: RegisterProgress) => void;
   },
@@ -138,6 +140,10 @@ export async function registerSerials(
     else if (outcome.status === 'conflict') conflicts.push({ serial, problem: outcome.problem });
     else conflicts.push({ serial, problem: `batch ${request.batchId} is a batch of ${outcome.batch.model}` });
   });
+  for (const certificateId of request.claimCertificateIds ?? []) {
+    const added = await registry.addClaimCertificate(request.batchId, request.model, certificateId, request.now());
+    if (added.status === 'model-conflict') throw new SerialListError([`batch ${request.batchId} is a batch of ${added.batch.model}, not ${request.model}`]);
+  }
   if (request.allowance !== undefined) {
     const set = await registry.setAllowance(request.batchId, request.allowance, request.now());
     if (set.status === 'below-claimed') {

@@ -171,6 +171,7 @@ describe('provisioning: rejections map to named reasons', () => {
     ['HOOK_DENIED_RETIRED', 'stop', EXIT_CONFIG],
     ['HOOK_DENIED_ALREADY_CLAIMED', 'retry', EXIT_CONFIG],
     ['HOOK_DENIED_BATCH_EXHAUSTED', 'stop', EXIT_CONFIG],
+    ['HOOK_DENIED_WRONG_BATCH', 'stop', EXIT_CONFIG],
     ['HOOK_DENIED_MODEL_MISMATCH', 'stop', EXIT_CONFIG],
     ['HOOK_DENIED_INVALID_REQUEST', 'stop', EXIT_CONFIG],
     ['TEMPLATE_NOT_FOUND', 'stop', EXIT_CONFIG],
@@ -185,7 +186,7 @@ describe('provisioning: rejections map to named reasons', () => {
   });
 
   it('every named reason has a row above', () => {
-    expect(PROVISIONING_FAILURE_REASONS).toHaveLength(14);
+    expect(PROVISIONING_FAILURE_REASONS).toHaveLength(15);
   });
 
   it('a stopping reason gives up at once with its exit code, keeping the step', () => {
