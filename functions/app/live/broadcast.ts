@@ -5,6 +5,7 @@ import { countInvalid, logger, metrics, MetricUnit } from '../../platform/observ
 import type { StreamRecordReader } from '../ports.js';
 import type { ConnectionStore, LiveNotifier, Watcher } from './ports.js';
 import { inRobotOrder, liveMessagesOf } from './live-messages.js';
+import { countPushProblems, newTally, pushInOrder } from './push.js';
 
 export interface BroadcastDeps {
   readonly connections: ConnectionStore;
@@ -100,13 +101,6 @@ export async function lookUpAudience(
   return { subscribers };
 }
 
-/** What became of the pushes of one batch; counted once per batch rather than once per push. */
-interface Tally {
-  sent: number;
-  failed: number;
-  gone: number;
-}
-
 /** Each connection gets its messages one after another (so in order); connections are served in parallel. */
 async function deliver(pending: readonly Pending[], audience: Audience, deps: BroadcastDeps): Promise<void> {
   const outboxes = new Map<string, { messages: LiveMessage[]; via: Set<string> }>();
@@ -126,56 +120,10 @@ async function deliver(pending: readonly Pending[], audience: Audience, deps: Br
       outboxes.set(connectionId, outbox);
     }
   }
-  const tally: Tally = { sent: 0, failed: 0, gone: 0 };
+  const tally = newTally();
   await settleConcurrently([...outboxes], deps.concurrency, ([connectionId, outbox]) =>
-    deliverTo(connectionId, outbox.messages, [...outbox.via], deps, tally),
+    pushInOrder(connectionId, outbox.messages, [...outbox.via], deps, tally, (message) => ({ robotId: message.robotId, seq: message.seq })),
   );
   metrics.addMetric('LiveMessagesSent', MetricUnit.Count, tally.sent);
-  if (tally.failed > 0) metrics.addMetric('LivePushFailed', MetricUnit.Count, tally.failed);
-  if (tally.gone > 0) metrics.addMetric('GoneConnections', MetricUnit.Count, tally.gone);
-}
-
-async function deliverTo(
-  connectionId: string,
-  messages: readonly LiveMessage[],
-  subscribedTo: readonly string[],
-  deps: BroadcastDeps,
-  tally: Tally,
-): Promise<void> {
-  for (const message of messages) {
-    let outcome: 'sent' | 'gone';
-    try {
-      outcome = await deps.notifier.send(connectionId, message);
-    } catch (error) {
-      logger.warn('Could not push a live message', {
-        connectionId,
-        robotId: message.robotId,
-        seq: message.seq,
-        error: error as Error,
-      });
-      tally.failed++;
-      continue;
-    }
-    if (outcome === 'gone') {
-      tally.gone++;
-      await removeGone(connectionId, subscribedTo, deps);
-      return;
-    }
-    tally.sent++;
-  }
-}
-
-/** Forgets a connection API Gateway answered 410 for; best effort. */
-export async function removeGone(
-  connectionId: string,
-  subscribedTo: readonly string[],
-  deps: Pick<BroadcastDeps, 'connections'>,
-): Promise<void> {
-  try {
-    await deps.connections.remove(connectionId, subscribedTo);
-    logger.info('Removed a gone WebSocket connection', { connectionId });
-  } catch (error) {
-    // Its records expire with the connection's TTL anyway, and the next push to it will try again.
-    logger.warn('Could not remove a gone WebSocket connection', { connectionId, error: error as Error });
-  }
+  countPushProblems(tally);
 }

@@ -6,7 +6,8 @@ import { telemetryView } from '../../domain/latest-telemetry.js';
 import { toRobotView } from '../../domain/robot-view.js';
 import type { RobotHead, StreamRecordReader } from '../ports.js';
 import type { ConnectionStore, LiveNotifier, Watcher } from './ports.js';
-import { lookUpAudience, removeGone } from './broadcast.js';
+import { lookUpAudience } from './broadcast.js';
+import { countPushProblems, newTally, pushInOrder } from './push.js';
 import { chunkRobotsUpdated, latestPerRobot } from './robots-updated.js';
 
 export interface CoalesceDeps {
@@ -118,12 +119,6 @@ function roundsOf(robotIds: Iterable<string>, rated: (key: string) => Watcher[])
   return rounds;
 }
 
-interface Tally {
-  sent: number;
-  failed: number;
-  gone: number;
-}
-
 /** Views are made once per robot, the whole fleet's messages once for all `*` watchers; connections in parallel. */
 async function deliver(rounds: Map<string, Round>, latest: Map<string, HeadWrite>, now: Date, deps: CoalesceDeps) {
   const at = now.toISOString();
@@ -143,14 +138,13 @@ async function deliver(rounds: Map<string, Round>, latest: Map<string, HeadWrite
     return chunk([...round.robots].map(viewOf), at);
   };
 
-  const tally: Tally = { sent: 0, failed: 0, gone: 0 };
+  const tally = newTally();
   await settleConcurrently([...rounds], deps.concurrency, ([connectionId, round]) =>
-    deliverTo(connectionId, messagesOf(round), [...round.via], deps, tally),
+    pushInOrder(connectionId, messagesOf(round), [...round.via], deps, tally, (message) => ({ type: message.type, robots: message.robots.length })),
   );
   metrics.addMetric('RobotsCoalesced', MetricUnit.Count, latest.size);
   metrics.addMetric('RobotsUpdatedSent', MetricUnit.Count, tally.sent);
-  if (tally.failed > 0) metrics.addMetric('LivePushFailed', MetricUnit.Count, tally.failed);
-  if (tally.gone > 0) metrics.addMetric('GoneConnections', MetricUnit.Count, tally.gone);
+  countPushProblems(tally);
 }
 
 function chunk(views: readonly RobotView[], at: string): RobotsUpdated[] {
@@ -160,29 +154,4 @@ function chunk(views: readonly RobotView[], at: string): RobotsUpdated[] {
     metrics.addMetric('RobotViewTooLarge', MetricUnit.Count, oversized.length);
   }
   return messages;
-}
-
-async function deliverTo(
-  connectionId: string,
-  messages: readonly RobotsUpdated[],
-  subscribedTo: readonly string[],
-  deps: CoalesceDeps,
-  tally: Tally,
-): Promise<void> {
-  for (const message of messages) {
-    let outcome: 'sent' | 'gone';
-    try {
-      outcome = await deps.notifier.send(connectionId, message);
-    } catch (error) {
-      logger.warn('Could not push a RobotsUpdated message', { connectionId, robots: message.robots.length, error: error as Error });
-      tally.failed++;
-      continue;
-    }
-    if (outcome === 'gone') {
-      tally.gone++;
-      await removeGone(connectionId, subscribedTo, deps);
-      return;
-    }
-    tally.sent++;
-  }
 }
