@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ProvisioningExchange } from '../../schemas/provisioning.js';
 import type { ReservedTopicReplies, ReservedTopicRequest, ReservedTopicService } from './reserved-topics.js';
+import { jsonObjectOf } from './json-payload.js';
 
 /**
  * Fleet provisioning's CreateCertificateFromCsr, as the local IoT Core answers it
@@ -96,15 +97,10 @@ export function createCertificateFromCsrService(options: {
   };
 }
 
-function certificateSigningRequestOf(payload: Buffer): { ok: true; pem: string } | { ok: false; problem: string } {
-  let body: unknown;
-  try {
-    body = JSON.parse(payload.toString('utf8'));
-  } catch {
-    return { ok: false, problem: 'the payload is not JSON' };
-  }
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) return { ok: false, problem: 'the payload is not a JSON object' };
-  const pem = (body as { certificateSigningRequest?: unknown }).certificateSigningRequest;
+function certificateSigningRequestOf(payload: Buffer): { ok: true; pem: string } | { readonly ok: false; readonly problem: string } {
+  const json = jsonObjectOf(payload);
+  if (!json.ok) return json;
+  const pem = json.body.certificateSigningRequest;
   if (typeof pem !== 'string' || pem.trim() === '') return { ok: false, problem: 'certificateSigningRequest is missing or not a string' };
   return { ok: true, pem };
 }

@@ -8,6 +8,7 @@ import type { ThingRegistration } from '../thing-registry.js';
 import type { BrokerLog } from './contract.js';
 import type { CertificateOwnershipTokens } from './create-certificate-from-csr.js';
 import type { ReservedTopicReplies, ReservedTopicRequest, ReservedTopicService } from './reserved-topics.js';
+import { jsonObjectOf } from './json-payload.js';
 
 /**
  * Fleet provisioning's RegisterThing, as the local IoT Core answers it
@@ -133,14 +134,9 @@ type Parsed =
 
 /** `{certificateOwnershipToken: string, parameters?: {[name]: string}}`, as the MQTT API documents it. */
 export function registerThingRequestOf(payload: Buffer): Parsed {
-  let body: unknown;
-  try {
-    body = JSON.parse(payload.toString('utf8'));
-  } catch {
-    return { ok: false, problem: 'the payload is not JSON' };
-  }
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) return { ok: false, problem: 'the payload is not a JSON object' };
-  const { certificateOwnershipToken: token, parameters = {} } = body as { certificateOwnershipToken?: unknown; parameters?: unknown };
+  const json = jsonObjectOf(payload);
+  if (!json.ok) return json;
+  const { certificateOwnershipToken: token, parameters = {} } = json.body;
   if (token !== undefined && typeof token !== 'string') return { ok: false, problem: 'certificateOwnershipToken must be a string' };
   if (typeof parameters !== 'object' || parameters === null || Array.isArray(parameters)) {
     return { ok: false, problem: 'parameters must be an object of strings' };
