@@ -1,11 +1,12 @@
 import type { DynamoDBBatchResponse, DynamoDBRecord } from 'aws-lambda';
 import { WILDCARD, type LiveMessage } from '../../../schemas/index.js';
 import { settleConcurrently } from '../../platform/concurrency.js';
-import { countInvalid, logger, metrics, MetricUnit } from '../../platform/observability.js';
+import { logger, metrics, MetricUnit } from '../../platform/observability.js';
 import type { StreamRecordReader } from '../ports.js';
 import type { ConnectionStore, LiveNotifier, Watcher } from './ports.js';
 import { inRobotOrder, liveMessagesOf } from './live-messages.js';
 import { countPushProblems, newTally, pushInOrder } from './push.js';
+import { readStreamItems } from './stream-items.js';
 
 export interface BroadcastDeps {
   readonly connections: ConnectionStore;
@@ -63,20 +64,9 @@ async function broadcastStreamBatch(
 }
 
 function readMessages(records: readonly DynamoDBRecord[], now: Date, readRecord: StreamRecordReader): Pending[] {
-  return records.flatMap((record, recordIndex) => {
-    // An empty identifier makes Lambda retry the whole batch: the safe answer for a record without one.
-    const sequenceNumber = record.dynamodb?.SequenceNumber ?? '';
-    try {
-      return liveMessagesOf(readRecord(record), now).map((message) => ({ recordIndex, sequenceNumber, message }));
-    } catch (error) {
-      logger.warn('Skipped a malformed event log stream record', {
-        sequenceNumber,
-        reason: error instanceof Error ? error.message.slice(0, 500) : String(error),
-      });
-      countInvalid('StreamRecord');
-      return [];
-    }
-  });
+  return readStreamItems(records, readRecord).flatMap(({ recordIndex, sequenceNumber, item }) =>
+    liveMessagesOf(item, now).map((message) => ({ recordIndex, sequenceNumber, message })),
+  );
 }
 
 /** One Query per subscription key of the batch: `*` once, each robot once. A failed lookup is logged and left out. */

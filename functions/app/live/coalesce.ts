@@ -1,13 +1,14 @@
 import type { DynamoDBBatchResponse, DynamoDBRecord } from 'aws-lambda';
 import { WILDCARD, type RobotView, type RobotsUpdated } from '../../../schemas/index.js';
 import { settleConcurrently } from '../../platform/concurrency.js';
-import { countInvalid, logger, metrics, MetricUnit } from '../../platform/observability.js';
+import { logger, metrics, MetricUnit } from '../../platform/observability.js';
 import { telemetryView } from '../../domain/latest-telemetry.js';
 import { toRobotView } from '../../domain/robot-view.js';
 import type { RobotHead, StreamRecordReader } from '../ports.js';
 import type { ConnectionStore, LiveNotifier, Watcher } from './ports.js';
 import { lookUpAudience } from './broadcast.js';
 import { countPushProblems, newTally, pushInOrder } from './push.js';
+import { readStreamItems } from './stream-items.js';
 import { chunkRobotsUpdated, latestPerRobot } from './robots-updated.js';
 
 export interface CoalesceDeps {
@@ -77,23 +78,9 @@ async function coalesceStreamBatch(
 const isCoalesced = (watcher: Watcher) => watcher.telemetry !== 'raw';
 
 function readHeadWrites(records: readonly DynamoDBRecord[], readRecord: StreamRecordReader): HeadWrite[] {
-  return records.flatMap((record, recordIndex) => {
-    // An empty identifier makes Lambda retry the whole batch: the safe answer for a record without one.
-    const sequenceNumber = record.dynamodb?.SequenceNumber ?? '';
-    try {
-      const item = readRecord(record);
-      if (item.kind !== 'head') return [];
-      const { head } = item;
-      return [{ recordIndex, sequenceNumber, robotId: head.robotId, revision: head.revision, head }];
-    } catch (error) {
-      logger.warn('Skipped a malformed event log stream record', {
-        sequenceNumber,
-        reason: error instanceof Error ? error.message.slice(0, 500) : String(error),
-      });
-      countInvalid('StreamRecord');
-      return [];
-    }
-  });
+  return readStreamItems(records, readRecord).flatMap(({ recordIndex, sequenceNumber, item }) =>
+    item.kind === 'head' ? [{ recordIndex, sequenceNumber, robotId: item.head.robotId, revision: item.head.revision, head: item.head }] : [],
+  );
 }
 
 /** Each coalesced connection's round: `*` watchers get every robot, the others the robots they watch by id. */
