@@ -7,7 +7,7 @@ import type * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { KinesisEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
-import type { Construct } from 'constructs';
+import type { Construct, IConstruct } from 'constructs';
 import { claimPolicy, PROVISIONING_PARAMETERS, provisioningTemplateName } from '../../schemas/provisioning.js';
 import type { RobotModel } from '../../schemas/robot-id.js';
 import { RESOURCE_TYPE, THING_NAME_VARIABLE, thingPolicy, type ThingPolicyStatement } from '../../schemas/thing-policy.js';
@@ -178,7 +178,10 @@ export class IotStack extends Stack {
       thingPolicy: this.thingPolicy,
     }));
 
-    ({ fn: this.certificateRotationFunction, rule: this.certificateRotationRule } = this.certificateRotation(props, endpoint));
+    ({ fn: this.certificateRotationFunction, rule: this.certificateRotationRule } = this.certificateRotation(props, endpoint, {
+      role: ruleRole,
+      policy: ruleRolePolicy,
+    }));
 
     new CfnOutput(this, 'ThingPolicyName', {
       value: this.thingPolicy.ref,
@@ -191,8 +194,12 @@ export class IotStack extends Stack {
     });
   }
 
-  private certificateRotation(props: IotStackProps, endpoint: IotDataEndpoint): { fn: lambda.IFunction; rule: iot.CfnTopicRule } {
-    return certificateRotationResources(this, props, endpoint);
+  private certificateRotation(
+    props: IotStackProps,
+    endpoint: IotDataEndpoint,
+    ruleErrors: RuleErrorRole,
+  ): { fn: lambda.IFunction; rule: iot.CfnTopicRule } {
+    return certificateRotationResources(this, props, endpoint, ruleErrors);
   }
 
   /**
@@ -305,7 +312,18 @@ export class IotStack extends Stack {
  * thing and, on the confirm, deactivates and detaches the old one. Its role holds exactly the IoT actions the adapter
  * (functions/adapters/iot-certificate-registry.ts) calls, scoped to robot things and certificates where IAM allows.
  */
-function certificateRotationResources(stack: IotStack, props: IotStackProps, endpoint: IotDataEndpoint): { fn: lambda.IFunction; rule: iot.CfnTopicRule } {
+/** The role every topic rule's error action sends with (to the rule error queue), and its policy, created first. */
+interface RuleErrorRole {
+  readonly role: iam.IRole;
+  readonly policy: IConstruct;
+}
+
+function certificateRotationResources(
+  stack: IotStack,
+  props: IotStackProps,
+  endpoint: IotDataEndpoint,
+  ruleErrors: RuleErrorRole,
+): { fn: lambda.IFunction; rule: iot.CfnTopicRule } {
   const fn = new AppFunction(stack, 'CertificateRotation', {
     handler: 'certificate-rotation',
     description: "Certificate rotation: signs a robot's CSR for its own thing; deactivates the old certificate once the new one is confirmed",
@@ -341,8 +359,11 @@ function certificateRotationResources(stack: IotStack, props: IotStackProps, end
       description: ROTATION_RULE.description,
       ruleDisabled: false,
       actions: [{ lambda: { functionArn: fn.functionArn } }],
+      // A request the function could not be invoked with lands on the rule error queue, as the ingest rules' do.
+      errorAction: { sqs: { queueUrl: props.ruleErrorDlq.queueUrl, roleArn: ruleErrors.role.roleArn, useBase64: false } },
     },
   });
+  rule.node.addDependency(ruleErrors.role, ruleErrors.policy);
   fn.addPermission('InvokeFromRotationRule', {
     principal: new iam.ServicePrincipal('iot.amazonaws.com'),
     action: 'lambda:InvokeFunction',

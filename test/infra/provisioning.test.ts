@@ -147,7 +147,9 @@ describe('fleet provisioning (issue 11)', () => {
 
     it('may be invoked by IoT only for this stage’s template in this account', () => {
       const { logicalId: fnId } = hookFunction();
-      const permissions = iotResources('AWS::Lambda::Permission');
+      const permissions = iotResources('AWS::Lambda::Permission').filter(
+        ([, permission]) => JSON.stringify(permission.Properties.FunctionName) === JSON.stringify({ 'Fn::GetAtt': [fnId, 'Arn'] }),
+      );
       expect(permissions).toHaveLength(1);
       const [, permission] = permissions[0]!;
       expect(permission.Properties.FunctionName).toEqual({ 'Fn::GetAtt': [fnId, 'Arn'] });

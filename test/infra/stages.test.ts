@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { buildHeartbeat, type HeartbeatStacks } from '../../infra/heartbeat.js';
 import { TOPIC_RULES } from '../../schemas/topics.js';
 import { BUILD_TIMEOUT, flatten, newApp } from './helpers.js';
+import { ROTATION_RULE } from '../../schemas/rotation.js';
 
 /** Two stages deployed side by side: one account, one region. */
 const ENV = { account: '123456789012', region: 'eu-west-1' };
@@ -156,7 +157,7 @@ describe('IoT topic rules of a stage', () => {
     const resources = Template.fromStack(stacks.iot).toJSON().Resources as Record<string, any>;
     const rules = Object.values(resources).filter((r) => r.Type === 'AWS::IoT::TopicRule');
     expect(rules.map((r) => r.Properties.RuleName).sort()).toEqual(
-      Object.values(TOPIC_RULES).map((rule) => `${rule.name}_staging_eu`).sort(),
+      [...Object.values(TOPIC_RULES), ROTATION_RULE].map((rule) => `${rule.name}_staging_eu`).sort(),
     );
     for (const rule of rules) {
       const roleId = rule.Properties.TopicRulePayload.ErrorAction.Sqs.RoleArn['Fn::GetAtt'][0];
