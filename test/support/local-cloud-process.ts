@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
@@ -23,7 +24,40 @@ export interface Ports {
 }
 
 export async function freePorts(): Promise<Ports> {
-  return { http: await freePort(), ws: await freePort(), mqtt: await freePort() };
+  const taken = new Set<number>();
+  const next = async () => {
+    const port = await stablePort(taken);
+    taken.add(port);
+    return port;
+  };
+  return { http: await next(), ws: await next(), mqtt: await next() };
+}
+
+/** Linux's default ephemeral range (net.ipv4.ip_local_port_range): where port 0 and outgoing connections get ports. */
+const EPHEMERAL_FROM = 32_768;
+const STABLE_FROM = 20_000;
+
+/**
+ * A free port below the ephemeral range. A port found free by binding port 0 is an ephemeral one, and between this
+ * check and the local cloud's own bind (a process start later) any outgoing connection of the parallel tests may take
+ * it ("Port … is in use", seen in CI). Below the range the kernel hands out nothing by itself, so only another test
+ * picking the same random port could take it.
+ */
+async function stablePort(taken: ReadonlySet<number>): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = STABLE_FROM + Math.floor(Math.random() * (EPHEMERAL_FROM - STABLE_FROM));
+    if (!taken.has(port) && (await canListen(port))) return port;
+  }
+  return freePort();
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
 }
 
 export async function freshStateDir(): Promise<string> {
