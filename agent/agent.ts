@@ -1,8 +1,8 @@
 import { join } from 'node:path';
-import { AgentEvent, ReportNowCommand, TelemetrySample, type ReportNowReply } from '../schemas/device.js';
+import type { AgentEvent, TelemetrySample } from '../schemas/device.js';
 import { ROBOT_REQUESTS, topics } from '../schemas/topics.js';
 import { EventQueue } from './adapters/event-queue.js';
-import { firstProblem, parseJsonPayload } from './command-payload.js';
+import { CommandRouter } from './command-router.js';
 import { OutboxSender } from './outbox-sender.js';
 import { TelemetryReporter } from './telemetry-reporter.js';
 import type { Logger } from './adapters/json-log.js';
@@ -11,21 +11,21 @@ import type { AgentConfig } from './config.js';
 import { checkDeliverySettings, DEFAULT_DELIVERY_SETTINGS, type DeliverySettings } from './core/outbox-delivery.js';
 
 /**
- * The agent runtime: what the robot says, and when, over whatever link it is given.
+ * The agent runtime: what the robot says, and when, over whatever link it is given. `createAgent` only composes the
+ * parts, each small enough to read on its own:
  *
- * - Telemetry is a latest-value signal: a sample is read every `sampleIntervalMs`, sent (QoS 0) when the telemetry
- *   policy says so, and simply not sent while offline; the next connection starts with a fresh reading.
- * - Events are facts: `report` writes them to the on-disk queue first; whenever the link is up they go out oldest
- *   first at QoS 1, always as an AgentEventBatch carrying their outbox position (`{ outbox: { id, after, first },
- *   events }`). An event leaves the disk only once the cloud acknowledged it on `cmd/heartbeat/<thing>/ack`
- *   (EventsAck): the broker's PUBACK only says IoT Core took the message. What to send when (a window of batches in
- *   flight, going back on `resend`, on an ack timeout and on every connection) is the pure delivery core,
- *   agent/core/outbox-delivery.ts. A failed publish stops sending until the next connection.
- * - Events the queue had to drop (it was full) are gone, but not silently: once the link is up, an
- *   `EventsDropped { count }` is put into the queue itself, so it is acknowledged end to end like any other event.
- * - Commands arrive on `cmd/heartbeat/<thing>/<request>`: `report-now` answers at once on `…/report-now/reply`, `ack`
- *   is the cloud's EventsAck. Anything else, or anything malformed, is logged and ignored: a bad message never stops
- *   the agent.
+ * - the outbox (agent/outbox-sender.ts): events are facts. `report` writes them to the on-disk queue first; whenever
+ *   the link is up they go out oldest first at QoS 1 as AgentEventBatches carrying their outbox position, and leave
+ *   the disk only once the cloud acknowledged them (`cmd/heartbeat/<thing>/ack`, EventsAck), not on the broker's
+ *   PUBACK. What to send when is the pure delivery core, agent/core/outbox-delivery.ts. Events the full queue had to
+ *   drop are reported, once the link is up, as an `EventsDropped { count }` put into the queue itself.
+ * - telemetry (agent/telemetry-reporter.ts): a latest-value signal, read every `sampleIntervalMs`, sent (QoS 0)
+ *   when the telemetry policy says so, not sent (nor kept) while offline.
+ * - the command router (agent/command-router.ts): `cmd/heartbeat/<thing>/<request>` by its last level. `report-now`
+ *   answers at once on `…/report-now/reply`; `ack` is the cloud's EventsAck; `commands` (certificate rotation) and
+ *   `onCommand` (parts added later) bring their own. Anything else, or anything malformed, is logged and ignored: a
+ *   bad message never stops the agent.
+ * - the lifecycle (AgentLifecycle, below): start, stop, and the link's ups and downs told to each part.
  *
  * Pure wiring: the link, the telemetry reader, the queue, the clock, the random source and the log are all injected.
  */
@@ -63,6 +63,7 @@ export interface AgentOptions {
   /**
    * More commands, by the last topic level, each given the JSON body (certificate rotation's `rotate-certificate`,
    * `certificate-issued`, `certificate-rotated`: agent/certificate-rotation.ts). A handler that throws is logged.
+   * One of COMMANDS cannot be taken over: createAgent throws.
    */
   readonly commands?: Readonly<Record<string, (body: unknown) => void>>;
 }
@@ -88,6 +89,12 @@ export interface Agent {
    * unsubscribe function.
    */
   onLinkUp(listener: () => void): () => void;
+  /**
+   * Routes the command `cmd/heartbeat/<thing>/<request>` to `handler` (given its JSON body) from now on, before or
+   * after start: how a part plugs in without editing this file. A promise it returns is waited for by stop()
+   * (bounded); a throw or rejection is logged. A request that already has a handler throws. Returns the unregister.
+   */
+  onCommand(request: string, handler: (body: unknown) => void | Promise<void>): () => void;
 }
 
 /** The commands the agent understands, by the last topic level. */
@@ -98,171 +105,142 @@ const DEFAULT_STOP_TIMEOUT_MS = 5_000;
 export function createAgent(options: AgentOptions): Agent {
   const { config, link, log } = options;
   const clock = options.clock ?? { now: () => Date.now() };
-  const thing = config.thingName;
   const queue = options.queue ?? new EventQueue({ directory: join(config.stateDir, 'queue'), log: (m, d) => log.warn(m, d) });
-  const stopTimeoutMs = options.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
-  const commandFilter = topics.command(thing, '+');
-  const commandPrefix = topics.command(thing, '');
   const telemetry = new TelemetryReporter({ config, link, reader: options.telemetry, clock, log });
   const outbox = new OutboxSender({
     queue,
     link,
-    topic: topics.events(thing),
+    topic: topics.events(config.thingName),
     clock,
     random: options.random ?? Math.random,
     settings: deliverySettings(config.delivery),
     log,
   });
+  const router = new CommandRouter({ link, thingName: config.thingName, log });
+  router.handle(COMMANDS.eventsAck, (body, { topic }) => outbox.onAck(topic, body));
+  router.handle(COMMANDS.reportNow, (body, { topic }) => telemetry.answerReportNow(topic, body));
+  for (const [request, handler] of Object.entries(options.commands ?? {})) router.handle(request, handler);
+  const stopTimeoutMs = options.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
+  const lifecycle = new AgentLifecycle({ thingName: config.thingName, link, log, outbox, telemetry, router, stopTimeoutMs });
 
-  let phase: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
-  /** Command replies on their way out; stop() lets them finish too. */
-  const replies = new Set<Promise<void>>();
-  let stopping: Promise<void> | undefined;
+  return {
+    start: () => lifecycle.start(),
+    stop: () => lifecycle.stop(),
+    async report(event) {
+      lifecycle.mustBeRunning('report events');
+      await outbox.report(event);
+    },
+    reportNow: () => telemetry.sampleOnce(true),
+    onLinkUp: (listener) => lifecycle.onLinkUp(listener),
+    onCommand: (request, handler) => router.handle(request, handler),
+  };
+}
 
-  const linkUpListeners = new Set<() => void>();
-  const callLinkUp = (listener: () => void) => {
+/**
+ * Start, stop and the link's ups and downs, told to every part in one place.
+ *
+ * INVARIANTS
+ * - Phases only move forward: new → running → stopping → stopped; the agent never restarts.
+ * - Link events reach the parts only while running, and in a fixed order: on a connection the outbox first (its
+ *   drain and its dropped-events report), then telemetry, then the link-up listeners; a listener that throws is
+ *   logged and the others still run.
+ * - stop() is idempotent (one shutdown, shared) and bounded: work under way gets `stopTimeoutMs`, then the queue is
+ *   closed and the link stopped whatever is still hanging.
+ */
+class AgentLifecycle {
+  private phase: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
+  private stopping: Promise<void> | undefined;
+  private readonly linkUpListeners = new Set<() => void>();
+  private readonly onConnected = (connection: LinkConnection) => this.online('connected', connection);
+  private readonly onResumed = (connection: LinkConnection) => this.online('resumed', connection);
+  private readonly onInterrupted = (error: Error) => {
+    this.deps.telemetry.linkDown();
+    this.deps.outbox.linkDown();
+    this.deps.log.warn('link down; telemetry paused, events queue on disk', { error });
+  };
+
+  constructor(
+    private readonly deps: {
+      readonly thingName: string;
+      readonly link: Link;
+      readonly log: Logger;
+      readonly outbox: OutboxSender;
+      readonly telemetry: TelemetryReporter;
+      readonly router: CommandRouter;
+      readonly stopTimeoutMs: number;
+    },
+  ) {}
+
+  async start(): Promise<void> {
+    if (this.phase !== 'new') throw new Error(`the agent cannot start: it is ${this.phase}`);
+    const { link, log, outbox, telemetry, router } = this.deps;
+    await outbox.start();
+    // stop() while the queue was opening: it found nothing to close, so this closes it and goes no further.
+    if (this.phase !== 'new') {
+      outbox.stop();
+      return outbox.close();
+    }
+    this.phase = 'running';
+    telemetry.start();
+    link.on('connected', this.onConnected);
+    link.on('resumed', this.onResumed);
+    link.on('interrupted', this.onInterrupted);
+    router.start();
+    link.start().catch((error: unknown) => {
+      if (this.phase === 'running') log.error('the link did not start', { error });
+    });
+    if (link.isConnected && !telemetry.online) this.onConnected({ sessionPresent: false });
+    log.info('agent started', { thingName: this.deps.thingName, telemetryTopic: telemetry.topic, ...outbox.status() });
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= this.shutDown();
+    return this.stopping;
+  }
+
+  mustBeRunning(what: string): void {
+    if (this.phase !== 'running') throw new Error(`the agent cannot ${what}: it is ${this.phase}`);
+  }
+
+  onLinkUp(listener: () => void): () => void {
+    this.linkUpListeners.add(listener);
+    if (this.phase === 'running' && this.deps.telemetry.online) this.callLinkUp(listener);
+    return () => void this.linkUpListeners.delete(listener);
+  }
+
+  private online(kind: 'connected' | 'resumed', connection: LinkConnection): void {
+    if (this.phase !== 'running') return;
+    this.deps.log.info(kind === 'connected' ? 'link up' : 'link back', { sessionPresent: connection.sessionPresent });
+    this.deps.outbox.linkUp();
+    this.deps.telemetry.linkUp();
+    for (const listener of this.linkUpListeners) this.callLinkUp(listener);
+  }
+
+  private callLinkUp(listener: () => void): void {
     try {
       listener();
     } catch (error) {
-      log.warn('a link-up listener failed', { error });
-    }
-  };
-
-  function onOnline(kind: 'connected' | 'resumed', connection: LinkConnection): void {
-    if (phase !== 'running') return;
-    log.info(kind === 'connected' ? 'link up' : 'link back', { sessionPresent: connection.sessionPresent });
-    outbox.linkUp();
-    telemetry.linkUp();
-    for (const listener of linkUpListeners) callLinkUp(listener);
-  }
-
-  const onConnected = (connection: LinkConnection) => onOnline('connected', connection);
-  const onResumed = (connection: LinkConnection) => onOnline('resumed', connection);
-  const onInterrupted = (error: Error) => {
-    telemetry.linkDown();
-    outbox.linkDown();
-    log.warn('link down; telemetry paused, events queue on disk', { error });
-  };
-
-  function onCommand(topic: string, payload: Buffer): void {
-    if (phase !== 'running') return;
-    const request = topic.startsWith(commandPrefix) ? topic.slice(commandPrefix.length) : '';
-    const extra = Object.hasOwn(options.commands ?? {}, request) ? options.commands?.[request] : undefined;
-    if (extra) {
-      const parsed = parseJsonPayload(payload);
-      if (!parsed.ok) return log.warn('malformed command ignored: payload is not JSON', { topic, bytes: payload.length });
-      try {
-        extra(parsed.value);
-      } catch (error) {
-        log.warn('command handler failed', { topic, error });
-      }
-      return;
-    }
-    if (request !== COMMANDS.reportNow && request !== COMMANDS.eventsAck) {
-      log.warn('unknown command ignored', { topic });
-      return;
-    }
-    const body = parseJsonPayload(payload);
-    if (!body.ok) {
-      log.warn('malformed command ignored: payload is not JSON', { topic, bytes: payload.length });
-      return;
-    }
-    if (request === COMMANDS.eventsAck) {
-      outbox.onAck(topic, body.value);
-      return;
-    }
-    const command = ReportNowCommand.safeParse(body.value);
-    if (!command.success) {
-      log.warn('malformed command ignored', { topic, ...firstProblem(command.error) });
-      return;
-    }
-    const reply = answerReportNow(command.data.requestId).finally(() => replies.delete(reply));
-    replies.add(reply);
-  }
-
-  async function answerReportNow(requestId: string | undefined): Promise<void> {
-    const result = await telemetry.sampleOnce(true, requestId);
-    if (!result.sent || result.sentAt === undefined) {
-      log.warn('report-now: no sample could be sent', { requestId });
-      return;
-    }
-    try {
-      const reply: ReportNowReply = { requestId, sentAt: result.sentAt };
-      await link.publish(topics.commandReply(thing, COMMANDS.reportNow), JSON.stringify(reply), 1);
-    } catch (error) {
-      log.warn('report-now reply failed', { requestId, error });
+      this.deps.log.warn('a link-up listener failed', { error });
     }
   }
 
-  async function shutDown(): Promise<void> {
-    const wasRunning = phase === 'running';
-    phase = 'stopping';
+  private async shutDown(): Promise<void> {
+    const { link, log, outbox, telemetry, router } = this.deps;
+    this.phase = 'stopping';
+    router.stop();
     telemetry.stop();
     outbox.stop();
-    link.off('connected', onConnected);
-    link.off('resumed', onResumed);
-    link.off('interrupted', onInterrupted);
-    // A sample or an event on its way to the broker may finish; one stuck on a dead link may not hold the stop.
-    await settleWithin(Promise.all([telemetry.idle(), outbox.idle(), ...replies]), stopTimeoutMs);
-    if (wasRunning) {
-      try {
-        await queue.close();
-      } catch (error) {
-        log.warn('closing the event queue failed', { error });
-      }
-    }
+    link.off('connected', this.onConnected);
+    link.off('resumed', this.onResumed);
+    link.off('interrupted', this.onInterrupted);
+    // A sample, an event or a command reply on its way to the broker may finish; one stuck on a dead link may not
+    // hold the stop.
+    await settleWithin(Promise.all([telemetry.idle(), outbox.idle(), router.idle()]), this.deps.stopTimeoutMs);
+    await outbox.close();
     await link.stop();
-    phase = 'stopped';
+    this.phase = 'stopped';
     log.info('agent stopped');
   }
-
-  return {
-    async start() {
-      if (phase !== 'new') throw new Error(`the agent cannot start: it is ${phase}`);
-      await queue.open();
-      phase = 'running';
-      outbox.start();
-      telemetry.start();
-      link.on('connected', onConnected);
-      link.on('resumed', onResumed);
-      link.on('interrupted', onInterrupted);
-      link.subscribe(commandFilter, onCommand).catch((error: unknown) => {
-        log.error('subscribing to commands failed', { filter: commandFilter, error });
-      });
-      link.start().catch((error: unknown) => {
-        if (phase === 'running') log.error('the link did not start', { error });
-      });
-      if (link.isConnected && !telemetry.online) onConnected({ sessionPresent: false });
-      const stats = queue.stats();
-      log.info('agent started', {
-        thingName: thing,
-        telemetryTopic: telemetry.topic,
-        pendingEvents: stats.pending,
-        outboxId: queue.outboxId,
-      });
-    },
-
-    stop() {
-      stopping ??= shutDown();
-      return stopping;
-    },
-
-    async report(event) {
-      if (phase !== 'running') throw new Error(`the agent cannot report events: it is ${phase}`);
-      await queue.enqueue(event);
-      outbox.queued();
-    },
-
-    reportNow() {
-      return telemetry.sampleOnce(true);
-    },
-
-    onLinkUp(listener) {
-      linkUpListeners.add(listener);
-      if (phase === 'running' && telemetry.online) callLinkUp(listener);
-      return () => void linkUpListeners.delete(listener);
-    },
-  };
 }
 
 /** The agent config's delivery fields over the defaults, checked. */

@@ -1,4 +1,4 @@
-import { EventsAck, type AgentEventBatch } from '../schemas/device.js';
+import { EventsAck, type AgentEvent, type AgentEventBatch } from '../schemas/device.js';
 import type { EventQueue } from './adapters/event-queue.js';
 import type { Logger } from './adapters/json-log.js';
 import type { Link } from './adapters/mqtt-link.js';
@@ -19,13 +19,26 @@ import {
 } from './core/outbox-delivery.js';
 
 /**
- * Events from the queue to the cloud: the delivery core decides, this does what it says. One publish at a time
- * (batches go out in position order), a timer for the core's ack deadline, acknowledgements applied to the core at
- * once and to the queue (which forgets the events on disk) in arrival order.
+ * The outbox: events from the on-disk queue to the cloud. It owns the queue from open to close, the drain (the
+ * delivery core, agent/core/outbox-delivery.ts, decides what goes out when; this does what it says, with a timer for
+ * the core's ack deadline), the cloud's acknowledgements (`ack` commands: applied to the core at once, to the queue,
+ * which forgets the events on disk, in arrival order) and the report of events the full queue had to drop.
+ *
+ * INVARIANTS
+ * - One drain at a time: `pumping` is the only "drain running" guard; a wake-up during a drain (`pumpAgain`) runs
+ *   one more drain after it, never a second one beside it. Batches therefore go out one publish at a time, in
+ *   position order.
+ * - An event leaves the disk only on the cloud's EventsAck for its outbox, never on the broker's PUBACK.
+ * - Dropped events are reported once the link is up, as an `EventsDropped { count }` put into the queue itself (so
+ *   it is acknowledged end to end like any event), and before the next drain: making room for it may drop the
+ *   oldest, and those need not go out. At most one report is being queued at a time (`reportingDropped`).
+ * - A failed publish stops the drain until the next connection; events stay queued.
+ * - Nothing runs after `stop()`: no drain, no timer, no report; `idle()` covers what was under way.
  */
 export class OutboxSender {
   private state: DeliveryState | undefined;
   private running = false;
+  private opened = false;
   private linkIsUp = false;
   private pumping: Promise<void> | undefined;
   private pumpAgain = false;
@@ -46,10 +59,23 @@ export class OutboxSender {
     },
   ) {}
 
-  /** Once the queue is open. */
-  start(): void {
+  /** Opens the queue (an unsent EventsDropped count or events from the last run are picked up) and starts. */
+  async start(): Promise<void> {
+    await this.deps.queue.open();
+    this.opened = true;
     this.running = true;
     this.state = initialDelivery(this.deps.queue.snapshot());
+  }
+
+  /** Resolves once the event is on disk (an invalid one is refused, field named); it goes out when the link is up. */
+  async report(event: AgentEvent): Promise<void> {
+    await this.deps.queue.enqueue(event);
+    this.queued();
+  }
+
+  /** For the start log. */
+  status(): { readonly outboxId: string; readonly pendingEvents: number } {
+    return { outboxId: this.deps.queue.outboxId, pendingEvents: this.deps.queue.stats().pending };
   }
 
   linkUp(): void {
@@ -67,7 +93,7 @@ export class OutboxSender {
   }
 
   /** An event was queued. */
-  queued(): void {
+  private queued(): void {
     if (!this.reportDropped()) this.pump();
   }
 
@@ -112,6 +138,17 @@ export class OutboxSender {
   /** Work under way: a publish, an EventsDropped being queued, acknowledgements being written. */
   idle(): Promise<unknown> {
     return Promise.all([this.pumping, this.reportingDropped, ...this.acknowledging]);
+  }
+
+  /** After `stop()` and `idle()` (or giving up on it): closes the queue if it was opened. Never rejects. */
+  async close(): Promise<void> {
+    if (!this.opened) return;
+    this.opened = false;
+    try {
+      await this.deps.queue.close();
+    } catch (error) {
+      this.deps.log.warn('closing the event queue failed', { error });
+    }
   }
 
   private forgetThrough(outboxId: string, through: number): void {

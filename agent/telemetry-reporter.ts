@@ -1,13 +1,19 @@
-import { TelemetrySample, type TelemetryMessage } from '../schemas/device.js';
-import { TOPIC_RULES, topics } from '../schemas/topics.js';
+import { ReportNowCommand, TelemetrySample, type ReportNowReply, type TelemetryMessage } from '../schemas/device.js';
+import { ROBOT_REQUESTS, TOPIC_RULES, topics } from '../schemas/topics.js';
+import { firstProblem } from './command-payload.js';
 import type { Logger } from './adapters/json-log.js';
 import type { Link } from './adapters/mqtt-link.js';
 import type { AgentClock, AgentRuntimeConfig, ReportNowResult, TelemetryReader } from './agent.js';
 import { decideTelemetrySend, type TelemetryDecision } from './core/telemetry-policy.js';
 
 /**
- * Telemetry: a sample every `sampleIntervalMs`, sent (QoS 0) when the policy says so, and only while the link is up.
- * Samples run one at a time (timer, connection, report-now), so two can never both be "first".
+ * Telemetry: a sample every `sampleIntervalMs`, sent (QoS 0) when the policy says so, and only while the link is up;
+ * and the answer to the `report-now` command (a sample at once, then `…/report-now/reply`).
+ *
+ * INVARIANTS
+ * - Samples run one at a time (timer, connection, report-now), so two can never both be "first".
+ * - Offline, nothing is sent and nothing kept: the next connection starts with a fresh reading.
+ * - A report-now reply is published only once its sample went out, and carries that sample's `sentAt`.
  */
 export class TelemetryReporter {
   readonly topic: string;
@@ -64,6 +70,28 @@ export class TelemetryReporter {
     const run = this.sampling.then(() => this.send(requested, requestId));
     this.sampling = run.catch(() => undefined);
     return run;
+  }
+
+  /** The `report-now` command's JSON body: a sample now, then the reply. Never rejects. */
+  async answerReportNow(topic: string, body: unknown): Promise<void> {
+    const { link, log, config } = this.deps;
+    const command = ReportNowCommand.safeParse(body);
+    if (!command.success) {
+      log.warn('malformed command ignored', { topic, ...firstProblem(command.error) });
+      return;
+    }
+    const { requestId } = command.data;
+    const result = await this.sampleOnce(true, requestId);
+    if (!result.sent || result.sentAt === undefined) {
+      log.warn('report-now: no sample could be sent', { requestId });
+      return;
+    }
+    try {
+      const reply: ReportNowReply = { requestId, sentAt: result.sentAt };
+      await link.publish(topics.commandReply(config.thingName, ROBOT_REQUESTS.reportNow), JSON.stringify(reply), 1);
+    } catch (error) {
+      log.warn('report-now reply failed', { requestId, error });
+    }
   }
 
   private schedule(): void {

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { droppedEventId, EventQueue, type EventQueueLimits } from '../../../agent/adapters/event-queue.js';
 import type { Logger, LogFields } from '../../../agent/adapters/json-log.js';
 import type { Link, LinkEvents, MessageHandler, QoS } from '../../../agent/adapters/mqtt-link.js';
-import { createAgent, type Agent, type AgentRuntimeConfig } from '../../../agent/agent.js';
+import { COMMANDS, createAgent, type Agent, type AgentRuntimeConfig } from '../../../agent/agent.js';
 import { telemetryPolicyConfig } from '../../../agent/core/telemetry-policy.js';
 import { AgentEventBatch, type AgentEvent, type EventsAck, type TelemetrySample } from '../../../schemas/device.js';
 
@@ -325,6 +325,46 @@ describe('agent runtime: commands', () => {
     expect(link.on_(REPLY_TOPIC).map((message) => message.payload.requestId)).toEqual(['after']);
   });
 
+  it('routes a command registered with onCommand while running, stops routing it once unregistered, and keeps its own', async () => {
+    const running = await startAgent();
+    link.connect();
+    await advance(0);
+    const seen: unknown[] = [];
+    const unregister = running.onCommand('install', (body) => void seen.push(body));
+    expect(() => running.onCommand(COMMANDS.eventsAck, () => undefined)).toThrow(/already has a handler/);
+    link.deliver(`cmd/heartbeat/${THING}/install`, '{"release":"1.2.3"}');
+    unregister();
+    link.deliver(`cmd/heartbeat/${THING}/install`, '{"release":"1.2.4"}');
+    link.deliver(REPORT_NOW, '{"requestId":"still-answered"}');
+    await advance(0);
+    expect(seen).toEqual([{ release: '1.2.3' }]);
+    expect(log.messages('warn')).toEqual(['unknown command ignored']);
+    expect(link.on_(REPLY_TOPIC).map((message) => message.payload.requestId)).toEqual(['still-answered']);
+  });
+
+  it('stop() lets a command handler registered with onCommand finish before it closes the queue', async () => {
+    const running = await startAgent();
+    link.connect();
+    await advance(0);
+    const order: string[] = [];
+    const close = queue!.close.bind(queue);
+    queue!.close = () => {
+      order.push('queue closed');
+      return close();
+    };
+    let finish: (() => void) | undefined;
+    running.onCommand('install', () => new Promise<void>((resolve) => (finish = resolve)));
+    link.deliver(`cmd/heartbeat/${THING}/install`, '{}');
+    expect(finish).toBeDefined();
+    const stopped = running.stop();
+    await advance(100);
+    order.push('handler done');
+    finish?.();
+    await stopped;
+    expect(order).toEqual(['handler done', 'queue closed']);
+    expect(link.stopped).toBe(true);
+  });
+
   it('reportNow() sends a sample on demand and says when', async () => {
     const running = await startAgent();
     link.connect();
@@ -625,6 +665,25 @@ describe('agent runtime: stop', () => {
     await advance(120_000);
     expect(link.published).toHaveLength(count);
     await expect(running.report(event(1))).rejects.toThrow(/stopp/);
+  });
+
+  it('a stop while the queue is still opening wins: the queue is closed once it is open, and nothing starts', async () => {
+    queue = new EventQueue({ directory: join(stateDir, 'queue'), log: () => {} });
+    let closes = 0;
+    const close = queue.close.bind(queue);
+    queue.close = () => {
+      closes += 1;
+      return close();
+    };
+    const racing = createAgent({ config: runtimeConfig(stateDir), link, telemetry: { read: async () => ({ sampledAt: new Date(Date.now()).toISOString(), ...reading }) }, queue, log });
+    const starting = racing.start();
+    await racing.stop();
+    await starting;
+    expect(closes).toBe(1);
+    expect(link.started).toBe(false);
+    expect(link.handlers.size).toBe(0);
+    await expect(racing.report(event(1))).rejects.toThrow(/stopped/);
+    expect(() => queue?.outboxId).toThrow(); // closed, not left open
   });
 
   it('lets a publish in flight finish before closing the queue, and keeps the event until the cloud has it', async () => {
