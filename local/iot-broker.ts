@@ -14,7 +14,7 @@ import { THING_POLICY, type ThingPolicyStatement } from '../schemas/thing-policy
 import { topicMatches } from './topic-rules.js';
 
 export type { BrokerLogEntry, ClaimAdmission, IotBroker, IotBrokerOptions, RuleAction, RuleRecord } from './iot-broker/contract.js';
-export type { ReservedTopicError, ReservedTopicService } from './iot-broker/reserved-topics.js';
+export type { ReservedTopicError, ReservedTopicPatternService, ReservedTopicService } from './iot-broker/reserved-topics.js';
 
 /**
  * The local stand-in for AWS IoT Core's message broker, thing policy and rules engine: aedes (MQTT 3.1.1) behind a
@@ -90,7 +90,7 @@ class LocalIotBroker {
     this.log = options.log ?? defaultLog;
     this.rules = new RulesEngine(options.rules, this.log, this.work.track);
     this.presence = new Presence(this.log, (event) => this.publishLifecycle(event));
-    this.reserved = new ReservedTopics(options.reservedTopicServices ?? [], this.log);
+    this.reserved = new ReservedTopics(options.reservedTopicServices ?? [], this.log, options.reservedTopicPatternServices ?? []);
     this.aedes = this.createAedes();
   }
 
@@ -208,6 +208,15 @@ class LocalIotBroker {
       this.work.track(this.reserved.dispatch(reserved.service, request, this.replyTo(client)));
       return;
     }
+    if (reserved.kind === 'patternService') {
+      const certificate = this.identities.get(client);
+      callback(null);
+      if (!live || !certificate) return; // a will asks no service
+      const request = { clientId: client.id, certificate, topic: packet.topic, payload: Buffer.from(packet.payload) };
+      // IoT Jobs answers "whether your client has subscribed to the response message topic or not".
+      this.work.track(this.reserved.dispatchPattern(reserved.service, request, this.replyTo(client, { evenUnsubscribed: true })));
+      return;
+    }
     // Into the stream before aedes writes the PUBACK, which it does once this calls back (see the header).
     this.putBeforeAcknowledging(client, packet, callback);
   }
@@ -256,9 +265,10 @@ class LocalIotBroker {
 
   /**
    * A reserved-topic service's reply, to the requesting connection only, on a topic it subscribed to (at the QoS it
-   * asked for, at most 1), and only with `Receive` on it (aedes applies authorizeForward to `client.publish`).
+   * asked for, at most 1) — or, `evenUnsubscribed` (IoT Jobs), at QoS 0 when it did not subscribe — and only with
+   * `Receive` on it (aedes applies authorizeForward to `client.publish`).
    */
-  private replyTo(client: Client): DeliverReply {
+  private replyTo(client: Client, { evenUnsubscribed = false } = {}): DeliverReply {
     return (topic, body) =>
       new Promise<void>((resolve, reject) => {
         if (client.closed) return reject(new Error(`${client.id} disconnected before the reply on ${topic}`));
@@ -266,6 +276,7 @@ class LocalIotBroker {
         const qoses = Object.entries(subscriptions)
           .filter(([filter]) => topicMatches(filter, topic))
           .map(([, subscription]) => Math.min(subscription.qos ?? 0, 1));
+        if (qoses.length === 0 && evenUnsubscribed) qoses.push(0);
         if (qoses.length === 0) {
           this.log({ level: 'debug', message: 'Reply dropped: the client is not subscribed to its topic', clientId: client.id, topic });
           return resolve();

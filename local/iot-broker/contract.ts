@@ -1,6 +1,6 @@
 import type { ThingPolicyStatement } from '../../schemas/thing-policy.js';
 import type { TopicRule } from '../../schemas/topics.js';
-import type { ReservedTopicService } from './reserved-topics.js';
+import type { ReservedTopicPatternService, ReservedTopicService } from './reserved-topics.js';
 
 /**
  * What the local IoT broker takes and gives (local/iot-broker.ts composes it): its options, its handle, the rule
@@ -41,6 +41,8 @@ export interface IotBrokerOptions {
   readonly log?: BrokerLog;
   /** The `$aws/...` request/response services the broker answers (none by default; see reserved-topics.ts). */
   readonly reservedTopicServices?: readonly ReservedTopicService[];
+  /** Services answering a family of `$aws/...` request topics (the local IoT Jobs, issue 12); none by default. */
+  readonly reservedTopicPatternServices?: readonly ReservedTopicPatternService[];
   /** Admits fleet provisioning's claim clients (`claim-<serial>`, schemas/provisioning.ts); none by default. */
   readonly claims?: ClaimAdmission;
 }

@@ -13,12 +13,18 @@ import type { BrokerLog } from './contract.js';
  * answers on `<request>/accepted` or `<request>/rejected`, to the connection that made the request only ("results
  * [come] through the same MQTT connection used to publish the API request").
  *
+ * A pattern service answers a family of request topics rather than one (IoT Jobs' `$aws/things/<thing>/jobs/get`,
+ * `.../start-next`, `.../<jobId>/get`, `.../<jobId>/update`, issue 12): it says which topics it answers and names its
+ * reply topics itself (still to the requesting connection only).
+ *
  * INVARIANTS
  * - `resolve` is pure: a topic not starting with `$` is `notReserved`; a service's exact request topic is that
- *   service; the reserved families the broker already handles elsewhere (Basic Ingest `$aws/rules/...`, the rules
- *   engine; IoT Jobs `$aws/things/<thing>/jobs/...`, passed through as before) are `passThrough`; every other `$`
- *   topic is `refused` (the broker closes the connection, CLIENT_ERROR);
- * - two services never share a request topic (the registry refuses to be built otherwise);
+ *   service; else the first pattern service that answers the topic is that one; the reserved families the broker
+ *   already handles elsewhere (Basic Ingest `$aws/rules/...`, the rules engine; the rest of IoT Jobs'
+ *   `$aws/things/<thing>/jobs/...`, passed through as before) are `passThrough`; every other `$` topic is `refused`
+ *   (the broker closes the connection, CLIENT_ERROR);
+ * - two services never share a request topic (the registry refuses to be built otherwise), and an exact service
+ *   comes before any pattern service;
  * - a request gets exactly one reply, on its exchange's accepted or rejected topic: a handler that throws, or
  *   returns without replying, gets a 500 `InternalFailure` rejection sent for it; a second reply is refused.
  */
@@ -53,10 +59,23 @@ export interface ReservedTopicService {
   handle(request: ReservedTopicRequest, replies: ReservedTopicReplies): Promise<void>;
 }
 
+/**
+ * A service answering a family of request topics; it replies through `reply` on the topics it chooses (a Jobs request's
+ * `<request>/accepted|rejected`), each reply to the requesting connection only, subscribed or not (as IoT Jobs does).
+ */
+export interface ReservedTopicPatternService {
+  /** For logs, e.g. `IoT Jobs`. */
+  readonly name: string;
+  /** Whether `topic` is one of its request topics (pure). */
+  answers(topic: string): boolean;
+  handle(request: ReservedTopicRequest, reply: DeliverReply): Promise<void>;
+}
+
 export type ReservedTopicRoute =
   | { readonly kind: 'notReserved' }
   | { readonly kind: 'passThrough'; readonly family: string }
   | { readonly kind: 'service'; readonly service: ReservedTopicService }
+  | { readonly kind: 'patternService'; readonly service: ReservedTopicPatternService }
   | { readonly kind: 'refused'; readonly problem: string };
 
 /** Reserved topic families the broker serves elsewhere, or lets through as it always did. */
@@ -74,6 +93,7 @@ export class ReservedTopics {
   constructor(
     services: readonly ReservedTopicService[] = [],
     private readonly log: BrokerLog = () => undefined,
+    private readonly patternServices: readonly ReservedTopicPatternService[] = [],
   ) {
     for (const service of services) {
       const { request } = service.exchange;
@@ -88,6 +108,8 @@ export class ReservedTopics {
     if (!topic.startsWith('$')) return { kind: 'notReserved' };
     const service = this.services.get(topic);
     if (service) return { kind: 'service', service };
+    const patternService = this.patternServices.find((candidate) => candidate.answers(topic));
+    if (patternService) return { kind: 'patternService', service: patternService };
     const passThrough = PASS_THROUGH.find(({ pattern }) => pattern.test(topic));
     if (passThrough) return { kind: 'passThrough', family: passThrough.family };
     return { kind: 'refused', problem: `published to the reserved topic ${topic}, which no AWS IoT service here answers` };
@@ -121,6 +143,15 @@ export class ReservedTopics {
       if (!replied) await fail('it did not answer');
     } catch (error) {
       await fail(describeError(error));
+    }
+  }
+
+  /** Runs a pattern service for one request (never rejects: a handler's failure is logged; it answers its own errors). */
+  async dispatchPattern(service: ReservedTopicPatternService, request: ReservedTopicRequest, deliver: DeliverReply): Promise<void> {
+    try {
+      await service.handle(request, deliver);
+    } catch (error) {
+      this.log({ level: 'error', message: `${service.name} failed: ${describeError(error)}`, clientId: request.clientId, topic: request.topic });
     }
   }
 }
