@@ -340,6 +340,7 @@ function createFleet(size: number, random: () => number): SimulatedRobot[] {
         rejectedMessages: { count: 0, last: null },
         telemetry: null,
         certificate: benchCertificate(index, now, random),
+        software: { version: '1.0.0', update: null },
         lastSeq: 1,
       },
       events: [connected],

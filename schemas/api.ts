@@ -2,13 +2,12 @@ import { z } from 'zod';
 import { TelemetrySample } from './device.js';
 import { TelemetryFieldName } from './telemetry.js';
 import { AlertSeverity, DOMAIN_EVENT_TYPES, TelemetryMetric } from './events.js';
-import { RobotId, RobotModel } from './robot-id.js';
+import { Lifecycle, RobotId, RobotModel } from './robot-id.js';
+import { ReleaseVersion, RobotSoftwareView } from './deployments.js';
 
 /** DTOs of the HTTP API (`/api/v2`) and the WebSocket API, shared by the handlers and the dashboard. */
 
-export const LIFECYCLES = ['discovered', 'provisioning', 'ready', 'active', 'maintenance', 'offline', 'failed'] as const;
-export const Lifecycle = z.enum(LIFECYCLES);
-export type Lifecycle = z.infer<typeof Lifecycle>;
+export { LIFECYCLES, Lifecycle } from './robot-id.js';
 
 export const PresenceStatus = z.enum(['online', 'offline']);
 export type PresenceStatus = z.infer<typeof PresenceStatus>;
@@ -54,8 +53,8 @@ export type TelemetryView = z.infer<typeof TelemetryView>;
 /**
  * The certificate a robot connects with, as the cloud knows it (issue 11, item 4: the fleet's certificate ages).
  * `issuedAt`: when the cloud issued it (its rotation's confirm) or admitted it (fleet provisioning's hook), within
- * minutes of its signing; null for a certificate made by `npm run cert`. `notAfter`: its expiry, known once the robot
- * rotated (the cloud reads it then); null before.
+ * minutes of its signing; null for a certificate made by `npm run cert`. `notAfter`: its expiry, known from the
+ * provisioning (the hook reads it from the certificate) or a rotation; null for a certificate of neither.
  */
 export const RobotCertificateView = z.object({
   /** IoT's certificate id; null when only a failed rotation is known. */
@@ -103,6 +102,8 @@ export const RobotView = z.object({
   telemetry: TelemetryView.nullable(),
   /** Null for a robot the cloud knows no certificate of (never provisioned by claim nor rotated). */
   certificate: RobotCertificateView.nullable(),
+  /** The software version it runs (null until it says) and the update it is in (issue 12). */
+  software: RobotSoftwareView,
   lastSeq: z.number().int().nonnegative(),
 });
 export type RobotView = z.infer<typeof RobotView>;
@@ -144,7 +145,14 @@ const limit = z.coerce.number().int().min(1).max(500).default(100);
 const cursor = z.string().min(1).max(512).optional();
 
 export const ListRobotsQuery = z
-  .object({ status: PresenceStatus.optional(), model: RobotModel.optional(), lifecycle: Lifecycle.optional(), limit, cursor })
+  .object({
+    status: PresenceStatus.optional(),
+    model: RobotModel.optional(),
+    lifecycle: Lifecycle.optional(),
+    version: ReleaseVersion.optional().describe('Only robots running this software version (RobotView.software.version).'),
+    limit,
+    cursor,
+  })
   .strict();
 export type ListRobotsQuery = z.infer<typeof ListRobotsQuery>;
 
@@ -258,6 +266,13 @@ export const API_ERROR_CODES = [
   'ROBOT_BUSY',
   /** 409: the command needs the robot's live connection (POST …/rotate-certificate). */
   'ROBOT_OFFLINE',
+  /** Deployments (issue 12): 404 an unknown release or deployment; 409 no robot deployable now (the held ones in
+   * `details.held`), or an action the deployment's state does not allow; 503 deployments not set up here. */
+  'RELEASE_NOT_FOUND',
+  'DEPLOYMENT_NOT_FOUND',
+  'NO_DEPLOYABLE_ROBOT',
+  'DEPLOYMENT_STATE_CONFLICT',
+  'DEPLOYMENTS_UNAVAILABLE',
   'INTERNAL_ERROR',
 ] as const;
 export type ApiErrorCode = (typeof API_ERROR_CODES)[number];

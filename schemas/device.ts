@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ProvisioningFailureReason, Serial } from './provisioning.js';
 import { CertificateRotationFailedData } from './rotation.js';
+import { SoftwareStateData, UpdateDeferredData, UpdateFailedData, UpdateStartedData, UpdateSucceededData } from './deployments.js';
 
 /**
  * Messages a robot's agent publishes. Firmware in other languages validates against the JSON Schema exported from
@@ -138,6 +139,13 @@ export const AgentEvent = z.discriminatedUnion('type', [
   z
     .object({ eventId, occurredAt: isoTimestamp, type: z.literal('CertificateRotationFailed'), data: CertificateRotationFailedData })
     .strict(),
+  /** Software updates (schemas/deployments.ts): the installer's facts about a job, and the version it runs. */
+  z.object({ eventId, occurredAt: isoTimestamp, type: z.literal('UpdateDeferred'), data: UpdateDeferredData }).strict(),
+  z.object({ eventId, occurredAt: isoTimestamp, type: z.literal('UpdateStarted'), data: UpdateStartedData }).strict(),
+  z.object({ eventId, occurredAt: isoTimestamp, type: z.literal('UpdateSucceeded'), data: UpdateSucceededData }).strict(),
+  z.object({ eventId, occurredAt: isoTimestamp, type: z.literal('UpdateFailed'), data: UpdateFailedData }).strict(),
+  /** Sent on every (re)connection, like TeleoperationState: the version under `current` right now. */
+  z.object({ eventId, occurredAt: isoTimestamp, type: z.literal('SoftwareState'), data: SoftwareStateData }).strict(),
 ]);
 export type AgentEvent = z.infer<typeof AgentEvent>;
 

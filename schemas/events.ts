@@ -8,6 +8,16 @@ import {
 } from './device.js';
 import { BatchId, Serial } from './provisioning.js';
 import { CertificateRotatedData, CertificateRotationFailedData } from './rotation.js';
+import {
+  DeploymentId,
+  ReleaseVersion,
+  SoftwareStateData,
+  UpdateDeferredData,
+  UpdateFailedData,
+  UpdateQueuedData,
+  UpdateStartedData,
+  UpdateSucceededData,
+} from './deployments.js';
 import { RobotId, RobotModel } from './robot-id.js';
 
 /**
@@ -111,7 +121,9 @@ export const DeviceMessagesRejected = event(
  * the factory's allow-list. Written by the hook (the same module in AWS and locally), which alone knows serial, model
  * and batch; IoT activates the certificate only after the hook answers, so this says "admitted, certificate issued",
  * and the robot stays `provisioning` until it connects (robot-state `provisioning.connected`). Once per certificate
- * (eventId `provisioned:<certificateId>`). `supersededCertificateId`: a re-image's previous certificate, revoked.
+ * (eventId `provisioned:<certificateId>`). `supersededCertificateId`: a re-image's previous certificate, revoked
+ * and detached by the certificate retirer (functions/app/retire-certificates.ts). `certificateNotAfter`: the admitted
+ * certificate's expiry, read by the hook from the certificate IoT made (optional: records written before it lack it).
  */
 export const RobotProvisioned = event(
   'RobotProvisioned',
@@ -124,6 +136,7 @@ export const RobotProvisioned = event(
       certificateId: z.string().min(1).max(128),
       claim: z.enum(['first', 'reimage']),
       supersededCertificateId: z.string().min(1).max(128).optional(),
+      certificateNotAfter: isoTimestamp.optional(),
     })
     .strict(),
 );
@@ -136,6 +149,23 @@ export const ProvisioningFailed = event('ProvisioningFailed', ProvisioningFailed
 export const CertificateRotated = event('CertificateRotated', CertificateRotatedData);
 /** The robot's agent reported a rotation that did not happen; it goes on with its current certificate. */
 export const CertificateRotationFailed = event('CertificateRotationFailed', CertificateRotationFailedData);
+
+/**
+ * Software updates (issue 12, schemas/deployments.ts). `RobotUpdateQueued` is the orchestrator's (the robot is in a
+ * batch job); Deferred/Started/Succeeded/Failed are the robot's own word through its outbox, or (Failed with
+ * `source: 'jobs'`) IoT Jobs ending the execution without it. A robot's success in a rollback deployment is recorded
+ * as `RobotUpdateRolledBack`. `SoftwareVersionReported`: the version the robot runs changed (its SoftwareState).
+ */
+export const RobotUpdateQueued = event('RobotUpdateQueued', UpdateQueuedData);
+export const RobotUpdateDeferred = event('RobotUpdateDeferred', UpdateDeferredData);
+export const RobotUpdateStarted = event('RobotUpdateStarted', UpdateStartedData);
+export const RobotUpdateSucceeded = event('RobotUpdateSucceeded', UpdateSucceededData);
+export const RobotUpdateFailed = event('RobotUpdateFailed', UpdateFailedData);
+export const RobotUpdateRolledBack = event(
+  'RobotUpdateRolledBack',
+  UpdateSucceededData.extend({ kind: z.literal('rollback'), parentDeploymentId: DeploymentId.nullable() }).strict(),
+);
+export const SoftwareVersionReported = event('SoftwareVersionReported', SoftwareStateData.extend({ previous: ReleaseVersion.nullable() }).strict());
 
 export const DomainEvent = z.discriminatedUnion('type', [
   RobotRegistered,
@@ -154,6 +184,13 @@ export const DomainEvent = z.discriminatedUnion('type', [
   ProvisioningFailed,
   CertificateRotated,
   CertificateRotationFailed,
+  RobotUpdateQueued,
+  RobotUpdateDeferred,
+  RobotUpdateStarted,
+  RobotUpdateSucceeded,
+  RobotUpdateFailed,
+  RobotUpdateRolledBack,
+  SoftwareVersionReported,
 ]);
 export type DomainEvent = z.infer<typeof DomainEvent>;
 export type DomainEventType = DomainEvent['type'];

@@ -9,3 +9,4 @@ export * from './tables.js';
 export * from './provisioning.js';
 export * from './routes.js';
 export * from './dashboard.js';
+export * from './deployments.js';

@@ -15,6 +15,7 @@ import {
   type ApiErrorCode,
   type Role,
 } from './api.js';
+import { CreateDeploymentRequest, DeploymentActionRequest, DeploymentSummary, DeploymentSummaryPage, DeploymentView, RobotSoftwareView } from './deployments.js';
 
 /**
  * The OpenAPI 3.1 document of `/api/v2`, built from the route table (functions/app/http/routes.ts), which carries a
@@ -73,9 +74,10 @@ export const GatewayError = z.object({ message: z.string() }).describe("API Gate
  * referred to wherever it appears. A route's schema missing here is named after its operation; anything nested and
  * unnamed is written inline.
  */
-const NAMED_REQUESTS: Readonly<Record<string, z.ZodType>> = { MarkFailedRequest, RecoverRequest, DiscoverRequest };
+const NAMED_REQUESTS: Readonly<Record<string, z.ZodType>> = { MarkFailedRequest, RecoverRequest, DiscoverRequest, CreateDeploymentRequest, DeploymentActionRequest };
 const NAMED_RESPONSES: Readonly<Record<string, z.ZodType>> = {
   RobotView,
+  RobotSoftwareView,
   RobotPage,
   EventView,
   EventPage,
@@ -85,6 +87,9 @@ const NAMED_RESPONSES: Readonly<Record<string, z.ZodType>> = {
   ApiError,
   GatewayError,
   OpenApiDocument: OpenApiDocumentSchema,
+  DeploymentView,
+  DeploymentSummary,
+  DeploymentSummaryPage,
 };
 
 const SECURITY_SCHEME = 'cognito';
@@ -99,10 +104,10 @@ const COMMON_ERRORS = {
 } as const satisfies Record<number, { codes: readonly ApiErrorCode[]; description: string }>;
 
 const ROUTE_ERROR_DESCRIPTIONS: Readonly<Record<RouteErrorStatus, string>> = {
-  404: 'The robot is not known to the fleet.',
-  409: "The command does not apply to the robot's current state.",
-  422: 'The Idempotency-Key was already used on this robot for another request (another route or body).',
-  503: 'The robot changed too often while the command was being written; retry after `Retry-After` seconds.',
+  404: 'The robot (or, on deployment routes, the deployment or release) is not known; `error.code` says which.',
+  409: "The command does not apply to the robot's (or the deployment's) current state; `error.message` says why.",
+  422: 'The Idempotency-Key was already used for another request (another route or body).',
+  503: 'The robot changed too often while the command was being written (retry after `Retry-After` seconds), or deployments are not set up here.',
 };
 
 /** A route table that cannot be documented truthfully: the error names the route and the problem. */

@@ -5,6 +5,11 @@ export const ROBOT_MODELS = ['lekiwi', 'xle'] as const;
 export const RobotModel = z.enum(ROBOT_MODELS);
 export type RobotModel = z.infer<typeof RobotModel>;
 
+/** A robot's lifecycle stage (functions/domain/lifecycle.ts derives it). */
+export const LIFECYCLES = ['discovered', 'provisioning', 'ready', 'active', 'maintenance', 'offline', 'failed'] as const;
+export const Lifecycle = z.enum(LIFECYCLES);
+export type Lifecycle = z.infer<typeof Lifecycle>;
+
 /**
  * `<model>-<serial>`, e.g. `lekiwi-LK0001` or `xle-XL0007`. The serial is what the factory registered: letters,
  * digits, `_` and `-`, at most 64 characters so the whole id stays within IoT Core's 128-character thing name limit.

@@ -46,6 +46,7 @@ export class PgFleetQueries implements FleetQueries {
       status: query.status ?? null,
       model: query.model ?? null,
       lifecycle: query.lifecycle ?? null,
+      software_version: query.version ?? null,
     };
     const after = query.cursor ? decodeRobotCursor(query.cursor, filters) : null;
     const { rows } = await this.pool.query<RobotRow>(robotPageStatement(filters, after, query.limit + 1));
@@ -237,14 +238,24 @@ function addKnown(counts: Record<string, number>, key: string | null, count: num
   if (key !== null && key in counts) counts[key] = (counts[key] ?? 0) + count;
 }
 
-type RobotFilters = { only: string | null; status: string | null; model: string | null; lifecycle: string | null };
+type RobotFilters = {
+  only: string | null;
+  status: string | null;
+  model: string | null;
+  lifecycle: string | null;
+  /** `?version=` (migration 0006's column and index). */
+  software_version: string | null;
+};
 
-/** Filter columns, the one with the most (and so the rarest) values first: it leads the index walk. */
-const FILTER_COLUMNS = ['lifecycle', 'status', 'model'] as const;
+/**
+ * Filter columns, the one with the most (and so the rarest) values first: it leads the index walk. A fleet runs a
+ * handful of versions at a time, fewer than it has lifecycles in use only while a rollout is done.
+ */
+const FILTER_COLUMNS = ['software_version', 'lifecycle', 'status', 'model'] as const;
 
 /**
  * One page of robots in robot_id order (keyset pagination), read through the index that fits the filters:
- * - with a status, model or lifecycle filter, that column's `(column, robot_id)` index, entered at `(value, after)`.
+ * - with a version, status, model or lifecycle filter, that column's `(column, robot_id)` index, entered at `(value, after)`.
  *   The column's equality is written as a range of one value (`column >= v AND column <= v`) on purpose: a plain
  *   equality lets the planner drop the column from the ORDER BY and walk the primary key instead, filtering as it
  *   goes. It assumes the filter and robot_id are unrelated, but a robot id starts with its model (and robots of one
@@ -287,6 +298,8 @@ const RobotCursor = z
     status: z.string().nullable(),
     model: z.string().nullable(),
     lifecycle: z.string().nullable(),
+    /** Absent in cursors handed out before the version filter existed (they had none). */
+    software_version: z.string().nullable().optional(),
     after: RobotId,
   })
   .strict();
@@ -297,7 +310,8 @@ function decodeRobotCursor(cursor: string, filters: RobotFilters): string {
     decoded.only === filters.only &&
     decoded.status === filters.status &&
     decoded.model === filters.model &&
-    decoded.lifecycle === filters.lifecycle;
+    decoded.lifecycle === filters.lifecycle &&
+    (decoded.software_version ?? null) === filters.software_version;
   if (!sameQuery) throw new InvalidCursor('belongs to a list with other filters; start again without a cursor');
   return decoded.after;
 }

@@ -86,7 +86,8 @@ function quote(text: string): string {
 
 const ROBOT_COLUMNS = `robot_id text, model text, status text, lifecycle text, healthy boolean, deployable boolean,
   teleoperation_active boolean, warning_alerts integer, critical_alerts integer, state jsonb, view jsonb,
-  last_seq bigint, telemetry jsonb, telemetry_at timestamptz, rejected_messages integer, last_rejection jsonb`;
+  last_seq bigint, telemetry jsonb, telemetry_at timestamptz, rejected_messages integer, last_rejection jsonb,
+  software_version text`;
 
 const selectForUpdate = (robotIds: readonly string[]) =>
   `SELECT robot_id, state, last_seq, telemetry FROM robots
@@ -145,6 +146,7 @@ function writeStatements(changes: BatchChanges, retentionDays: number): string[]
        critical_alerts = COALESCE(u.critical_alerts, r.critical_alerts), state = COALESCE(u.state, r.state),
        rejected_messages = COALESCE(u.rejected_messages, r.rejected_messages),
        last_rejection = CASE WHEN u.state IS NULL THEN r.last_rejection ELSE u.last_rejection END,
+       software_version = CASE WHEN u.state IS NULL THEN r.software_version ELSE u.software_version END,
        view = COALESCE(u.view, r.view), last_seq = COALESCE(u.last_seq, r.last_seq),
        telemetry = CASE WHEN u.telemetry_at >= r.telemetry_at OR r.telemetry_at IS NULL
          THEN COALESCE(u.telemetry, r.telemetry) ELSE r.telemetry END,

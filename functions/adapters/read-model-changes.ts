@@ -35,6 +35,8 @@ export interface RobotRow {
   /** The robot's refused messages (migration 0004). */
   rejected_messages: number;
   last_rejection: { reason: string; topic: string | null; at: string } | null;
+  /** The software version the robot runs (migration 0006), for `?version=`. */
+  software_version: string | null;
   state: RobotState;
   view: unknown;
   last_seq: number;
@@ -400,6 +402,7 @@ export function robotRow(robotId: string, state: RobotState, lastSeq: number, te
     critical_alerts: view.alerts.filter((alert) => alert.severity === 'critical').length,
     rejected_messages: view.rejectedMessages.count,
     last_rejection: view.rejectedMessages.last,
+    software_version: view.software.version,
     state,
     view,
     last_seq: lastSeq,

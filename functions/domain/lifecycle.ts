@@ -10,7 +10,8 @@ import type { RobotState } from './robot-state.js';
  * - discovered: known from its messages but not registered and never connected through IoT Core;
  * - provisioning: fleet provisioning admitted a certificate for it (RobotProvisioned) and it has not connected since;
  * - ready: registered, online, idle;
- * - active: someone is driving it, or a deployment is running on it;
+ * - active: someone is driving it, or it is in a software update (queued in a job, deferred, or installing: a
+ *   deployment holds it from its queueing to its outcome, robot-updates.ts);
  * - maintenance: taken out of service on purpose (later);
  * - offline: not connected (whatever else is true);
  * - failed: an engineer marked it failed; only recovery leaves this state.

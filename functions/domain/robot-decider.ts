@@ -1,8 +1,10 @@
 import type { AgentEvent, DomainEvent, EventOf, LifecycleEvent, TelemetrySample } from '../../schemas/index.js';
+import { InstallFailureReason, InstallStep, type UpdateQueuedData } from '../../schemas/deployments.js';
 import { ALERT_THRESHOLDS, alertChange } from './alerts.js';
 import { orderPresence } from './presence.js';
 import { assertNever } from '../../lib/assert-never.js';
 import { evolve, teleoperationConfirmed, type RobotState } from './robot-state.js';
+import { jobEnded, softwareOf } from './robot-updates.js';
 
 /**
  * Commands a robot's decider accepts. Ids and times come in as data (the decider has no clock and no random ids),
@@ -35,6 +37,8 @@ export type RobotCommand =
       readonly serial: string;
       readonly batch: string;
       readonly certificateId: string;
+      /** The certificate's expiry (ISO 8601), when the hook could read it. */
+      readonly certificateNotAfter?: string | undefined;
       readonly claim: 'first' | 'reimage';
       readonly supersededCertificateId?: string | undefined;
     }
@@ -51,7 +55,34 @@ export type RobotCommand =
       readonly notAfter: string | null;
     }
   /** The offline timeout (closeIfOfflineTooLong), decided at `now` (ISO 8601) by the cloud's sweep. */
-  | { readonly type: 'ExpireOfflineTeleoperation'; readonly now: string; readonly timeoutMs: number };
+  | { readonly type: 'ExpireOfflineTeleoperation'; readonly now: string; readonly timeoutMs: number }
+  /**
+   * The deployment orchestrator queued the robot in a batch job (functions/app/deployments/queue-update.ts). Once per
+   * job: the event id names it, and a job the robot already knows (started first, or ended) decides nothing.
+   */
+  | { readonly type: 'QueueUpdate'; readonly at: string; readonly update: UpdateQueuedData }
+  /**
+   * IoT Jobs ended the robot's execution of a job (functions/app/deployments/job-events.ts). Recorded as
+   * RobotUpdateFailed{source:'jobs'} only when the robot's own word has not ended that job already; once per
+   * execution attempt (the event id names it).
+   */
+  | {
+      readonly type: 'RecordJobExecutionEnd';
+      readonly at: string;
+      readonly jobId: string;
+      readonly status: JobExecutionEndStatus;
+      /**
+       * Which end of the execution this is: Jobs' retry attempt (or execution number), else IoT's event id. A retry's
+       * end is another fact; a redelivery of the same event is the same one.
+       */
+      readonly attempt: number | string;
+      /** The execution's statusDetails (the robot's own, set through the Jobs API), if any. */
+      readonly statusDetails?: Readonly<Record<string, string>> | undefined;
+    };
+
+/** The terminal statuses of a job execution as IoT's job execution events carry them. */
+export const JOB_EXECUTION_END_STATUSES = ['SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED', 'REMOVED', 'CANCELED'] as const;
+export type JobExecutionEndStatus = (typeof JOB_EXECUTION_END_STATUSES)[number];
 
 export type RejectionCode = 'ROBOT_NOT_FOUND' | 'ALREADY_FAILED' | 'NOT_FAILED';
 
@@ -115,6 +146,7 @@ export function decide(state: RobotState, command: RobotCommand, context: Decisi
           certificateId: command.certificateId,
           claim: command.claim,
           ...(command.supersededCertificateId ? { supersededCertificateId: command.supersededCertificateId } : {}),
+          ...(command.certificateNotAfter ? { certificateNotAfter: command.certificateNotAfter } : {}),
         }),
       ];
     case 'RecordCertificateRotation':
@@ -136,9 +168,51 @@ export function decide(state: RobotState, command: RobotCommand, context: Decisi
           lastTopic: command.lastTopic,
         }),
       ];
+    case 'QueueUpdate': {
+      const { jobId } = command.update;
+      if (state.deployment?.jobId === jobId || jobEnded(state, jobId)) return [];
+      return [event('RobotUpdateQueued', state, updateQueuedEventId(jobId), command.at, command.update)];
+    }
+    case 'RecordJobExecutionEnd':
+      return decideJobExecutionEnd(state, command);
     default:
       return assertNever(command);
   }
+}
+
+/** RobotUpdateQueued's id: one per robot and job, however often the orchestrator's step runs. */
+export function updateQueuedEventId(jobId: string): string {
+  return `update-queued:${jobId}`;
+}
+
+/**
+ * A job-side end the robot's word has not covered. SUCCEEDED adds nothing (the robot says so through its outbox, with
+ * what it fetched); FAILED is the robot's own status update through the Jobs API, recorded here only with a reason
+ * the robot put in its statusDetails (otherwise its UpdateFailed follows through its outbox). The other ends are IoT
+ * Jobs' own (timeout, cancel, removal, the robot's reject). A job the robot's state does not hold as its current
+ * update (never queued here, or already ended) decides nothing: the robot's word or an earlier end stands.
+ */
+function decideJobExecutionEnd(state: RobotState, command: Extract<RobotCommand, { type: 'RecordJobExecutionEnd' }>): DomainEvent[] {
+  const current = state.deployment;
+  if (command.status === 'SUCCEEDED' || !current || current.jobId !== command.jobId || jobEnded(state, command.jobId)) return [];
+  const stated = InstallFailureReason.safeParse(command.statusDetails?.reason);
+  const reason = command.status === 'FAILED' ? (stated.success ? stated.data : undefined) : command.status;
+  if (reason === undefined) return [];
+  const step = InstallStep.safeParse(command.statusDetails?.step);
+  const detail = command.statusDetails?.detail?.slice(0, 500);
+  return [
+    event('RobotUpdateFailed', state, `job-end:${command.jobId}:${command.attempt}`, command.at, {
+      deploymentId: current.deploymentId,
+      jobId: current.jobId,
+      version: current.version,
+      kind: current.kind,
+      reason,
+      ...(detail ? { detail } : {}),
+      ...(step.success ? { step: step.data } : {}),
+      runningVersion: softwareOf(state).version,
+      source: 'jobs',
+    }),
+  ];
 }
 
 /**
@@ -247,6 +321,38 @@ function decideAgentEvent(state: RobotState, agentEvent: AgentEvent): DomainEven
     case 'CertificateRotationFailed':
       // The robot stays on its certificate; recorded as it came, once per eventId.
       return [event('CertificateRotationFailed', state, agentEvent.eventId, agentEvent.occurredAt, agentEvent.data)];
+    case 'UpdateDeferred': {
+      // One deferral per stretch: the robot may say it again while it waits.
+      const current = state.deployment;
+      if (current?.jobId === agentEvent.data.jobId && current.state === 'deferred') return [];
+      return [event('RobotUpdateDeferred', state, agentEvent.eventId, agentEvent.occurredAt, agentEvent.data)];
+    }
+    case 'UpdateStarted':
+      // Recorded as it came, even for an older job (evolve keeps a newer job's update as it is).
+      return [event('RobotUpdateStarted', state, agentEvent.eventId, agentEvent.occurredAt, agentEvent.data)];
+    case 'UpdateSucceeded':
+      // One terminal outcome per attempt: an end already recorded (IoT Jobs' timeout before the robot's late word) stands.
+      if (jobEnded(state, agentEvent.data.jobId)) return [];
+      if (agentEvent.data.kind === 'rollback') {
+        // The robot does not know which deployment its rollback undoes; the rollback deployment's record does.
+        return [
+          event('RobotUpdateRolledBack', state, agentEvent.eventId, agentEvent.occurredAt, {
+            ...agentEvent.data,
+            kind: 'rollback',
+            parentDeploymentId: null,
+          }),
+        ];
+      }
+      return [event('RobotUpdateSucceeded', state, agentEvent.eventId, agentEvent.occurredAt, agentEvent.data)];
+    case 'UpdateFailed':
+      if (jobEnded(state, agentEvent.data.jobId)) return [];
+      // Whatever the message says, the agent is the robot: its failures are the robot's word.
+      return [event('RobotUpdateFailed', state, agentEvent.eventId, agentEvent.occurredAt, { ...agentEvent.data, source: 'robot' })];
+    case 'SoftwareState': {
+      const previous = softwareOf(state).version;
+      if (agentEvent.data.version === previous) return [];
+      return [event('SoftwareVersionReported', state, agentEvent.eventId, agentEvent.occurredAt, { version: agentEvent.data.version, previous })];
+    }
     default:
       return assertNever(agentEvent);
   }

@@ -1,6 +1,9 @@
 import { modelOf, type AlertSeverity, type DomainEvent, type RobotModel, type TelemetryMetric } from '../../schemas/index.js';
 import type { PresenceMark } from './presence.js';
 import { assertNever } from '../../lib/assert-never.js';
+import { evolveUpdates, type RobotSoftware, type RobotUpdate } from './robot-updates.js';
+
+export { softwareOf, type RobotSoftware, type RobotUpdate } from './robot-updates.js';
 
 export interface ActiveAlert {
   readonly severity: AlertSeverity;
@@ -40,8 +43,17 @@ export interface RobotState {
   };
   readonly alerts: Readonly<Partial<Record<TelemetryMetric, ActiveAlert>>>;
   readonly failure: { readonly reason: string; readonly by: string; readonly at: string } | null;
-  /** Set while a deployment runs on the robot (deployments come with their own events later). */
-  readonly deployment: { readonly deploymentId: string; readonly since: string } | null;
+  /**
+   * The software update the robot is in (issue 12, robot-updates.ts): queued in a batch job by the orchestrator,
+   * deferred by the robot (teleoperated), or installing; null when none. While set the robot is `active` and not
+   * deployable (lifecycle.ts). Heads written before updates existed hold null here (the field was never set).
+   */
+  readonly deployment: RobotUpdate | null;
+  /**
+   * The version the robot runs and the jobs that ended lately (robot-updates.ts). Absent in heads written before
+   * updates existed: read it through `softwareOf`.
+   */
+  readonly software?: RobotSoftware;
   /**
    * The robot's own messages the cloud refused (DeviceMessagesRejected), summed. Absent until the first refusal (and
    * in heads written before it existed): read it through `rejectionsOf`.
@@ -82,6 +94,8 @@ export interface RobotProvisioning {
   readonly at: string;
   /** How many certificates the hook admitted for the robot (its first claim and each re-image). */
   readonly claims: number;
+  /** The admitted certificate's expiry, when RobotProvisioned carries it (absent in older events and heads). */
+  readonly notAfter?: string;
   readonly connected: boolean;
 }
 
@@ -105,6 +119,7 @@ export function initialRobotState(robotId: string): RobotState {
     alerts: {},
     failure: null,
     deployment: null,
+    software: { version: null, recent: [] },
   };
 }
 
@@ -210,6 +225,7 @@ export function evolve(state: RobotState, event: DomainEvent): RobotState {
           at: event.at,
           claims: (state.provisioning?.claims ?? 0) + 1,
           connected: false,
+          ...(event.data.certificateNotAfter ? { notAfter: event.data.certificateNotAfter } : {}),
         },
       };
     }
@@ -234,6 +250,14 @@ export function evolve(state: RobotState, event: DomainEvent): RobotState {
           last: { reason: event.data.reason, detail: event.data.detail ?? null, at: event.at },
         },
       };
+    case 'RobotUpdateQueued':
+    case 'RobotUpdateDeferred':
+    case 'RobotUpdateStarted':
+    case 'RobotUpdateSucceeded':
+    case 'RobotUpdateFailed':
+    case 'RobotUpdateRolledBack':
+    case 'SoftwareVersionReported':
+      return evolveUpdates(state, event);
     default:
       return assertNever(event);
   }
@@ -241,7 +265,14 @@ export function evolve(state: RobotState, event: DomainEvent): RobotState {
 
 /** The robot's certificate as rotation knows it; before any rotation, the one provisioning admitted (if any). */
 export function certificateOf(state: RobotState): RobotCertificate {
-  return state.certificate ?? { id: state.provisioning?.certificateId ?? null, notAfter: null, rotatedAt: null, lastFailure: null };
+  return (
+    state.certificate ?? {
+      id: state.provisioning?.certificateId ?? null,
+      notAfter: state.provisioning?.notAfter ?? null,
+      rotatedAt: null,
+      lastFailure: null,
+    }
+  );
 }
 
 /** The robot's refused messages; none for a state without the field. */

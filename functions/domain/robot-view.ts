@@ -1,6 +1,7 @@
 import type { ActiveAlertView, RobotCertificateView, RobotView, TelemetryMetric, TelemetryView } from '../../schemas/index.js';
+import type { RobotSoftwareView } from '../../schemas/deployments.js';
 import { isDeployable, isHealthy, isRegistered, lifecycleOf } from './lifecycle.js';
-import { certificateOf, rejectionsOf, teleoperationConfirmed, type RobotState } from './robot-state.js';
+import { certificateOf, rejectionsOf, softwareOf, teleoperationConfirmed, type RobotState } from './robot-state.js';
 
 /**
  * How the API shows a robot: its folded state plus the derived lifecycle, health and deployability, and its telemetry
@@ -40,7 +41,17 @@ export function toRobotView(state: RobotState, lastSeq: number, telemetry: Telem
     rejectedMessages: { count: rejectionsOf(state).count, last: rejectionsOf(state).last ? { ...rejectionsOf(state).last! } : null },
     telemetry,
     certificate: certificateView(state),
+    software: softwareView(state),
     lastSeq,
+  };
+}
+
+/** The version the robot runs and the update it is in (queued, deferred or installing), if any. */
+export function softwareView(state: RobotState): RobotSoftwareView {
+  const update = state.deployment;
+  return {
+    version: softwareOf(state).version,
+    update: update ? { deploymentId: update.deploymentId, version: update.version, state: update.state, since: update.since } : null,
   };
 }
 
@@ -48,7 +59,8 @@ export function toRobotView(state: RobotState, lastSeq: number, telemetry: Telem
  * The robot's certificate for the fleet's certificate ages: the one it rotated to, else the one provisioning admitted;
  * null when the state knows neither nor any failed rotation (a robot given its certificate by `npm run cert`).
  * `issuedAt` is the rotation's time, or the admission's for the provisioned certificate (IoT makes it moments before
- * the hook admits it); `notAfter` comes only with a rotation (RobotProvisioned does not carry it).
+ * the hook admits it); `notAfter` comes with a rotation, or with the provisioning (RobotProvisioned's optional
+ * `certificateNotAfter`; null for robots provisioned before the hook recorded it).
  */
 export function certificateView(state: RobotState): RobotCertificateView | null {
   if (!state.certificate && !state.provisioning) return null;

@@ -83,7 +83,7 @@ function anyAges(view: RobotView['telemetry']): RobotView['telemetry'] {
 
 const ROBOT_COLUMNS = `robot_id text, model text, status text, lifecycle text, healthy boolean, deployable boolean,
   teleoperation_active boolean, warning_alerts integer, critical_alerts integer, state jsonb, view jsonb,
-  last_seq bigint, telemetry jsonb, telemetry_at timestamptz`;
+  last_seq bigint, telemetry jsonb, telemetry_at timestamptz, software_version text`;
 
 const CHUNK = 1_000;
 
@@ -113,7 +113,7 @@ export async function seedReadModel(pool: pg.Pool, robots: readonly SeedRobot[])
     );
     await pool.query(
       `INSERT INTO robots (robot_id, model, status, lifecycle, healthy, deployable, teleoperation_active,
-         warning_alerts, critical_alerts, state, view, last_seq, telemetry, telemetry_at)
+         warning_alerts, critical_alerts, state, view, last_seq, telemetry, telemetry_at, software_version)
        SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(${ROBOT_COLUMNS})`,
       [JSON.stringify(rows)],
     );

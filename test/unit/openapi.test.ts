@@ -73,6 +73,7 @@ describe('the OpenAPI document of /api/v2', () => {
       ['status', false],
       ['model', false],
       ['lifecycle', false],
+      ['version', false],
       ['limit', false],
       ['cursor', false],
     ]);

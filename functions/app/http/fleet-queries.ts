@@ -6,6 +6,8 @@ export interface RobotListQuery {
   readonly status?: PresenceStatus | undefined;
   readonly model?: RobotModel | undefined;
   readonly lifecycle?: Lifecycle | undefined;
+  /** The software version the robot runs (RobotView.software.version). */
+  readonly version?: string | undefined;
   readonly limit: number;
   readonly cursor?: string | undefined;
 }

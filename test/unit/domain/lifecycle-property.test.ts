@@ -7,6 +7,8 @@ import { connectedEvent, disconnectedEvent } from '../../support/lifecycle-event
 
 const robotId = 'lekiwi-LK0042';
 const T0 = Date.parse('2026-11-22T08:00:00.000Z');
+const DEPLOYMENT = `dep-01KB${'0'.repeat(22)}`;
+const JOB = `${DEPLOYMENT}-b0`;
 
 /** Any mix of what can happen to a robot, one step a second. */
 const step = fc.oneof(
@@ -18,6 +20,11 @@ const step = fc.oneof(
   fc.constant('fail' as const),
   fc.constant('recover' as const),
   fc.constant('provision' as const),
+  // Software updates (issue 12): the orchestrator queues, the robot starts and ends, IoT Jobs times out.
+  fc.constant('updateQueue' as const),
+  fc.constant('updateStart' as const),
+  fc.constant('updateEnd' as const),
+  fc.constant('updateTimeout' as const),
   fc.record({ temperature: fc.double({ min: 20, max: 100, noNaN: true }), disk: fc.double({ min: 0, max: 100, noNaN: true }) }),
 );
 
@@ -44,6 +51,14 @@ function toCommand(kind: Step, index: number, version: number): RobotCommand {
     case 'provision':
       // A first claim or a re-image: a new certificate each time.
       return { type: 'RecordProvisioning', at, serial: 'LK0042', batch: 'B1', certificateId: `cert-${index}`, claim: index === 0 ? 'first' : 'reimage' };
+    case 'updateQueue':
+      return { type: 'QueueUpdate', at, update: { deploymentId: DEPLOYMENT, jobId: JOB, version: '2.0.0', kind: 'deploy', batch: 0 } };
+    case 'updateStart':
+      return { type: 'RecordAgentEvent', event: { eventId: `us-${index}`, occurredAt: at, type: 'UpdateStarted', data: { deploymentId: DEPLOYMENT, jobId: JOB, version: '2.0.0', kind: 'deploy', fromVersion: null, filesToFetch: 0, bytesToFetch: 0 } } };
+    case 'updateEnd':
+      return { type: 'RecordAgentEvent', event: { eventId: `ue-${index}`, occurredAt: at, type: 'UpdateSucceeded', data: { deploymentId: DEPLOYMENT, jobId: JOB, version: '2.0.0', kind: 'deploy', fromVersion: null, filesFetched: 0, bytesFetched: 0, durationMs: 1 } } };
+    case 'updateTimeout':
+      return { type: 'RecordJobExecutionEnd', at, jobId: JOB, status: 'TIMED_OUT', attempt: index };
     default: {
       const { temperature, disk } = kind;
       return { type: 'RecordTelemetry', sample: { sampledAt: at, cpuTemperatureC: temperature, diskPercent: disk } };
@@ -76,6 +91,7 @@ describe('robot lifecycle (property)', () => {
           }
           if (isDeployable(state)) expect(isHealthy(state)).toBe(true);
           if (isHealthy(state)) expect(state.presence.status).toBe('online');
+          if (state.deployment) expect(isDeployable(state)).toBe(false);
         });
       }),
       { numRuns: 1_000 },
