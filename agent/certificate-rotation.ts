@@ -349,7 +349,7 @@ export class CertificateRotation {
         return;
       }
       case 'report-failure':
-        return this.reportFailure(action.requestId, action.reason, action.detail, action.certificateId);
+        return this.reportFailure(action.requestId, action.reason, action.detail, action.certificateId, action.abandonedCertificateId);
       case 'discard':
         for (const file of action.files) await rm(file, { force: true });
         return;
@@ -363,14 +363,20 @@ export class CertificateRotation {
     }
   }
 
-  private async reportFailure(requestId: string, reason: string, detail: string, certificateId: string): Promise<void> {
+  private async reportFailure(requestId: string, reason: string, detail: string, certificateId: string, abandonedCertificateId?: string): Promise<void> {
     this.options.log.error('certificate rotation failed; staying on the current certificate', { requestId, reason, detail });
     try {
       await this.options.report({
         eventId: `rotation-failed:${requestId}`.slice(0, 128),
         occurredAt: new Date(this.now()).toISOString(),
         type: 'CertificateRotationFailed',
-        data: { requestId, reason, detail: detail.slice(0, 500), ...(/^[0-9a-f]{64}$/.test(certificateId) ? { certificateId } : {}) },
+        data: {
+          requestId,
+          reason,
+          detail: detail.slice(0, 500),
+          ...(/^[0-9a-f]{64}$/.test(certificateId) ? { certificateId } : {}),
+          ...(abandonedCertificateId && /^[0-9a-f]{64}$/.test(abandonedCertificateId) ? { abandonedCertificateId } : {}),
+        },
       });
     } catch (error) {
       this.options.log.warn('CertificateRotationFailed could not be queued', { requestId, error });

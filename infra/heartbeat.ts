@@ -129,6 +129,8 @@ export function addApiStack(app: App, options: StageOptions, stateful: StatefulS
     proxy: stateful.proxy,
     projectorDlq: stateful.projectorDlq,
     broadcasterDlq: stateful.broadcasterDlq,
+    deployments: stateful.deployments,
+    artifactBucket: stateful.artifactBucket,
     userPool: stateful.userPool,
     userPoolDomain: stateful.userPoolDomain,
     dashboardOrigins: origins,
@@ -150,6 +152,10 @@ export function addIotStack(app: App, options: StageOptions, stateful: StatefulS
     ingestStream: stateful.ingestStream,
     ingestDlq: stateful.ingestDlq,
     ruleErrorDlq: stateful.iotRuleErrorDlq,
+    certificateRetirerDlq: stateful.certificateRetirerDlq,
+    deployments: stateful.deployments,
+    artifactBucket: stateful.artifactBucket,
+    orchestratorDlq: stateful.orchestratorDlq,
   });
   tag(stack, options.stage);
   notifyOnAlarm(stack, stateful.alarmTopic);

@@ -1,5 +1,5 @@
 import { createHash, createPrivateKey, randomBytes, webcrypto } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 // @peculiar/x509 resolves its algorithm providers through tsyringe, which needs the Reflect metadata polyfill.
 import 'reflect-metadata';
@@ -67,6 +67,28 @@ export class CertificateAuthority {
     return new CertificateAuthority(keys, certificate);
   }
 
+  /** A new CA written to `dir`, unless another process claimed `ca.key` first (then undefined). */
+  private static async createFirst(dir: string, keyPath: string, certificatePath: string): Promise<CertificateAuthority | undefined> {
+    const ca = await CertificateAuthority.create();
+    await mkdir(dir, { recursive: true });
+    let key;
+    try {
+      key = await open(keyPath, 'wx', 0o600);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
+      throw error;
+    }
+    try {
+      await key.writeFile(await ca.privateKeyPem());
+    } finally {
+      await key.close();
+    }
+    const temporary = `${certificatePath}.${process.pid}.tmp`;
+    await writeFile(temporary, ca.certificatePem, { mode: 0o644 });
+    await rename(temporary, certificatePath);
+    return ca;
+  }
+
   /**
    * The CA kept in `dir` (`ca.pem`, `ca.key`), created on first use. A CA that cannot be read back is not replaced
    * silently: every certificate issued so far would stop working.
@@ -74,13 +96,15 @@ export class CertificateAuthority {
   static async openOrCreate(dir: string): Promise<CertificateAuthority> {
     const certificatePath = join(dir, 'ca.pem');
     const keyPath = join(dir, 'ca.key');
-    const [certificatePem, keyPem] = await Promise.all([readOptional(certificatePath), readOptional(keyPath)]);
-    if (certificatePem === undefined && keyPem === undefined) {
-      const ca = await CertificateAuthority.create();
-      await mkdir(dir, { recursive: true });
-      await writeFile(keyPath, await ca.privateKeyPem(), { mode: 0o600 });
-      await writeFile(certificatePath, ca.certificatePem, { mode: 0o644 });
-      return ca;
+    let [certificatePem, keyPem] = await Promise.all([readOptional(certificatePath), readOptional(keyPath)]);
+    if (certificatePem === undefined) {
+      // Two first runs at once (`npm run cert` twice on a fresh state dir): the one that creates `ca.key` (O_EXCL)
+      // makes the CA; the other waits for its `ca.pem` (renamed into place whole) instead of writing a second CA.
+      if (keyPem === undefined) {
+        const created = await CertificateAuthority.createFirst(dir, keyPath, certificatePath);
+        if (created) return created;
+      }
+      [certificatePem, keyPem] = await waitForBoth(certificatePath, keyPath);
     }
     if (certificatePem === undefined || keyPem === undefined) {
       throw new CorruptCaError(
@@ -228,6 +252,18 @@ function serialNumber(): string {
   const bytes = randomBytes(16);
   bytes[0] = (bytes[0] ?? 0) & 0x7f;
   return bytes.toString('hex');
+}
+
+/** How long a second first run waits for the CA another process is writing (a write takes milliseconds). */
+const CA_CREATION_WAIT_MS = 2_000;
+
+async function waitForBoth(certificatePath: string, keyPath: string): Promise<[string | undefined, string | undefined]> {
+  const deadline = Date.now() + CA_CREATION_WAIT_MS;
+  for (;;) {
+    const both = await Promise.all([readOptional(certificatePath), readOptional(keyPath)]);
+    if ((both[0] !== undefined && both[1] !== undefined) || Date.now() > deadline) return both;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 async function readOptional(path: string): Promise<string | undefined> {

@@ -1,5 +1,6 @@
 import { handleRotationMessage, InvalidCsrError, type CertificateRegistry, type RotationOutcome } from '../functions/app/certificate-rotation.js';
 import type { EventLog, RobotCommandChannel } from '../functions/app/ports.js';
+import type { RetiringRegistry } from '../functions/app/retire-certificates.js';
 import { ROTATION_RULE } from '../schemas/rotation.js';
 import { InvalidCsrError as LocalInvalidCsrError, type CertificateAuthority } from './certificate-authority.js';
 import type { BrokerLog, RuleAction } from './iot-broker/contract.js';
@@ -27,7 +28,11 @@ export interface LocalCertificateRotationOptions {
   readonly onOutcome?: (outcome: RotationOutcome) => void;
 }
 
-export function localCertificateRegistry(ca: CertificateAuthority, registry: ThingRegistry): CertificateRegistry {
+/**
+ * The local CA and thing registry as IoT's certificate registry, for rotation and for the certificate retirer
+ * (`retire` deactivates, `revoke` revokes; the registry keeps both on the thing as history).
+ */
+export function localCertificateRegistry(ca: CertificateAuthority, registry: ThingRegistry): CertificateRegistry & RetiringRegistry {
   const expiries = new Map<string, string>();
   return {
     async issue(thingName, csrPem) {
@@ -44,6 +49,7 @@ export function localCertificateRegistry(ca: CertificateAuthority, registry: Thi
     },
     standing: (thingName, certificateId) => registry.standing(thingName, certificateId),
     retire: (thingName, certificateId) => registry.deactivate(thingName, certificateId),
+    revoke: (thingName, certificateId) => registry.revoke(thingName, certificateId),
     notAfter: async (certificateId) => expiries.get(certificateId) ?? null,
   };
 }

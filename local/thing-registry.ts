@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { ROBOT_ID_PATTERN, RobotModel, modelOf } from '../schemas/robot-id.js';
@@ -70,6 +70,10 @@ export function assertThingName(thingName: string): void {
  * INVARIANTS
  * - every write replaces the file atomically (temp file + rename), and this instance's writes run one at a time
  *   (`writing`), each on the file as the previous one left it: concurrent RegisterThings lose no update;
+ * - across instances and processes (`npm run cert` twice at once, the broker and the certificate retirer), each
+ *   read-modify-write holds `things.json.lock` (created with O_EXCL) and reads the file afresh under it: no writer
+ *   works on a copy another has since replaced. A lock whose holder died (its pid is gone) or that is older than
+ *   LOCK_STALE_MS is broken;
  * - a certificate may connect as a thing only while attached to it and ACTIVE (`isAttached`); a REVOKED one never
  *   becomes ACTIVE again, and stays listed on its thing (its history).
  */
@@ -158,6 +162,22 @@ export class ThingRegistry {
     });
   }
 
+  /**
+   * A re-image's superseded certificate (the certificate retirer, functions/app/retire-certificates.ts; AWS:
+   * UpdateCertificate REVOKED + DetachThingPrincipal): REVOKED, kept on its thing as history (only ACTIVE ones may
+   * connect, so listed is not usable). RegisterThing has usually revoked it already; then, as for an unknown pair,
+   * nothing changes.
+   */
+  async revoke(thingName: string, certificateId: string, now = new Date()): Promise<void> {
+    await this.write((file) => {
+      if (!(file.things[thingName]?.certificateIds.includes(certificateId) ?? false) || statusIn(file, certificateId) === 'REVOKED') {
+        return { next: file, result: undefined };
+      }
+      const certificates = { ...file.certificates, [certificateId]: { status: 'REVOKED' as const, thingName, updatedAt: now.toISOString() } };
+      return { next: { ...file, certificates }, result: undefined };
+    });
+  }
+
   /** Creates the thing if new (model from its name) and attaches the certificate. */
   async attach(thingName: string, certificateId: string, now = new Date()): Promise<Thing> {
     const [thing] = await this.attachAll([{ thingName, certificateId }], now);
@@ -184,14 +204,21 @@ export class ThingRegistry {
   /** One read-modify-write of the file, after every earlier write of this instance. */
   private write<T>(change: (file: RegistryFile) => { next: RegistryFile; result: T }): Promise<T> {
     const run = async (): Promise<T> => {
-      this.cache = undefined;
-      const { next, result } = change(await this.read());
       await mkdir(dirname(this.path), { recursive: true });
-      const temporary = `${this.path}.${process.pid}.tmp`;
-      await writeFile(temporary, `${JSON.stringify(next, null, 2)}\n`);
-      await rename(temporary, this.path);
-      this.cache = undefined;
-      return result;
+      const release = await acquireLock(`${this.path}.lock`);
+      try {
+        this.cache = undefined;
+        const current = await this.read();
+        const { next, result } = change(current);
+        if (next === current) return result; // nothing changed: the file (and its mtime, the broker's cue) stays
+        const temporary = `${this.path}.${process.pid}.${(temporaryCount += 1)}.tmp`;
+        await writeFile(temporary, `${JSON.stringify(next, null, 2)}\n`);
+        await rename(temporary, this.path);
+        this.cache = undefined;
+        return result;
+      } finally {
+        await release();
+      }
     };
     const done = this.writing.then(run, run);
     this.writing = done.catch(() => undefined);
@@ -222,6 +249,52 @@ export class ThingRegistry {
     }
     this.cache = { mtimeMs, file: parsed.data };
     return parsed.data;
+  }
+}
+
+let temporaryCount = 0;
+
+/** A lock older than this is taken for abandoned (a write holds it for milliseconds). */
+export const LOCK_STALE_MS = 10_000;
+
+/**
+ * Takes the lock file (O_CREAT | O_EXCL: exactly one creator wins), waiting with jittered pauses while another holds
+ * it; breaks it when its holder's pid is gone or it is older than LOCK_STALE_MS. Resolves to its release.
+ */
+async function acquireLock(lockPath: string): Promise<() => Promise<void>> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const handle = await open(lockPath, 'wx');
+      await handle.writeFile(`${process.pid}\n`);
+      await handle.close();
+      return () => unlink(lockPath).catch(() => undefined);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    if (await lockIsStale(lockPath)) {
+      await unlink(lockPath).catch(() => undefined);
+      continue;
+    }
+    if (attempt > 2_000) throw new Error(`${lockPath} has been held too long; delete it if no \`npm run cert\` or local cloud is running`);
+    await new Promise((resolve) => setTimeout(resolve, 2 + Math.random() * Math.min(50, 2 ** Math.min(attempt, 6))));
+  }
+}
+
+async function lockIsStale(lockPath: string): Promise<boolean> {
+  try {
+    const [text, info] = await Promise.all([readFile(lockPath, 'utf8'), stat(lockPath)]);
+    if (Date.now() - info.mtimeMs > LOCK_STALE_MS) return true;
+    const pid = Number(text.trim());
+    if (!Number.isInteger(pid) || pid <= 0) return false; // being written right now
+    if (pid === process.pid) return false;
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code === 'ESRCH';
+    }
+  } catch {
+    return false; // gone already: the next attempt takes it
   }
 }
 

@@ -165,6 +165,13 @@ export const CertificateRotationFailedData = z
     detail: z.string().max(500).optional(),
     /** The certificate the robot goes on using. */
     certificateId: CertificateId.optional(),
+    /**
+     * The new certificate the cloud issued for this rotation, which the robot got but will never use (it could not
+     * connect with it, or not store it): the cloud deactivates and detaches it (functions/app/retire-certificates.ts),
+     * so an abandoned rotation leaves no extra active certificate. Absent when no certificate was issued (or from
+     * agents older than the field).
+     */
+    abandonedCertificateId: CertificateId.optional(),
   })
   .strict();
 export type CertificateRotationFailedData = z.infer<typeof CertificateRotationFailedData>;

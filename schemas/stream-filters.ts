@@ -33,3 +33,12 @@ export function matchesFilter(value: unknown, pattern: FilterPattern): boolean {
 export function matchesAnyFilter(value: unknown, patterns: readonly FilterPattern[]): boolean {
   return patterns.some((pattern) => matchesFilter(value, pattern));
 }
+
+/**
+ * What the certificate retirer needs (functions/app/retire-certificates.ts): the events that take a certificate out
+ * of service — a re-image's RobotProvisioned, a rotation's CertificateRotationFailed — and nothing else; the retirer
+ * itself checks the claim and the fields, the filter only spares it the other 99.9 % of the stream.
+ */
+export const RETIREMENT_RECORD_PATTERNS: readonly FilterPattern[] = [
+  { dynamodb: { NewImage: { kind: { S: ['event'] }, type: { S: ['RobotProvisioned', 'CertificateRotationFailed'] } } } },
+];

@@ -17,7 +17,8 @@
  *   sends the request again, `issued` connects with the stored new certificate (the old one is still active),
  *   `confirming` starts on the new one and confirms again.
  * - One rotation at a time: a trigger while one is pending is ignored (the pending one's requestId stands).
- * - Every failure leaves `pending` empty, `active` unchanged, and reports exactly one CertificateRotationFailed.
+ * - Every failure leaves `pending` empty, `active` unchanged, and reports exactly one CertificateRotationFailed; one
+ *   after the cloud issued the new certificate names it (`abandonedCertificateId`) for the cloud to deactivate.
  * - No private key is in the record or in any action's payload: keys are files, named by path.
  */
 
@@ -75,7 +76,18 @@ export type RotationAction =
   /** Connect with these credentials within the connect timeout (same client id: the broker hands it over). */
   | { readonly type: 'connect-new'; readonly requestId: string; readonly credentials: Credentials }
   | { readonly type: 'publish-confirm'; readonly requestId: string; readonly certificateId: string; readonly previousCertificateId: string }
-  | { readonly type: 'report-failure'; readonly requestId: string; readonly reason: string; readonly detail: string; readonly certificateId: string }
+  /**
+   * Report CertificateRotationFailed. `abandonedCertificateId`: the new certificate the cloud issued that the robot
+   * will never use (its files are discarded): the cloud deactivates it, so no extra active certificate is left.
+   */
+  | {
+      readonly type: 'report-failure';
+      readonly requestId: string;
+      readonly reason: string;
+      readonly detail: string;
+      readonly certificateId: string;
+      readonly abandonedCertificateId?: string;
+    }
   /** Delete these files (a rotation's leftovers); never the files in use. */
   | { readonly type: 'discard'; readonly files: readonly string[] }
   /** Delete the rotation folder's files that neither `active` nor `pending` names (the previous pair, leftovers). */
@@ -109,13 +121,18 @@ export function decide(record: RotationRecord, event: RotationEvent, context: Ro
   const pending = record.pending;
   const current = activeCredentials(record, context);
   const ignore = (why: string): Transition => ({ actions: [{ type: 'ignore', why }] });
-  const fail = (requestId: string, reason: string, detail: string, files: readonly string[]): Transition => ({
-    record: { ...record, pending: null },
-    actions: [
-      { type: 'discard', files },
-      { type: 'report-failure', requestId, reason, detail, certificateId: current.certificateId },
-    ],
-  });
+  // A failure before the new certificate connected: the robot stays on `current`; a certificate already issued for
+  // the rotation is named as abandoned (never the one in use: `new-connected` is what makes it current).
+  const fail = (requestId: string, reason: string, detail: string, files: readonly string[]): Transition => {
+    const issued = pending && 'certificateId' in pending && pending.certificateId !== current.certificateId ? pending.certificateId : undefined;
+    return {
+      record: { ...record, pending: null },
+      actions: [
+        { type: 'discard', files },
+        { type: 'report-failure', requestId, reason, detail, certificateId: current.certificateId, ...(issued ? { abandonedCertificateId: issued } : {}) },
+      ],
+    };
+  };
   if (event.type === 'trigger') {
     if (pending) return ignore(`rotation ${pending.requestId} is already under way (${pending.step})`);
     return { actions: [{ type: 'generate-key', requestId: event.requestId, trigger: event.trigger }] };

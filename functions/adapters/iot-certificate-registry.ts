@@ -15,14 +15,16 @@ import { InvalidCsrError, type CertificateRegistry } from '../app/certificate-ro
  * AWS IoT's certificate registry for certificate rotation (functions/app/certificate-rotation.ts), on the SDK's IoT
  * client: CreateCertificateFromCsr (setAsActive), AttachThingPrincipal, DescribeCertificate, ListPrincipalThings,
  * UpdateCertificate (INACTIVE) and DetachThingPrincipal — exactly the actions the CertificateRotation function's role
- * is granted (infra/stacks/iot-stack.ts).
+ * is granted (infra/stacks/iot-stack.ts). The certificate retirer (functions/app/retire-certificates.ts) uses
+ * `retire` and `revoke` (UpdateCertificate REVOKED): DescribeCertificate, UpdateCertificate, DetachThingPrincipal.
  *
  * INVARIANTS
  * - A CSR IoT refuses (InvalidRequestException) is an InvalidCsrError: the robot is told INVALID_CSR, not retried.
  * - A certificate `issue` made but could not attach is set INACTIVE before the error is thrown: no active certificate
  *   is left that no thing holds.
  * - A certificate IoT does not know (ResourceNotFoundException) is `not-attached`, has no expiry, and `retire` of it
- *   is a no-op; a detach of a principal already detached is too: retire is safe to repeat.
+ *   is a no-op; a detach of a principal already detached is too: retire is safe to repeat. `revoke` likewise, and it
+ *   leaves a REVOKED certificate's status alone (IoT refuses to change it) but still detaches it.
  * - Every other IoT error is an IotRegistryError naming the call, IoT's error code and what to check; the original
  *   error is its `cause`.
  */
@@ -121,12 +123,30 @@ export class IotCertificateRegistry implements CertificateRegistry {
     if (described.status !== 'INACTIVE') {
       await call('UpdateCertificate', () => this.client.send(new UpdateCertificateCommand({ certificateId, newStatus: 'INACTIVE' })));
     }
+    await this.detach(thingName, principal);
+  }
+
+  /** DetachThingPrincipal; a thing or attachment IoT does not know is already detached. */
+  private async detach(thingName: string, principal: string): Promise<void> {
     try {
       await this.client.send(new DetachThingPrincipalCommand({ thingName, principal }));
     } catch (error) {
       if (iotCode(error) === 'ResourceNotFoundException') return;
       await call('DetachThingPrincipal', () => Promise.reject(error));
     }
+  }
+
+  /**
+   * A re-image's superseded certificate: REVOKED for good (its key was wiped with the old image), and detached from the
+   * thing, which keeps everything else. Deactivating first is not needed: IoT refuses a REVOKED certificate at once.
+   */
+  async revoke(thingName: string, certificateId: string): Promise<void> {
+    const described = await this.describe(certificateId);
+    if (!described?.certificateArn) return;
+    if (described.status !== 'REVOKED') {
+      await call('UpdateCertificate', () => this.client.send(new UpdateCertificateCommand({ certificateId, newStatus: 'REVOKED' })));
+    }
+    await this.detach(thingName, described.certificateArn);
   }
 
   async notAfter(certificateId: string): Promise<string | null> {

@@ -22,7 +22,7 @@ UPDATE robots
        WHEN state ? 'provisioning' THEN jsonb_build_object(
          'id', state->'provisioning'->'certificateId',
          'issuedAt', state->'provisioning'->'at',
-         'notAfter', 'null'::jsonb,
+         'notAfter', COALESCE(state->'provisioning'->'notAfter', 'null'::jsonb),
          'rotatedAt', 'null'::jsonb,
          'lastRotationFailure', 'null'::jsonb)
        ELSE 'null'::jsonb

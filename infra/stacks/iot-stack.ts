@@ -5,7 +5,8 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as iot from 'aws-cdk-lib/aws-iot';
 import type * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { KinesisEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
+import { DynamoEventSource, KinesisEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct, IConstruct } from 'constructs';
 import { claimPolicy, PROVISIONING_PARAMETERS, provisioningTemplateName } from '../../schemas/provisioning.js';
@@ -13,7 +14,9 @@ import type { RobotModel } from '../../schemas/robot-id.js';
 import { RESOURCE_TYPE, THING_NAME_VARIABLE, thingPolicy, type ThingPolicyStatement } from '../../schemas/thing-policy.js';
 import { INGEST_ACK_TOPICS, TOPIC_RULES, topicRuleName } from '../../schemas/topics.js';
 import { ROTATION_COMMANDS, ROTATION_RULE } from '../../schemas/rotation.js';
+import { RETIREMENT_RECORD_PATTERNS } from '../../schemas/stream-filters.js';
 import { AppFunction } from '../constructs/app-function.js';
+import { DeploymentOrchestration } from '../constructs/deployments.js';
 import { IotDataEndpoint } from '../constructs/iot-data-endpoint.js';
 import { nagRegionAccount } from '../constructs/nag-arn.js';
 
@@ -50,6 +53,12 @@ export interface IotStackProps extends StackProps {
   readonly ingestDlq: sqs.IQueue;
   /** The rules' error action: messages IoT could not put into the stream. */
   readonly ruleErrorDlq: sqs.IQueue;
+  /** The certificate retirer's on-failure destination (event log stream records that expired before it acted). */
+  readonly certificateRetirerDlq: sqs.IQueue;
+  /** Deployments (issue 12): their records, the releases, and the orchestrator's on-failure destination. */
+  readonly deployments: dynamodb.ITable;
+  readonly artifactBucket: s3.IBucket;
+  readonly orchestratorDlq: sqs.IQueue;
 }
 
 /**
@@ -72,6 +81,9 @@ export class IotStack extends Stack {
   readonly claimPolicy: iot.CfnPolicy;
   readonly certificateRotationFunction: lambda.IFunction;
   readonly certificateRotationRule: iot.CfnTopicRule;
+  readonly certificateRetirer: lambda.IFunction;
+  /** Deployments (issue 12): the artifact-urls and job-events rules and functions, the orchestrator. */
+  readonly deploymentOrchestration: DeploymentOrchestration;
 
   constructor(scope: Construct, id: string, props: IotStackProps) {
     super(scope, id, props);
@@ -182,6 +194,19 @@ export class IotStack extends Stack {
       role: ruleRole,
       policy: ruleRolePolicy,
     }));
+
+    this.certificateRetirer = certificateRetirerResources(this, props);
+
+    this.deploymentOrchestration = new DeploymentOrchestration(this, 'Deployments', {
+      stage: props.stage,
+      eventLog: props.eventLog,
+      deployments: props.deployments,
+      artifactBucket: props.artifactBucket,
+      iotDataEndpoint: endpoint.host,
+      ruleErrorDlq: props.ruleErrorDlq,
+      ruleErrors: { role: ruleRole, policy: ruleRolePolicy },
+      orchestratorDlq: props.orchestratorDlq,
+    });
 
     new CfnOutput(this, 'ThingPolicyName', {
       value: this.thingPolicy.ref,
@@ -371,6 +396,60 @@ function certificateRotationResources(
     sourceArn: rule.attrArn,
   });
   return { fn, rule };
+}
+
+/**
+ * The certificate retirer (functions/app/retire-certificates.ts) on the event log stream: a re-imaged robot's
+ * superseded certificate REVOKED and detached, an abandoned rotation's new certificate INACTIVE and detached. Its
+ * role holds DescribeCertificate (status and ARN, for idempotence), UpdateCertificate on certificates and
+ * DetachThingPrincipal on robot things: nothing that creates or attaches. It retries until a record expires from
+ * the stream (24 h), then the record's position lands on its dead-letter queue (alarmed in the stateful stack).
+ */
+function certificateRetirerResources(stack: IotStack, props: IotStackProps): lambda.IFunction {
+  const fn = new AppFunction(stack, 'StreamCertificateRetirer', {
+    handler: 'stream-certificate-retirer',
+    description: "Revokes a re-imaged robot's superseded certificate; deactivates the new certificate of an abandoned rotation",
+    environment: { EVENT_LOG_TABLE: props.eventLog.tableName },
+    timeout: Duration.seconds(30),
+  }).fn;
+  // The robot's head (which certificate it uses now), read strongly consistent.
+  props.eventLog.grant(fn, 'dynamodb:GetItem');
+  const arn = (resource: string, resourceName: string) =>
+    Arn.format({ service: 'iot', resource, resourceName, arnFormat: ArnFormat.SLASH_RESOURCE_NAME }, stack);
+  const robotThings = (Object.keys(THING_TYPES) as RobotModel[]).map((model) => arn('thing', `${model}-*`));
+  fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['iot:DetachThingPrincipal'], resources: robotThings }));
+  fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['iot:DescribeCertificate', 'iot:UpdateCertificate'], resources: [arn('cert', '*')] }));
+  const where = nagRegionAccount(stack);
+  for (const [resource, reason] of [
+    ...(Object.keys(THING_TYPES) as RobotModel[]).map((model) => [`arn:<AWS::Partition>:iot:${where}:thing/${model}-*`, "Any robot of the model may be re-imaged or abandon a rotation; only robot things, and only to detach."]),
+    [`arn:<AWS::Partition>:iot:${where}:cert/*`, 'Certificate ids come from the event log (the hook and the rotation recorded them); IAM cannot name a certificate before it exists.'],
+  ] as const) {
+    Validations.of(fn).acknowledge({ id: `AwsSolutions-IAM5[Resource::${resource}]`, reason });
+  }
+  fn.addEventSource(
+    new DynamoEventSource(props.eventLog, {
+      // A re-image recorded before the mapping existed still needs its old certificate revoked: from the start.
+      startingPosition: lambda.StartingPosition.TRIM_HORIZON,
+      batchSize: 100,
+      filters: RETIREMENT_RECORD_PATTERNS.map((pattern) => lambda.FilterCriteria.filter(pattern as Record<string, unknown>)),
+      bisectBatchOnError: true,
+      reportBatchItemFailures: true,
+      // A revocation is never skipped for a passing outage: retry until the record expires (24 h), then the
+      // on-failure queue keeps where it was.
+      retryAttempts: -1,
+      parallelizationFactor: 1,
+      onFailure: new SqsDlq(props.certificateRetirerDlq),
+    }),
+  );
+  fn.metric('IteratorAge', { period: Duration.minutes(1), statistic: cloudwatch.Stats.MAXIMUM }).createAlarm(stack, 'CertificateRetirerIteratorAge', {
+    alarmDescription:
+      "stream-certificate-retirer is more than 15 minutes behind the event log stream: superseded or abandoned certificates stay usable until it catches up (the reason is in its log, message 'certificate retirement failed')",
+    threshold: 15 * 60_000,
+    comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+    evaluationPeriods: 1,
+    treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+  });
+  return fn;
 }
 
 export interface ProvisioningTemplateTargets {

@@ -8,10 +8,12 @@ import * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as rds from 'aws-cdk-lib/aws-rds';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
-import { CONNECTIONS_TABLE, EVENT_LOG_TABLE, FACTORY_TABLE, type TableKeys } from '../../schemas/tables.js';
+import { CONNECTIONS_TABLE, DEPLOYMENTS_TABLE, EVENT_LOG_TABLE, FACTORY_TABLE, type TableKeys } from '../../schemas/tables.js';
+import { ArtifactBucket } from '../constructs/deployments.js';
 
 /** The PostgreSQL role the Lambdas log in as (through RDS Proxy, with IAM tokens) and the database they use. */
 export const DB_USER = 'heartbeat_admin';
@@ -59,6 +61,17 @@ export class StatefulStack extends Stack {
   readonly ingestDlq: sqs.Queue;
   /** Messages an IoT rule could not put into the ingest stream at all (the rules' error action). */
   readonly iotRuleErrorDlq: sqs.Queue;
+  /** The certificate retirer's on-failure destination: re-images and abandoned rotations it could not act on. */
+  readonly certificateRetirerDlq: sqs.Queue;
+  /**
+   * Deployments (issue 12): each deployment's record, robots, batches and pending effects (schemas/tables.ts
+   * DEPLOYMENTS_TABLE), written by the http-api and the deployment orchestrator.
+   */
+  readonly deployments: dynamodb.Table;
+  /** Releases: `objects/<sha256>` and `releases/<version>.json` (infra/constructs/deployments.ts ArtifactBucket). */
+  readonly artifactBucket: s3.Bucket;
+  /** The deployment orchestrator's on-failure destination: update events that expired from the stream first. */
+  readonly orchestratorDlq: sqs.Queue;
   readonly userPool: cognito.UserPool;
   /** The hosted UI's domain. The dashboard's app client lives with the dashboard (infra/constructs/dashboard-hosting.ts). */
   readonly userPoolDomain: cognito.UserPoolDomain;
@@ -108,6 +121,17 @@ export class StatefulStack extends Stack {
       removalPolicy: RemovalPolicy.RETAIN,
     });
 
+    // ---- Deployments (issue 12): the record of every rollout, which robots it holds and which jobs it opened. A lost
+    // record would leave IoT jobs running that nothing follows: kept like the log.
+    this.deployments = new dynamodb.Table(this, 'Deployments', {
+      ...tableKeys(DEPLOYMENTS_TABLE),
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      deletionProtection: true,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    this.artifactBucket = new ArtifactBucket(this, 'Releases').bucket;
+
     // ---- Network: isolated subnets only. Nothing here needs the internet: Lambda reads streams through its
     // event source mapping, DynamoDB is reached through a gateway endpoint, and IAM database tokens are signed locally.
     this.vpc = new ec2.Vpc(this, 'Vpc', {
@@ -119,6 +143,11 @@ export class StatefulStack extends Stack {
     });
     this.vpc.addGatewayEndpoint('DynamoDbEndpoint', {
       service: ec2.GatewayVpcEndpointAwsService.DYNAMODB,
+      subnets: [this.dbSubnets],
+    });
+    // The http-api reads releases (POST /deployments) from the artifact bucket.
+    this.vpc.addGatewayEndpoint('S3Endpoint', {
+      service: ec2.GatewayVpcEndpointAwsService.S3,
       subnets: [this.dbSubnets],
     });
     this.vpc.addFlowLog('FlowLog', {
@@ -217,6 +246,14 @@ export class StatefulStack extends Stack {
     this.broadcasterDlq = this.deadLetterQueue('BroadcasterDlq', 'stream-broadcaster: stream batches that exhausted their retries');
     this.ingestDlq = this.deadLetterQueue('IngestDlq', 'robot-ingest: ingest stream records that expired before they could be written');
     this.iotRuleErrorDlq = this.deadLetterQueue('IotRuleErrorDlq', 'IoT topic rules: messages the Kinesis action could not put');
+    this.certificateRetirerDlq = this.deadLetterQueue(
+      'CertificateRetirerDlq',
+      'stream-certificate-retirer: certificates to revoke or deactivate whose records expired from the stream first',
+    );
+    this.orchestratorDlq = this.deadLetterQueue(
+      'DeploymentOrchestratorDlq',
+      'deployment-orchestrator: robots’ update events that expired from the stream before the deployment recorded them',
+    );
 
     // ---- The ingest channel. On-demand capacity follows the fleet (a boot storm, a backlog); 24 h retention is how
     // long the consumer may be stuck (the iterator-age alarm fires after minutes) before a record expires.
@@ -266,6 +303,11 @@ export class StatefulStack extends Stack {
     new CfnOutput(this, 'FactoryTableName', {
       value: this.factory.tableName,
       description: 'The factory allow-list: `npm run factory -- … --table <this>` (or FACTORY_TABLE)',
+    });
+    new CfnOutput(this, 'DeploymentsTableName', { value: this.deployments.tableName });
+    new CfnOutput(this, 'ArtifactBucketName', {
+      value: this.artifactBucket.bucketName,
+      description: 'Where releases are published: `npm run release -- --dir <folder> --version <v> --bucket <this>`',
     });
     new CfnOutput(this, 'UserPoolId', { value: this.userPool.userPoolId });
     new CfnOutput(this, 'HostedUiDomain', {

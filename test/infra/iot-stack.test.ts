@@ -123,8 +123,9 @@ describe('IotStack', () => {
     });
 
     it('exist once per TOPIC_RULES entry, and no ingest rule invokes a Lambda per message', () => {
-      // Plus certificate rotation's rule, which invokes its function (certificate-rotation.test.ts): not ingest.
-      template.resourceCountIs('AWS::IoT::TopicRule', Object.keys(TOPIC_RULES).length + 1);
+      // Plus certificate rotation's rule (certificate-rotation.test.ts) and the deployments' artifact-urls and
+      // job-events rules (deployments.test.ts), which invoke their functions: not ingest.
+      template.resourceCountIs('AWS::IoT::TopicRule', Object.keys(TOPIC_RULES).length + 3);
       const ingestRules = Object.values(template.findResources('AWS::IoT::TopicRule')).filter((rule) =>
         Object.values(TOPIC_RULES).some((topicRule) => rule.Properties.TopicRulePayload.Sql === topicRule.sql),
       );
@@ -161,8 +162,17 @@ describe('IotStack', () => {
   describe('ingest consumer', () => {
     it('is one arm64 function outside the VPC, with the event log table and the IoT data endpoint', () => {
       const functions = functionsByHandler(template);
-      // Besides the pre-provisioning hook (provisioning.test.ts) and certificate rotation (certificate-rotation.test.ts).
-      expect([...functions.keys()].sort()).toEqual(['certificate-rotation', 'pre-provisioning-hook', 'robot-ingest']);
+      // Besides the pre-provisioning hook (provisioning.test.ts), certificate rotation and the certificate retirer
+      // (certificate-rotation.test.ts), and the deployments' functions (deployments.test.ts).
+      expect([...functions.keys()].sort()).toEqual([
+        'artifact-urls',
+        'certificate-rotation',
+        'deployment-orchestrator',
+        'job-events',
+        'pre-provisioning-hook',
+        'robot-ingest',
+        'stream-certificate-retirer',
+      ]);
       const fn = functions.get('robot-ingest')!;
       expect(fn.properties.Architectures).toEqual(['arm64']);
       expect(fn.properties.VpcConfig).toBeUndefined();
@@ -180,7 +190,9 @@ describe('IotStack', () => {
         ParallelizationFactor: 10,
         DestinationConfig: { OnFailure: { Destination: Match.anyValue() } },
       });
-      const mappings = template.findResources('AWS::Lambda::EventSourceMapping');
+      // The ingest function's one mapping (the certificate retirer's, on the event log stream, is its own test's).
+      const ingest = functionsByHandler(template).get('robot-ingest')!.logicalId;
+      const mappings = template.findResources('AWS::Lambda::EventSourceMapping', { Properties: { FunctionName: { Ref: ingest } } });
       const only = Object.values(mappings)[0] as { Properties: Record<string, unknown> };
       expect(Object.keys(mappings)).toHaveLength(1);
       expect(only.Properties.MaximumRecordAgeInSeconds).toBeUndefined();

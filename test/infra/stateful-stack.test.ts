@@ -111,13 +111,14 @@ describe('StatefulStack', () => {
 
   describe('dead-letter queues', () => {
     it('are encrypted, refuse plain HTTP, and keep messages 14 days', () => {
-      template.resourceCountIs('AWS::SQS::Queue', 4);
+      // Projector, broadcaster, ingest, rule errors, certificate retirer, deployment orchestrator.
+      template.resourceCountIs('AWS::SQS::Queue', 6);
       template.allResourcesProperties('AWS::SQS::Queue', {
         SqsManagedSseEnabled: true,
         MessageRetentionPeriod: 14 * 24 * 3600,
       });
       const policies = template.findResources('AWS::SQS::QueuePolicy');
-      expect(Object.keys(policies)).toHaveLength(4);
+      expect(Object.keys(policies)).toHaveLength(6);
       for (const policy of Object.values(policies)) {
         expect(policy.Properties.PolicyDocument.Statement).toEqual(
           expect.arrayContaining([
@@ -128,7 +129,7 @@ describe('StatefulStack', () => {
     });
 
     it('each raise an alarm as soon as one message is visible', () => {
-      template.resourceCountIs('AWS::CloudWatch::Alarm', 4);
+      template.resourceCountIs('AWS::CloudWatch::Alarm', 6);
       template.allResourcesProperties('AWS::CloudWatch::Alarm', {
         MetricName: 'ApproximateNumberOfMessagesVisible',
         Namespace: 'AWS/SQS',

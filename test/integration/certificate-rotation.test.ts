@@ -276,6 +276,12 @@ describe('certificate rotation with no gap', () => {
       type: 'CertificateRotationFailed',
       data: { requestId: 'api-request-0002', reason: 'NEW_CERTIFICATE_REFUSED', certificateId: robot.firstCertificateId },
     });
+    // The certificate the cloud issued and the robot gave up on is named, for the cloud to deactivate
+    // (functions/app/retire-certificates.ts; test/integration/certificate-retirement.test.ts).
+    const abandoned = (robot.reports[0]?.data as { abandonedCertificateId?: string }).abandonedCertificateId;
+    expect(abandoned).toMatch(/^[0-9a-f]{64}$/);
+    expect(abandoned).not.toBe(robot.firstCertificateId);
+    expect((await registry.lookup(robot.name))?.certificateIds).toContain(abandoned);
     expect(robot.rotation.pending).toBeNull();
     expect(robot.rotation.active.certificateId).toBe(robot.firstCertificateId);
     expect(await registry.standing(robot.name, robot.firstCertificateId)).toBe('active');

@@ -9,14 +9,16 @@ export const PROVISIONED_AT = '2026-01-10T08:00:00.000Z';
 export const ROTATED_AT = '2026-06-01T12:00:00.000Z';
 export const NOT_AFTER = '2027-06-01T12:00:00.000Z';
 export const FAILED_AT = '2026-05-30T09:00:00.000Z';
+/** The provisioned certificate's expiry, as the hook read it (RobotProvisioned `certificateNotAfter`). */
+export const PROVISIONED_NOT_AFTER = '2036-01-08T08:00:00.000Z';
 
 const robotId = 'lekiwi-LK0042';
 let seq = 0;
 const event = (type: string, at: string, data: Record<string, unknown>): DomainEvent =>
   DomainEvent.parse({ eventId: `e-${++seq}`, robotId, at, version: 1, type, data });
 
-const provisioned = (certificateId: string, at = PROVISIONED_AT) =>
-  event('RobotProvisioned', at, { serial: 'LK0042', model: 'lekiwi', batch: 'B1', certificateId, claim: 'first' });
+const provisioned = (certificateId: string, at = PROVISIONED_AT, certificateNotAfter?: string) =>
+  event('RobotProvisioned', at, { serial: 'LK0042', model: 'lekiwi', batch: 'B1', certificateId, claim: 'first', ...(certificateNotAfter ? { certificateNotAfter } : {}) });
 const rotated = (from: string, to: string, notAfter: string | null = NOT_AFTER) =>
   event('CertificateRotated', ROTATED_AT, { requestId: 'rotation-0001', oldCertificateId: from, newCertificateId: to, notAfter });
 const failed = (detail?: string) =>
@@ -35,5 +37,8 @@ export function certificateStates(): Record<string, RobotState> {
     /** Given its certificate by `npm run cert`, then rotated: the expiry is known, the provisioning is not. */
     rotatedWithoutProvisioning: fold(start, [rotated(CERT_C, CERT_B)]),
     failedWithoutProvisioning: fold(start, [failed('no reply')]),
+    /** Provisioned by a hook that read the certificate's expiry; then a rotation that failed keeps it. */
+    provisionedWithExpiry: fold(start, [provisioned(CERT_A, PROVISIONED_AT, PROVISIONED_NOT_AFTER)]),
+    provisionedWithExpiryThenFailed: fold(start, [provisioned(CERT_A, PROVISIONED_AT, PROVISIONED_NOT_AFTER), failed('no reply')]),
   };
 }

@@ -15,6 +15,7 @@ import { fold, initialRobotState } from '../../domain/robot-state.js';
 import type { AppendRequest, RobotHead } from '../ports.js';
 import type { ProvisioningClaims } from './factory-registry.js';
 import { assertNever } from '../../../lib/assert-never.js';
+import { X509Certificate } from 'node:crypto';
 
 /**
  * The pre-provisioning hook (AWS IoT calls it on every RegisterThing of the fleet provisioning template; the local
@@ -103,7 +104,14 @@ export async function preProvisioningHook(deps: HookDependencies, input: unknown
     // A repeat is recorded again in case the first answer's append never happened (the decider skips a certificate
     // the log already has); it names the claim that admitted the certificate.
     const supersededCertificateId = admission.claim === 'repeat' ? held.supersededCertificateIds.at(-1) : admission.supersededCertificateId;
-    const append = provisionedAppend(deps, held, head, request.certificateId, admission.claim === 'first' || !supersededCertificateId ? 'first' : 'reimage', supersededCertificateId);
+    const append = provisionedAppend(
+      deps,
+      held,
+      head,
+      { certificateId: request.certificateId, notAfter: certificateNotAfter(request.certificatePem) },
+      admission.claim === 'first' || !supersededCertificateId ? 'first' : 'reimage',
+      supersededCertificateId,
+    );
     const decision = {
       allow: true as const,
       serial,
@@ -157,7 +165,7 @@ function provisionedAppend(
   deps: HookDependencies,
   record: FactoryRecord,
   head: RobotHead | null,
-  certificateId: string,
+  certificate: { readonly certificateId: string; readonly notAfter: string | undefined },
   claim: 'first' | 'reimage',
   supersededCertificateId: string | undefined,
 ): AppendRequest | undefined {
@@ -165,7 +173,16 @@ function provisionedAppend(
   const at = deps.now().toISOString();
   const events = decide(
     state,
-    { type: 'RecordProvisioning', at, serial: record.serial, batch: record.batchId, certificateId, claim, supersededCertificateId },
+    {
+      type: 'RecordProvisioning',
+      at,
+      serial: record.serial,
+      batch: record.batchId,
+      certificateId: certificate.certificateId,
+      certificateNotAfter: certificate.notAfter,
+      claim,
+      supersededCertificateId,
+    },
     { known: head !== null },
   );
   if (events.length === 0) return undefined;
@@ -179,6 +196,20 @@ function provisionedAppend(
     outbox: head?.outbox ?? null,
     recordedAt: at,
   };
+}
+
+/**
+ * The expiry of the certificate IoT made from the robot's CSR (the hook's `certificatePem`), so the fleet's certificate
+ * ages are known from provisioning on. Node's own X.509 parser: no dependency in the hook's bundle, well under a
+ * millisecond. A PEM it cannot read leaves the expiry unknown; it never refuses a robot (IoT made the certificate).
+ */
+export function certificateNotAfter(certificatePem: string): string | undefined {
+  try {
+    const validTo = new Date(new X509Certificate(certificatePem).validTo);
+    return Number.isNaN(validTo.getTime()) ? undefined : validTo.toISOString();
+  } catch {
+    return undefined;
+  }
 }
 
 function parseRequest(

@@ -71,8 +71,21 @@ describe('certificate rotation core', () => {
     expect(record).toEqual(NO_ROTATION);
     expect(actions.slice(-2)).toEqual([
       { type: 'discard', files: ['/s/req-00001.key', '/s/req-00001.pem'] },
-      { type: 'report-failure', requestId: 'req-00001', reason: 'NEW_CERTIFICATE_REFUSED', detail: 'CONNACK 5', certificateId: OLD },
+      // The issued certificate is named abandoned: the cloud deactivates it (functions/app/retire-certificates.ts).
+      { type: 'report-failure', requestId: 'req-00001', reason: 'NEW_CERTIFICATE_REFUSED', detail: 'CONNACK 5', certificateId: OLD, abandonedCertificateId: NEW },
     ]);
+  });
+
+  it('names the abandoned certificate only once one was issued, and never the one in use', () => {
+    const storageFailed = run(NO_ROTATION, keyReady, issued, { type: 'failed', requestId: 'req-00001', reason: 'STORAGE_FAILED', detail: 'disk full' });
+    expect(storageFailed.actions.at(-1)).toMatchObject({ type: 'report-failure', reason: 'STORAGE_FAILED', certificateId: OLD, abandonedCertificateId: NEW });
+    // Before the cloud issued anything there is nothing to abandon.
+    const noReply = run(NO_ROTATION, keyReady, { type: 'reply-timeout', requestId: 'req-00001' });
+    expect(noReply.actions.at(-1)).toEqual(expect.not.objectContaining({ abandonedCertificateId: expect.anything() }));
+    // A cloud that issued the certificate already in use: it is not named abandoned.
+    const same = run(NO_ROTATION, keyReady, { ...issued, certificateId: OLD } as RotationEvent, { type: 'new-refused', requestId: 'req-00001', detail: 'x' });
+    expect(same.actions.at(-1)).toMatchObject({ type: 'report-failure', certificateId: OLD });
+    expect(same.actions.at(-1)).not.toHaveProperty('abandonedCertificateId');
   });
 
   it.each([

@@ -7,6 +7,7 @@ import {
   FAILED_AT,
   NOT_AFTER,
   PROVISIONED_AT,
+  PROVISIONED_NOT_AFTER,
   ROTATED_AT,
   certificateStates,
 } from '../../support/certificate-states.js';
@@ -71,5 +72,24 @@ describe('certificateView: the robot certificate the fleet view shows', () => {
       expect(RobotView.parse(view), name).toEqual(view);
       expect(view.certificate, name).toEqual(certificateView(state));
     }
+  });
+});
+
+describe('certificateView: the expiry recorded at provisioning (RobotProvisioned certificateNotAfter)', () => {
+  const states = certificateStates();
+
+  it('shows the provisioned certificate with the expiry the hook read, and keeps it through a failed rotation', () => {
+    expect(certificateView(states.provisionedWithExpiry!)).toEqual({
+      id: CERT_A,
+      issuedAt: PROVISIONED_AT,
+      notAfter: PROVISIONED_NOT_AFTER,
+      rotatedAt: null,
+      lastRotationFailure: null,
+    });
+    expect(certificateView(states.provisionedWithExpiryThenFailed!)).toMatchObject({ id: CERT_A, notAfter: PROVISIONED_NOT_AFTER });
+  });
+
+  it('an older RobotProvisioned without the field still reads, with the expiry unknown', () => {
+    expect(certificateView(states.provisioned!)?.notAfter).toBeNull();
   });
 });
