@@ -15,7 +15,7 @@ import type {
 import pg from 'pg';
 import { CLOUD_COMMAND_TOPICS, INGEST_ACK_TOPICS, TOPIC_RULES, topics } from '../schemas/topics.js';
 import type { ClientAction } from '../schemas/api.js';
-import { HEAD_RECORD_PATTERNS, PROJECTED_RECORD_PATTERNS, type FilterPattern } from '../schemas/stream-filters.js';
+import { HEAD_RECORD_PATTERNS, PROJECTED_RECORD_PATTERNS, RETIREMENT_RECORD_PATTERNS, type FilterPattern } from '../schemas/stream-filters.js';
 import { CertificateAuthority } from './certificate-authority.js';
 import { LOCAL_AWS, startDynamoDbLocal } from './dynamodb-local.js';
 import { localDashboard } from './dashboard-host.js';
@@ -40,13 +40,20 @@ import {
 import { startStreamPoller, type StreamPoller } from './stream-poller.js';
 import { Supervisor } from './supervisor.js';
 import { FileStreamCheckpoints } from './stream-checkpoints.js';
-import { createConnectionsTable, createEventLogTable, createFactoryTable, LOCAL_FACTORY_TABLE } from './tables.js';
+import { createConnectionsTable, createDeploymentsTable, createEventLogTable, createFactoryTable, LOCAL_DEPLOYMENTS_TABLE, LOCAL_FACTORY_TABLE } from './tables.js';
+import { isDeploymentRoute, localDeployments } from './deployment-orchestration.js';
+import { DEPLOYMENT_UPDATE_RECORD_PATTERNS } from '../schemas/deployments.js';
 import { localFleetProvisioning } from './fleet-provisioning.js';
-import { localCertificateRotationRule } from './certificate-rotation.js';
+import { localCertificateRegistry, localCertificateRotationRule } from './certificate-rotation.js';
+import { localJobEventsRule } from './job-events.js';
 import { DynamoEventLog } from '../functions/adapters/dynamo-event-log.js';
 import { ROTATION_COMMAND_TOPICS } from '../schemas/rotation.js';
+import { ARTIFACT_COMMAND_TOPICS } from '../schemas/deployments.js';
+import { ARTIFACT_OBJECT_PATH_PREFIX, LocalArtifactStore } from './artifact-store.js';
+import { localArtifactUrlsRule } from './artifact-urls.js';
 import { ThingRegistry } from './thing-registry.js';
 import { startWebSocketGateway, type WebSocketGateway } from './websocket-gateway.js';
+import { openLocalIotJobs, type LocalIotJobs } from './iot-jobs/jobs-service.js';
 
 /**
  * The fleet backend on one machine, with no AWS account: the very handler modules CDK deploys, with AWS's managed
@@ -115,6 +122,10 @@ export interface LocalCloud {
   readonly paths: StatePaths;
   readonly broker: IotBroker;
   readonly ca: CertificateAuthority;
+  /** AWS IoT Jobs' control plane (the deployment orchestrator's JobsControl port), kept in the state dir. */
+  readonly jobs: LocalIotJobs;
+  /** Releases and their objects (`npm run release` writes here too); its URLs are served by the HTTP gateway. */
+  readonly artifacts: LocalArtifactStore;
   /** Resolves once the rules and the stream consumers have handled everything so far (tests, benchmarks). */
   settle(): Promise<void>;
   stop(): Promise<void>;
@@ -196,16 +207,29 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       await ThingRegistry.in(paths.root).list(); // a damaged registry stops the start here, not at the first connect
       return { ca, issuer, serverCertificate, tokens };
     });
+    // The artifact store's URLs point at the HTTP gateway, whose port is known once it listens.
+    let artifactBaseUrl: string | undefined;
+    const artifacts = await step('artifact store (releases)', () =>
+      LocalArtifactStore.open({
+        root: paths.artifacts,
+        baseUrl: () => {
+          if (!artifactBaseUrl) throw new Error('the HTTP gateway is not up yet');
+          return artifactBaseUrl;
+        },
+      }),
+    );
 
     // Commands to robots (POST /discover) go through IoT Core's data plane; the broker it publishes into starts
     // later (it needs the rule handlers), and until then a publish is refused as IoT Core would refuse it: 503.
     let brokerForCommands: IotBroker | undefined;
+    /** The local IoT Jobs once it runs (issue 12): the deployment routes and orchestrator reach it through this. */
+    let jobsForDeployments: LocalIotJobs | undefined;
     const dataPlane: IotDataPlane = await step('IoT data plane (Publish)', () =>
       startIotDataPlane({
         port: options.iotDataPort ?? 0,
         host: '127.0.0.1',
         // Commands from the HTTP API, and the ingest consumer's acknowledgements.
-        allowedTopics: [...CLOUD_COMMAND_TOPICS, ...INGEST_ACK_TOPICS, ...ROTATION_COMMAND_TOPICS],
+        allowedTopics: [...CLOUD_COMMAND_TOPICS, ...INGEST_ACK_TOPICS, ...ROTATION_COMMAND_TOPICS, ...ARTIFACT_COMMAND_TOPICS],
         publish: async (topic, payload) => {
           if (!brokerForCommands) throw new Error('the MQTT broker is not up yet');
           await brokerForCommands.publish(topic, payload);
@@ -348,11 +372,23 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       webSocketUrl,
       issuer,
     });
+    // Deployments (issue 12): the http-api's deployment routes and the deployment-orchestrator's stream consumer.
+    const deployments = localDeployments({
+      dynamoClient,
+      eventLogTable: EVENT_LOG_TABLE,
+      deploymentsTable: LOCAL_DEPLOYMENTS_TABLE,
+      databaseUrl: postgres.url,
+      releases: artifacts,
+      jobs: () => jobsForDeployments,
+      robotCommands: { send: async () => Promise.reject(new Error('the deployment routes send no robot commands')) },
+    });
+    stops.push(() => deployments.stop());
     const http: HttpGateway = await step('HTTP gateway (dashboard, sign-in, /api/v2, JWKS)', () =>
       startHttpGateway({
         port: httpPort,
         host,
-        integration: functions.httpApi,
+        // /api/v2/deployments… on the in-process IoT Jobs and artifact store (local/deployment-orchestration.ts).
+        integration: (event) => (isDeploymentRoute(event) ? deployments.httpApi(event as never) : functions.httpApi(event)),
         authorizer: { issuer: jwtIssuer, audience: [JWT_AUDIENCE] },
         jwks: () => issuer.jwks(),
         health: () => supervisor.health(),
@@ -361,11 +397,14 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
           setAside: { streamProjector: await projectorDeadLetters.count() },
         }),
         extraRoutes: dashboard.routes,
+        // The presigned-URL stand-ins of the artifact store (S3's GetObject URLs in AWS).
+        prefixRoutes: { [`GET ${ARTIFACT_OBJECT_PATH_PREFIX}`]: (request) => artifacts.serve(request) },
         site: dashboard.site,
         log,
       }),
     );
     stops.push(() => http.stop());
+    artifactBaseUrl = `http://${publicHost}:${http.port}`;
 
     // One route per client action of schemas/api.ts, as infra declares them.
     const clientActionRoutes: Record<ClientAction, typeof functions.subscribe> = {
@@ -384,6 +423,9 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       }),
     );
 
+    // The IoT registry (things.json): the broker authenticates against it, RegisterThing and rotation write it, the
+    // certificate retirer revokes and deactivates in it. One instance: its writes run one at a time.
+    const things = ThingRegistry.in(paths.root);
     const pollers = await step('stream consumers (projector, broadcaster, coalescer)', async () => {
       const streams = new DynamoDBStreamsClient({ ...LOCAL_AWS, endpoint: dynamo.endpoint });
       stops.push(async () => streams.destroy());
@@ -415,6 +457,12 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
         await consumer('stream-broadcaster', functions.broadcaster, 100, 5),
         // Coalesced telemetry (RobotsUpdated): every head write, gathered for up to a second, as in AWS.
         await consumer('stream-coalescer', functions.coalescer, 1000, 5, { filters: HEAD_RECORD_PATTERNS, maximumBatchingWindowMs: 1000 }),
+        // Re-images and abandoned rotations (functions/app/retire-certificates.ts), the Lambda's use case on the local
+        // registry. A re-image's certificate is already revoked by RegisterThing here (a no-op then); an abandoned
+        // rotation's certificate is deactivated only by this consumer, as in AWS.
+        await consumer('stream-certificate-retirer', await localCertificateRetirer(ca, things, dynamoClient), 100, -1, { filters: RETIREMENT_RECORD_PATTERNS }),
+        // Deployments (issue 12): the robots' update events move each deployment on; an outcome is never skipped.
+        await consumer('deployment-orchestrator', deployments.orchestrator, 100, -1, { filters: DEPLOYMENT_UPDATE_RECORD_PATTERNS }),
       ];
       stops.push(async () => {
         await Promise.all(started.map((poller) => poller.stop()));
@@ -444,6 +492,19 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       return poller;
     });
 
+    // AWS IoT Jobs (issue 12): its control plane (cloud.jobs), the Jobs MQTT API on the broker, and the notifications
+    // and job events it publishes through the broker (so the job event rule sees them). Started once the broker is up.
+    const jobs: LocalIotJobs = await step('IoT Jobs (stored jobs)', () =>
+      openLocalIotJobs({
+        stateDir: paths.root,
+        publish: async (topic, payload) => {
+          if (!brokerForCommands) throw new Error('the MQTT broker is not up yet');
+          await brokerForCommands.publish(topic, payload);
+        },
+        thingExists: async (thingName) => (await things.lookup(thingName)) !== undefined,
+        log,
+      }),
+    );
     const broker: IotBroker = await step('MQTT broker with mTLS (IoT Core)', async () => {
       // Every rule puts into the ingest stream, keyed by robot; the broker acknowledges a message only once it is there.
       const rules = Object.values(TOPIC_RULES).map((rule) => ({
@@ -454,7 +515,6 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
         },
       }));
       // Fleet provisioning by claim (issue 11): RegisterThing writes to the registry the broker authenticates against.
-      const things = ThingRegistry.in(paths.root);
       const provisioning = localFleetProvisioning({
         stateDir: paths.root,
         ca,
@@ -477,6 +537,19 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
         },
         log,
       });
+      // IoT Jobs' job execution events (issue 12): an execution ended without the robot's word, into its log.
+      const jobEvents = localJobEventsRule({ eventLog: new DynamoEventLog({ client: dynamoClient, tableName: EVENT_LOG_TABLE }), log });
+      // Robots' download URLs for an install (issue 12): the ArtifactUrls Lambda's use case on the local store.
+      const artifactUrls = localArtifactUrlsRule({
+        store: artifacts,
+        replies: {
+          send: async (robotId, request, payload) => {
+            if (!brokerForCommands) throw new Error('the MQTT broker is not up yet');
+            await brokerForCommands.publish(topics.command(robotId, request), payload);
+          },
+        },
+        log,
+      });
       return startIotBroker({
         port: mqttPort,
         host,
@@ -486,7 +559,8 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
         registry: things,
         claims: provisioning.claims,
         reservedTopicServices: provisioning.reservedTopicServices,
-        rules: [...rules, rotation],
+        reservedTopicPatternServices: [jobs.mqtt],
+        rules: [...rules, rotation, jobEvents, artifactUrls],
         ...(options.minKeepAliveSeconds !== undefined ? { minKeepAliveSeconds: options.minKeepAliveSeconds } : {}),
         log,
       });
@@ -499,6 +573,10 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       );
     });
     brokerForCommands = broker;
+    // Stopped before the broker (stops run in reverse): no timeout fires into a broker that is closing.
+    stops.push(() => jobs.stop());
+    await jobs.start();
+    jobsForDeployments = jobs;
     // The EventBridge schedule of TeleoperationExpiry (issue 9: sessions of robots offline too long are closed).
     const expiry = startSchedule({ name: 'teleoperation-expiry', intervalMs: teleoperationExpiryIntervalMs(), run: () => functions.teleoperationExpiry({}), log });
     stops.push(() => expiry.stop());
@@ -536,7 +614,10 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       paths,
       broker,
       ca,
+      jobs,
+      artifacts,
       async settle() {
+        await jobs.idle(); // its notifications and job events go through the broker
         await broker.idle();
         await ingestPoller.idle({ timeoutMs: 30_000 });
         for (const poller of pollers) await poller.idle({ timeoutMs: 30_000 });
@@ -557,6 +638,7 @@ async function ensureTables(client: DynamoDBClient): Promise<string> {
   for (const [tableName, create] of [
     [CONNECTIONS_TABLE, createConnectionsTable],
     [LOCAL_FACTORY_TABLE, createFactoryTable],
+    [LOCAL_DEPLOYMENTS_TABLE, createDeploymentsTable],
   ] as const) {
     if ((await describeStream(client, tableName)) !== undefined) continue;
     try {
@@ -582,4 +664,11 @@ async function describeStream(client: DynamoDBClient, tableName: string): Promis
 function defaultLog(entry: { level: string; message: string; [detail: string]: unknown }): void {
   if (entry.level === 'debug' || entry.level === 'info') return;
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), source: 'local-cloud', ...entry })}\n`);
+}
+
+/** The certificate retirer's stream handler on the local registry (loaded after the handlers' environment is set). */
+async function localCertificateRetirer(ca: CertificateAuthority, things: ThingRegistry, dynamoClient: DynamoDBClient) {
+  const { retireCertificatesInStreamBatch } = await import('../functions/adapters/stream-consumers.js');
+  const deps = { certificates: localCertificateRegistry(ca, things), eventLog: new DynamoEventLog({ client: dynamoClient, tableName: EVENT_LOG_TABLE }) };
+  return (event: DynamoDBStreamEvent) => retireCertificatesInStreamBatch(event.Records, deps);
 }

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { Context } from 'aws-lambda';
 import { matchRoute } from '../functions/app/http/route-match.js';
 import {
@@ -34,7 +36,8 @@ export interface PlainResponse {
   readonly headers?: Readonly<Record<string, string>>;
   /** `Set-Cookie` values, one header each. */
   readonly cookies?: readonly string[];
-  readonly body: string | Uint8Array;
+  /** A stream is sent as it is read (large files); its `content-length` header, if any, is the handler's to set. */
+  readonly body: string | Uint8Array | Readable;
 }
 
 export type ExtraRouteHandler = (request: IncomingMessage) => PlainResponse | Promise<PlainResponse>;
@@ -71,6 +74,8 @@ export interface HttpGatewayOptions {
    * front of S3); without it those are 404s like any unknown path.
    */
   readonly site?: ExtraRouteHandler;
+  /** Routes outside the API keyed `METHOD /prefix/` (every path under it), e.g. `GET /artifacts/objects/`. */
+  readonly prefixRoutes?: Readonly<Record<string, ExtraRouteHandler>>;
   /**
    * The parts behind the gateway (local/supervisor.ts `Supervisor.health`). With it, `GET /health` answers 200
    * `{ status: 'ok', parts }` when every part is up, else 503 `{ status: 'degraded' | 'down', parts }` ('down' when a
@@ -108,6 +113,7 @@ export async function startHttpGateway(options: HttpGatewayOptions): Promise<Htt
   const jwks = typeof options.jwks === 'function' ? options.jwks : options.jwks ? constant(options.jwks) : undefined;
   const authorizer = toAuthorizer(options.authorizer, jwks?.());
   const extraRoutes = new Map(Object.entries(options.extraRoutes ?? {}).map(([key, handler]) => [normaliseRouteKey(key), handler]));
+  const prefixRoutes = Object.entries(options.prefixRoutes ?? {}).map(([key, handler]) => [normaliseRouteKey(key), handler] as const);
   if (jwks && !(options.authorizer instanceof JwtAuthorizer)) {
     const { issuer, jwksUri } = options.authorizer;
     const jwksPath = new URL(jwksUri ?? `${issuer.replace(/\/+$/, '')}/.well-known/jwks.json`).pathname;
@@ -153,9 +159,21 @@ export async function startHttpGateway(options: HttpGatewayOptions): Promise<Htt
       sendJson(response, status === 'ok' ? 200 : 503, { status, parts, ...details }, { 'cache-control': 'no-store' });
       return;
     }
-    const plain = extraRoutes.get(`${method} ${path}`) ?? (options.site && !path.startsWith('/api/') ? options.site : undefined);
+    const plain =
+      extraRoutes.get(`${method} ${path}`) ??
+      prefixRoutes.find(([prefix]) => `${method} ${path}`.startsWith(prefix))?.[1] ??
+      (options.site && !path.startsWith('/api/') ? options.site : undefined);
     if (plain) {
       const answer = await plain(request);
+      if (answer.body instanceof Readable) {
+        response.writeHead(answer.statusCode, [
+          ...Object.entries(answer.headers ?? {}),
+          ...(answer.cookies ?? []).map((cookie) => ['set-cookie', cookie]),
+        ].flat());
+        // A client gone mid-body ends the stream (and closes its file); nothing more to answer.
+        await pipeline(answer.body, response).catch(() => undefined);
+        return;
+      }
       const body = Buffer.from(answer.body);
       response.writeHead(answer.statusCode, [
         ...Object.entries({ 'content-length': String(body.length), ...answer.headers }),

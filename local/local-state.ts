@@ -22,6 +22,8 @@ export interface StatePaths {
   /** The ingest stream's LevelDB (kinesalite). */
   readonly kinesis: string;
   readonly fleet: string;
+  /** Releases and their objects (local/artifact-store.ts): S3's part. */
+  readonly artifacts: string;
   readonly endpoints: string;
   readonly lock: string;
   readonly dynamodbPid: string;
@@ -38,6 +40,7 @@ export function statePaths(root: string): StatePaths {
     streams: join(root, 'streams'),
     kinesis: join(root, 'kinesis'),
     fleet: join(root, 'fleet'),
+    artifacts: join(root, 'artifacts'),
     endpoints: join(root, 'endpoints.json'),
     lock: join(root, 'local-cloud.pid'),
     dynamodbPid: join(root, 'dynamodb.pid'),

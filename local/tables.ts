@@ -4,7 +4,7 @@ import {
   UpdateTimeToLiveCommand,
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
-import { CONNECTIONS_TABLE, createTableKeys, EVENT_LOG_TABLE, FACTORY_TABLE } from '../schemas/tables.js';
+import { CONNECTIONS_TABLE, createTableKeys, DEPLOYMENTS_TABLE, EVENT_LOG_TABLE, FACTORY_TABLE } from '../schemas/tables.js';
 
 /** The tables infra/stacks/stateful-stack.ts declares, from the same keys (schemas/tables.ts), for DynamoDB Local. */
 export async function createEventLogTable(client: DynamoDBClient, tableName: string): Promise<string> {
@@ -44,5 +44,14 @@ export const LOCAL_FACTORY_TABLE = 'heartbeat-factory';
 export async function createFactoryTable(client: DynamoDBClient, tableName: string): Promise<void> {
   await client.send(
     new CreateTableCommand({ TableName: tableName, BillingMode: 'PAY_PER_REQUEST', ...createTableKeys(FACTORY_TABLE) }),
+  );
+}
+
+/** The local cloud's deployments table (issue 12; in AWS: the stateful stack's). */
+export const LOCAL_DEPLOYMENTS_TABLE = 'heartbeat-deployments';
+
+export async function createDeploymentsTable(client: DynamoDBClient, tableName: string): Promise<void> {
+  await client.send(
+    new CreateTableCommand({ TableName: tableName, BillingMode: 'PAY_PER_REQUEST', ...createTableKeys(DEPLOYMENTS_TABLE) }),
   );
 }

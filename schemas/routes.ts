@@ -15,6 +15,13 @@ export const HTTP_ROUTE_KEYS = [
   'POST /api/v2/discover',
   'POST /api/v2/robots/{id}/rotate-certificate',
   'GET /api/v2/openapi.json',
+  'POST /api/v2/deployments',
+  'GET /api/v2/deployments',
+  'GET /api/v2/deployments/{id}',
+  'POST /api/v2/deployments/{id}/pause',
+  'POST /api/v2/deployments/{id}/resume',
+  'POST /api/v2/deployments/{id}/cancel',
+  'POST /api/v2/deployments/{id}/rollback',
 ] as const;
 export type HttpRouteKey = (typeof HTTP_ROUTE_KEYS)[number];
 

@@ -45,6 +45,16 @@ export const FACTORY_TABLE = {
   sortKey: { name: 'sk', type: 'S' },
 } as const satisfies TableKeys;
 
+/**
+ * Deployments (issue 12, functions/adapters/dynamo-deployments.ts, `pk`/`sk`): one partition per deployment
+ * (`deployment#<id>`: its head, robots, batches, facts, pending effects, markers) and the list (`deployments`,
+ * `<createdAt>#<id>`), so GET /deployments reads newest first without a Scan.
+ */
+export const DEPLOYMENTS_TABLE = {
+  partitionKey: { name: 'pk', type: 'S' },
+  sortKey: { name: 'sk', type: 'S' },
+} as const satisfies TableKeys;
+
 /** The keys in the shape of DynamoDB's CreateTable (`KeySchema`, `AttributeDefinitions`). */
 export function createTableKeys(table: TableKeys) {
   return {

@@ -24,6 +24,8 @@ import type { FleetQueries } from './fleet-queries.js';
 import { allValid, IdempotencyKey, noQuery, parseBody, parseQuery, robotIdParameter, type ApiRequest } from './request.js';
 import { markFailed, recover, type CommandDependencies } from './robot-commands.js';
 import { telemetryWindow } from './telemetry-window.js';
+import { DEPLOYMENT_ROUTES } from './deployments.js';
+import type { DeploymentDependencies } from '../deployments/orchestrator.js';
 import { HTTP_ROUTE_KEYS, type HttpRouteKey } from '../../../schemas/routes.js';
 import { ROTATION_COMMANDS, RotateCertificateRequest, RotateCertificateResult, type RotateCertificateCommand } from '../../../schemas/rotation.js';
 
@@ -31,6 +33,8 @@ export interface RouteDependencies extends CommandDependencies {
   readonly queries: FleetQueries;
   /** Commands to robots over MQTT (`POST /discover`); request ids come from `newEventId`. */
   readonly robotCommands: RobotCommandChannel;
+  /** Deployments (issue 12, ./deployments.ts); absent where they are not set up: those routes answer 503. */
+  readonly deployments?: DeploymentDependencies | undefined;
 }
 
 /**
@@ -222,6 +226,7 @@ export const ROUTES = {
       return { robotId, requestId };
     },
   },
+  ...DEPLOYMENT_ROUTES,
   /** Authenticated like every route (any fleet group); the same document is kept in schemas/openapi.json. */
   'GET /api/v2/openapi.json': {
     operationId: 'getOpenApiDocument',
