@@ -1,7 +1,8 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
+import { InstallFailureReason, InstallStep } from '../schemas/deployments.js';
 import { BatchId, PROVISIONING_TEMPLATE_NAME_PATTERN } from '../schemas/provisioning.js';
 import { ROBOT_ID_PATTERN, RobotModel } from '../schemas/robot-id.js';
 import { TOPIC_RULES } from '../schemas/topics.js';
@@ -164,6 +165,38 @@ const AgentConfigFile = z
       .strict()
       .refine((t) => t.idleTickMs >= t.tickMs, { path: ['idleTickMs'], message: 'must be at least tickMs' })
       .default({ enabled: true, tickMs: 33, idleTickMs: 100, procRoot: '/proc', python: 'python3' }),
+    /**
+     * Software updates (agent/installer.ts): where versions live, how to restart the services after a switch, what
+     * proves them healthy (besides the agent still being connected), and a fault to inject on purpose.
+     */
+    install: z
+      .object({
+        /** The software root (objects/, versions/, current); default `<stateDir>/software`. */
+        root: filePath.optional(),
+        /** Shell commands run in the new version's folder after the switch (and after a switch back). */
+        restart: z.array(z.string().min(1, 'must be a shell command')).max(20).default([]),
+        restartTimeoutSeconds: z.number().int().min(1).max(3_600).default(120),
+        healthChecks: z
+          .array(
+            z.union([
+              z.object({ tcpPort: z.number().int().min(1).max(65_535), host: z.string().min(1).optional() }).strict(),
+              z.object({ command: z.string().min(1, 'must be a shell command') }).strict(),
+            ]),
+          )
+          .max(20)
+          .default([]),
+        /** Complete versions kept on disk (current and previous always kept). */
+        keepVersions: z.number().int().min(2).max(20).default(3),
+        injectFailure: z
+          .object({
+            reason: InstallFailureReason.default('INJECTED'),
+            step: InstallStep.default('restarted'),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .default({ restart: [], restartTimeoutSeconds: 120, healthChecks: [], keepVersions: 3 }),
   })
   .strict()
   .superRefine((config, context) => {
@@ -220,6 +253,17 @@ export interface AgentConfig {
   readonly certificate: { readonly rotateBeforeDays: number; readonly connectTimeoutSeconds: number };
   /** Claim provisioning settings, paths absolute: the first boot's (agent/provisioning-driver.ts). */
   readonly provisioning: ProvisioningSettings | undefined;
+  /** Software updates (agent/installer.ts); root absolute. */
+  readonly install: InstallSettings;
+}
+
+export interface InstallSettings {
+  readonly root: string;
+  readonly restart: readonly string[];
+  readonly restartTimeoutSeconds: number;
+  readonly healthChecks: readonly ({ readonly tcpPort: number; readonly host?: string | undefined } | { readonly command: string })[];
+  readonly keepVersions: number;
+  readonly injectFailure: { readonly reason: InstallFailureReason; readonly step: InstallStep } | undefined;
 }
 
 export interface ProvisioningSettings {
@@ -375,6 +419,11 @@ export function parseAgentConfig(raw: unknown, configFile: string): AgentConfig 
     certificate: file.certificate,
     logLevel: isLogLevel(file.logLevel) ? file.logLevel : undefined,
     teleoperation,
+    install: {
+      ...file.install,
+      root: resolve(base, file.install.root ?? join(file.stateDir, 'software')),
+      injectFailure: file.install.injectFailure,
+    },
     provisioning: file.provisioning && {
       ...file.provisioning,
       claimCertificateFile: resolve(base, file.provisioning.claimCertificateFile),

@@ -14,6 +14,8 @@ import { createTeleoperationScorer } from './core/teleoperation-scorer.js';
 import { createTeleoperationProbe } from './adapters/teleoperation-probe.js';
 import { describeError } from '../lib/describe-error.js';
 import { startTeleoperationMonitor, type TeleoperationMonitor } from './teleoperation-monitor.js';
+import { startAgentInstaller } from './installer.js';
+import { TeleoperationSignal } from './installer/teleoperation-gate.js';
 
 /**
  * `npm run agent -- --config <agent.json>` (tsx agent/main.ts): the edge agent as a process. Loads and checks the
@@ -94,6 +96,7 @@ async function main(): Promise<void> {
   let agent: Agent | undefined;
   let teleoperation: TeleoperationMonitor | undefined;
   let rotation: { stop(): void } | undefined;
+  let installer: { stop(): void } | undefined;
   let exiting = false;
 
   const fail = (message: string, error: unknown) => {
@@ -128,6 +131,7 @@ async function main(): Promise<void> {
     setTimeout(() => fail('clean stop took too long', new Error(`no clean stop within ${STOP_DEADLINE_MS} ms`)), STOP_DEADLINE_MS).unref();
     try {
       rotation?.stop();
+      installer?.stop();
       await teleoperation?.stop();
       await agent?.stop();
       process.exit(code);
@@ -248,11 +252,20 @@ async function main(): Promise<void> {
     },
   ).catch((error: unknown) => fail('first boot: recording the provisioned robot failed', error));
   if (exiting) return;
-  teleoperation = await startTeleoperation(config, agent, log);
+  // Whether the robot is being driven, for the installer (an install never starts during a session).
+  const driving = new TeleoperationSignal();
+  teleoperation = await startTeleoperation(config, agent, log, driving);
   // A dropped link leaves the cloud's session unconfirmed: on every connection the monitor states where it stands.
   const monitor = teleoperation;
   if (monitor) agent.onLinkUp(() => monitor.announce());
   if (exiting) await teleoperation?.stop();
+  // Software updates (agent/installer.ts): settles an install a stop interrupted, then takes IoT Jobs' install jobs.
+  if (!exiting) {
+    installer = await startAgentInstaller({ config, agent, link, log: log.child({ component: 'installer' }), teleoperation: driving }).catch((error: unknown) => {
+      log.error('the installer did not start; the robot takes no updates until the agent restarts', { error });
+      return undefined;
+    });
+  }
   log.info('agent running', {
     endpoint: config.endpoint,
     port: config.port,
@@ -321,7 +334,12 @@ async function isFile(path: string): Promise<boolean> {
 }
 
 /** The teleoperation monitor feeding the agent's event queue, unless the config turns it off. Never fails the agent. */
-async function startTeleoperation(config: AgentConfig, agent: Agent, log: Logger): Promise<TeleoperationMonitor | undefined> {
+async function startTeleoperation(
+  config: AgentConfig,
+  agent: Agent,
+  log: Logger,
+  driving: TeleoperationSignal,
+): Promise<TeleoperationMonitor | undefined> {
   const settings = config.teleoperation;
   const teleopLog = log.child({ component: 'teleoperation' });
   if (!settings.enabled) {
@@ -343,6 +361,7 @@ async function startTeleoperation(config: AgentConfig, agent: Agent, log: Logger
       log: teleopLog,
       tickMs: settings.tickMs,
       idleTickMs: settings.idleTickMs,
+      onTransition: (transition) => driving.set(transition.type === 'started'),
     });
   } catch (error) {
     teleopLog.error('teleoperation detection could not start; the agent runs without it', { error });
