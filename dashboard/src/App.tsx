@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore, type MouseEvent } from 'react';
+import { lazy, Suspense, useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore, type MouseEvent } from 'react';
 import type { ApiClient, AuthSession, DashboardConfig, FleetSnapshot, FleetStore, LinkState, Route } from './contracts.js';
 import { useRoute } from './routing/index.js';
 import { AlertsView } from './views/AlertsView.js';
@@ -8,6 +8,7 @@ import { EMPTY_FLEET_ROUTE, type FleetRoute } from './views/fleet-model.js';
 import { FleetView } from './views/FleetView.js';
 import { useKeys } from './views/keyboard.js';
 import { RobotDetail } from './views/RobotDetail.js';
+
 import './styles.css';
 
 export interface AppProps {
@@ -16,6 +17,10 @@ export interface AppProps {
   api: ApiClient;
   store: FleetStore;
 }
+
+/** The deployment pages load when first opened: they are not in the fleet's initial bundle. */
+const DeploymentsView = lazy(() => import('./views/DeploymentsView.js').then((m) => ({ default: m.DeploymentsView })));
+const DeploymentDetail = lazy(() => import('./views/DeploymentDetail.js').then((m) => ({ default: m.DeploymentDetail })));
 
 const LINK_TEXT: Record<LinkState, string> = {
   live: 'Live',
@@ -52,7 +57,7 @@ export function App(props: AppProps) {
   }, [route, config.stage]);
 
   useKeys({ '?': () => setHelp(true) });
-  useKeys({ Escape: backToFleet }, route.view === 'alerts');
+  useKeys({ Escape: backToFleet }, route.view === 'alerts' || route.view === 'deployments');
 
   const go = (target: Route) => (event: MouseEvent<HTMLAnchorElement>) => {
     if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
@@ -78,6 +83,13 @@ export function App(props: AppProps) {
           </a>
           <a href="/alerts" onClick={go({ view: 'alerts' })} aria-current={route.view === 'alerts' ? 'page' : undefined}>
             Alerts
+          </a>
+          <a
+            href="/deployments"
+            onClick={go({ view: 'deployments' })}
+            aria-current={route.view === 'deployments' || route.view === 'deployment' ? 'page' : undefined}
+          >
+            Deployments
           </a>
         </nav>
         <Counts snapshot={snapshot} />
@@ -108,6 +120,22 @@ export function App(props: AppProps) {
           <FleetView route={route} navigate={navigate} snapshot={snapshot} api={api} store={store} permissions={permissions} />
         )}
         {route.view === 'alerts' && <AlertsView snapshot={snapshot} navigate={navigate} />}
+        {(route.view === 'deployments' || route.view === 'deployment') && (
+          <Suspense fallback={<p className="muted">Loading…</p>}>
+            {route.view === 'deployments' ? (
+              <DeploymentsView api={api} navigate={navigate} />
+            ) : (
+              <DeploymentDetail
+                key={route.deploymentId}
+                deploymentId={route.deploymentId}
+                api={api}
+                store={store}
+                permissions={permissions}
+                navigate={navigate}
+              />
+            )}
+          </Suspense>
+        )}
         {route.view === 'robot' && (
           <RobotDetail
             key={route.robotId}
@@ -135,6 +163,10 @@ function titleOf(route: Route): string {
       return 'Alerts';
     case 'robot':
       return route.robotId;
+    case 'deployments':
+      return 'Deployments';
+    case 'deployment':
+      return route.deploymentId;
   }
 }
 
@@ -189,7 +221,7 @@ const SHORTCUTS: readonly (readonly [string, string])[] = [
   ['j / k', 'Move the cursor down / up the fleet'],
   ['x', 'Select or unselect the robot under the cursor'],
   ['Enter', 'Open the robot under the cursor'],
-  ['Esc', 'Clear the selection, then the search; on a robot: back to the fleet; closes a dialog'],
+  ['Esc', 'Clear the selection, then the search; on a robot: back to the fleet; on a deployment: back to the list; closes a dialog'],
   ['f', 'On a robot: mark it failed (engineer, admin)'],
   ['r', 'On a robot: recover it (engineer, admin)'],
   ['n', 'On a robot: ask it to report now'],

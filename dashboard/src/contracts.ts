@@ -5,7 +5,11 @@
  */
 import type {
   CommandResult,
+  CreateDeploymentRequest,
   DashboardConfig,
+  DeploymentActionRequest,
+  DeploymentSummaryPage,
+  DeploymentView,
   DiscoverResult,
   EventPage,
   EventView,
@@ -39,6 +43,8 @@ export interface Permissions {
   readonly markFailed: boolean; // engineer, admin
   readonly recover: boolean; // engineer, admin
   readonly reportNow: boolean; // engineer, admin (POST /api/v2/discover)
+  /** Create deployments and pause, resume, cancel or roll them back (POST /api/v2/deployments…). */
+  readonly deploy: boolean; // engineer, admin
 }
 
 // ---- The HTTP API (api/) ----
@@ -64,7 +70,16 @@ export interface ApiClient {
   recover(robotId: string, note?: string): Promise<CommandResult>;
   /** "Report now" for the given robots (all online robots when omitted). */
   discover(robotIds?: readonly string[]): Promise<DiscoverResult>;
+  /** One page of deployments, newest first (the list view pages with `nextCursor`). */
+  listDeployments(options?: { cursor?: string; limit?: number; signal?: AbortSignal }): Promise<DeploymentSummaryPage>;
+  getDeployment(deploymentId: string, signal?: AbortSignal): Promise<DeploymentView>;
+  /** One user action: one Idempotency-Key. Answers the new deployment. */
+  createDeployment(request: CreateDeploymentRequest): Promise<DeploymentView>;
+  /** pause, resume, cancel or rollback; a transition the deployment's state does not allow is a 409. */
+  deploymentAction(deploymentId: string, action: DeploymentAction, body?: DeploymentActionRequest): Promise<DeploymentView>;
 }
+
+export type DeploymentAction = 'pause' | 'resume' | 'cancel' | 'rollback';
 
 // ---- The live feed (live/) ----
 
@@ -112,6 +127,11 @@ export interface FleetStore {
   timeline(robotId: string): Timeline;
   /** Live telemetry samples of one robot as they arrive (the detail view's charts), until the returned stop. */
   onTelemetry(robotId: string, listener: (robot: RobotView) => void): () => void;
+  /**
+   * The live feed's domain events, by robot, once per applied frame batch (never once per message), until the
+   * returned stop. A deployment's page listens for its robots' RobotUpdate* events.
+   */
+  onEvents(listener: (events: ReadonlyMap<string, readonly EventView[]>) => void): () => void;
   /** Re-reads the list and the metrics now (after an action). */
   refresh(): Promise<void>;
   close(): void;
@@ -134,4 +154,6 @@ export interface FleetFilters {
 export type Route =
   | { readonly view: 'fleet'; readonly filters: FleetFilters; readonly sort: { readonly column: string; readonly direction: SortDirection } | null; readonly selection: readonly string[] }
   | { readonly view: 'robot'; readonly robotId: string }
-  | { readonly view: 'alerts' };
+  | { readonly view: 'alerts' }
+  | { readonly view: 'deployments' }
+  | { readonly view: 'deployment'; readonly deploymentId: string };

@@ -1,5 +1,7 @@
 import type {
   CommandResult,
+  DeploymentSummaryPage,
+  DeploymentView,
   DiscoverResult,
   EventPage,
   EventView,
@@ -16,8 +18,8 @@ import type { ApiClient, ApiFailure } from '../contracts.js';
  *   naming what went wrong when the body is not the API's error shape); a 401 also calls `onUnauthorized` (sign in
  *   again) before throwing; a network failure is an ApiRequestError with status 0 and code NETWORK_ERROR;
  * - listing calls follow `nextCursor` to the end (listRobots, eventsAfter) with the largest page (500);
- * - each markFailed / recover / discover call is one user action and sends one fresh Idempotency-Key (the API then
- *   never applies one action twice, whatever the network does with the request).
+ * - each markFailed / recover / discover / createDeployment / deploymentAction call is one user action and sends one
+ *   fresh Idempotency-Key (the API then never applies one action twice, whatever the network does with the request).
  */
 
 export const PAGE_LIMIT = 500;
@@ -91,6 +93,7 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
   }
 
   const robotPath = (robotId: string) => `/robots/${encodeURIComponent(robotId)}`;
+  const deploymentPath = (deploymentId: string) => `/deployments/${encodeURIComponent(deploymentId)}`;
 
   async function allPages<T>(path: (cursor: string | null) => string, signal?: AbortSignal): Promise<T[]> {
     const items: T[] = [];
@@ -132,6 +135,12 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
       request<CommandResult>('POST', `${robotPath(robotId)}/recover`, { body: note === undefined ? {} : { note }, headers: idempotent() }),
     discover: (robotIds) =>
       request<DiscoverResult>('POST', '/discover', { body: robotIds === undefined ? {} : { robotIds: [...robotIds] }, headers: idempotent() }),
+    listDeployments: (options = {}) =>
+      request<DeploymentSummaryPage>('GET', `/deployments${query({ limit: options.limit, cursor: options.cursor })}`, { signal: options.signal }),
+    getDeployment: (deploymentId, signal) => request<DeploymentView>('GET', deploymentPath(deploymentId), { signal }),
+    createDeployment: (body) => request<DeploymentView>('POST', '/deployments', { body, headers: idempotent() }),
+    deploymentAction: (deploymentId, action, body = {}) =>
+      request<DeploymentView>('POST', `${deploymentPath(deploymentId)}/${action}`, { body, headers: idempotent() }),
   };
 }
 

@@ -1,4 +1,4 @@
-import type { FleetMetrics, RobotView } from '../../../schemas/index.js';
+import type { EventView, FleetMetrics, RobotView } from '../../../schemas/index.js';
 import {
   STALE_AFTER_MS,
   type ApiClient,
@@ -26,7 +26,8 @@ import { ThrottledTask } from './throttled-task.js';
  *   happened while not subscribed is never missing; the first list read waits for the ack (at most FIRST_LOAD_WAIT_MS);
  * - everything that changes the snapshot (messages, list and metrics reads, link changes) is queued and applied in
  *   ONE batch at the next animation frame (or FRAME_FALLBACK_MS, for hidden tabs that get no frames): one new snapshot
- *   with new maps, listeners notified once; nothing fetches per message;
+ *   with new maps, listeners notified once; event listeners (onEvents) get the batch's events once; nothing fetches
+ *   per message;
  * - metrics are re-read at most every METRICS_INTERVAL_MS while messages arrive, and at once after a reconnect or refresh;
  * - a robot whose view stays behind its events for BEHIND_GRACE_MS (no RobotsUpdated came, or the server sends only
  *   RobotTelemetry) gets the list re-read, at most every LIST_INTERVAL_MS;
@@ -70,6 +71,7 @@ class LiveFleetStore implements FleetStore {
   #snapshot: FleetSnapshot;
   readonly #listeners = new Set<() => void>();
   readonly #telemetryListeners = new Map<string, Set<(robot: RobotView) => void>>();
+  readonly #eventListeners = new Set<(events: ReadonlyMap<string, readonly EventView[]>) => void>();
   readonly #timelines = new Set<LiveTimeline>();
   #queue: Queued[] = [];
   #cancelFrame: (() => void) | null = null;
@@ -143,6 +145,13 @@ class LiveFleetStore implements FleetStore {
     };
   }
 
+  onEvents(listener: (events: ReadonlyMap<string, readonly EventView[]>) => void): () => void {
+    // Wrapped: the same function added twice is two listeners, each removed by its own stop.
+    const entry = (events: ReadonlyMap<string, readonly EventView[]>) => listener(events);
+    this.#eventListeners.add(entry);
+    return () => this.#eventListeners.delete(entry);
+  }
+
   async refresh(): Promise<void> {
     this.#listReadStarted = true;
     await Promise.all([this.#listTask.runNow(), this.#metricsTask.runNow()]);
@@ -162,6 +171,7 @@ class LiveFleetStore implements FleetStore {
     for (const timeline of [...this.#timelines]) timeline.close();
     this.#listeners.clear();
     this.#telemetryListeners.clear();
+    this.#eventListeners.clear();
   }
 
   // ---- the connection ----
@@ -351,6 +361,7 @@ class LiveFleetStore implements FleetStore {
         const events = result.events.get(timeline.robotId);
         if (events) timeline.addLive(events);
       }
+      for (const listener of [...this.#eventListeners]) listener(result.events);
     }
     if (result.behind.length > 0) this.#watchBehind();
   }

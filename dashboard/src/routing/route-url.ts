@@ -3,10 +3,10 @@ import type { FleetFilters, Route, SortDirection } from '../contracts.js';
 /**
  * The URL of each view (the DOM contract): `/` the fleet, with its filters, sort and selection in the query string
  * (`?status=online&model=lekiwi&lifecycle=ready&alert=critical&teleop=yes&q=text&sort=column:asc&sel=id1,id2`),
- * `/alerts`, `/robots/<id>`. INVARIANTS: `parseRoute(urlOf(route))` gives the route back (filters with empty values
- * dropped, selection without repeats); a value a filter cannot take is ignored rather than refused (a hand-edited or
- * old link still opens the fleet); any other path is the fleet; the query is written in one fixed order, with `:` and
- * `,` left readable.
+ * `/alerts`, `/robots/<id>`, `/deployments`, `/deployments/<id>`. INVARIANTS: `parseRoute(urlOf(route))` gives the
+ * route back (filters with empty values dropped, selection without repeats); a value a filter cannot take is ignored
+ * rather than refused (a hand-edited or old link still opens the fleet); any other path is the fleet; the query is
+ * written in one fixed order, with `:` and `,` left readable.
  */
 
 const STATUSES = ['online', 'offline', 'stale'] as const;
@@ -17,6 +17,12 @@ const FILTER_ORDER = ['status', 'model', 'lifecycle', 'alert', 'teleop', 'q'] as
 export function parseRoute(pathname: string, search: string): Route {
   const path = pathname.length > 1 ? pathname.replace(/\/+$/, '') : pathname;
   if (path === '/alerts') return { view: 'alerts' };
+  if (path === '/deployments') return { view: 'deployments' };
+  const deployment = /^\/deployments\/([^/]+)$/.exec(path);
+  if (deployment) {
+    const deploymentId = safeDecode(deployment[1]!);
+    if (deploymentId !== '') return { view: 'deployment', deploymentId };
+  }
   const robot = /^\/robots\/([^/]+)$/.exec(path);
   if (robot) {
     const robotId = safeDecode(robot[1]!);
@@ -59,6 +65,10 @@ export function urlOf(route: Route): string {
       return '/alerts';
     case 'robot':
       return `/robots/${encodeURIComponent(route.robotId)}`;
+    case 'deployments':
+      return '/deployments';
+    case 'deployment':
+      return `/deployments/${encodeURIComponent(route.deploymentId)}`;
     case 'fleet': {
       const parts: string[] = [];
       for (const key of FILTER_ORDER) {

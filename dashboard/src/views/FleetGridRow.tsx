@@ -5,6 +5,7 @@ import { useNow } from './clock.js';
 import { isValueStale, metricOf, NUMERIC_COLUMNS, valueAgeMs, type FleetRow } from './fleet-model.js';
 import { formatDuration, formatMetric, formatTime, parseTime } from './format.js';
 import { CERTIFICATE_TONE_CLASS, certificateSummary } from './certificate-model.js';
+import { softwareOf, updateText } from './software-model.js';
 
 /** Fixed row height (px): the virtualizer positions rows by index, so every row must be exactly this tall. */
 export const ROW_HEIGHT = 34;
@@ -92,6 +93,7 @@ export const FleetGridRow = memo(function FleetGridRow(props: FleetGridRowProps)
       {NUMERIC_COLUMNS.map((column) => (
         <MetricCell key={column.id} column={column.id} view={view} field={column.field} />
       ))}
+      <SoftwareCell view={view} />
       <div role="gridcell" data-col="agentVersion">
         <VersionCell view={view} field="agentVersion" />
       </div>
@@ -141,6 +143,23 @@ function CertificateCell(props: { view: RobotView }) {
       {summary.failure && (
         <span className="badge sev-warning" data-testid="rotation-failed" title={summary.failure} role="img" aria-label={summary.failure}>
           !
+        </span>
+      )}
+    </div>
+  );
+}
+
+/** The release the robot runs, and "→ 1.5.0" while an update to it is open (queued, deferred or installing). */
+function SoftwareCell(props: { view: RobotView }) {
+  const software = softwareOf(props.view);
+  const updating = updateText(software);
+  return (
+    <div role="gridcell" data-col="version" title={updating ?? undefined}>
+      {software?.version ? <span className="mono">{software.version}</span> : <span className="muted">{software ? 'none' : '—'}</span>}
+      {software?.update && (
+        <span className={`badge update-${software.update.state}`} data-testid="update-badge" data-state={software.update.state}>
+          → {software.update.version}
+          <span className="visually-hidden"> ({updating})</span>
         </span>
       )}
     </div>

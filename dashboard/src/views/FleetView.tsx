@@ -1,6 +1,6 @@
 import { getCoreRowModel, useReactTable, type ColumnDef, type ColumnFiltersState, type SortingState } from '@tanstack/react-table';
 import { useVirtualizer } from '@tanstack/react-virtual';
-import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { lazy, Suspense, useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import type { ApiClient, FleetFilters, FleetSnapshot, FleetStore, Permissions, Route } from '../contracts.js';
 import { BulkDialog } from './BulkDialog.js';
 import type { BulkKind } from './bulk.js';
@@ -23,7 +23,11 @@ import {
 } from './fleet-model.js';
 import { FleetGridRow, ROW_HEIGHT, type RowActions } from './FleetGridRow.js';
 import { useKeys } from './keyboard.js';
+import { deployTargetOf, describeFilter } from './deployment-model.js';
 
+
+/** The deploy dialog loads when first opened (engineers only need it, and not on every visit). */
+const DeployDialog = lazy(() => import('./DeployDialog.js').then((m) => ({ default: m.DeployDialog })));
 
 const COLUMN_LABELS: Record<FleetColumn, string> = {
   robot: 'Robot',
@@ -36,6 +40,7 @@ const COLUMN_LABELS: Record<FleetColumn, string> = {
   cpu: 'CPU',
   memory: 'Memory',
   disk: 'Disk',
+  version: 'Version',
   agentVersion: 'Agent',
   lerobotVersion: 'LeRobot',
   certificate: 'Certificate',
@@ -159,6 +164,7 @@ export function FleetView(props: FleetViewProps) {
   );
 
   const [bulk, setBulk] = useState<BulkKind | null>(null);
+  const [deploying, setDeploying] = useState(false);
 
   useKeys(
     {
@@ -179,7 +185,7 @@ export function FleetView(props: FleetViewProps) {
         else if (current.filters.q) navigate(withFilter(current, 'q', ''), { replace: true });
       },
     },
-    bulk === null,
+    bulk === null && !deploying,
   );
 
   // The search box shows what is typed at once; the URL (replace, not a history entry per key) follows.
@@ -204,6 +210,12 @@ export function FleetView(props: FleetViewProps) {
   const targets = useMemo(() => (selection.length > 0 ? selection : visible.map((row) => row.id)), [selection, visible]);
   const targetText = selection.length > 0 ? `${selection.length} selected` : `all ${visible.length} shown`;
   const total = rows.length;
+  // A deployment targets the selection, or the filter's model and lifecycle (the cloud resolves it when it starts).
+  const deployTarget = useMemo(() => deployTargetOf(route), [route.selection, route.filters]);
+  const deployText = selection.length > 0 ? `${selection.length} selected` : describeFilter(route.filters);
+  const ignoredFilters = (['status', 'alert', 'teleop', 'q'] as const)
+    .filter((key) => route.filters[key] !== undefined && route.filters[key] !== '')
+    .map((key) => FILTER_NAMES[key]);
 
   return (
     <section className="fleet" aria-labelledby="fleet-title">
@@ -287,6 +299,11 @@ export function FleetView(props: FleetViewProps) {
             Recover ({targetText})
           </button>
         )}
+        {permissions.deploy && (
+          <button type="button" className="primary" data-action="deploy" onClick={() => setDeploying(true)}>
+            Deploy… ({deployText})
+          </button>
+        )}
       </div>
       {snapshot.error && (
         <p role="alert" className="error">
@@ -351,6 +368,21 @@ export function FleetView(props: FleetViewProps) {
         )}
         {!snapshot.loaded && !snapshot.error && <p className="empty">Loading robots…</p>}
       </div>
+      {deploying && (
+        <Suspense fallback={null}>
+          <DeployDialog
+            target={deployTarget}
+            ignoredFilters={ignoredFilters}
+            robots={snapshot.robots}
+            api={props.api}
+            onClose={() => setDeploying(false)}
+            onCreated={(deploymentId) => {
+              setDeploying(false);
+              navigate({ view: 'deployment', deploymentId });
+            }}
+          />
+        </Suspense>
+      )}
       {bulk && (
         <BulkDialog
           kind={bulk}
@@ -363,6 +395,8 @@ export function FleetView(props: FleetViewProps) {
     </section>
   );
 }
+
+const FILTER_NAMES = { status: 'status', alert: 'alerts', teleop: 'teleoperated', q: 'search' } as const;
 
 function FilterSelect(props: {
   name: string;

@@ -1,6 +1,7 @@
-import { lazy, Suspense, useEffect, useState } from 'react';
+import { lazy, Suspense, useEffect, useState, type MouseEvent } from 'react';
 import type { RobotView } from '../../../schemas/index.js';
-import type { ApiClient, FleetSnapshot, FleetStore, Permissions, Timeline } from '../contracts.js';
+import type { ApiClient, FleetSnapshot, FleetStore, Permissions, Route, Timeline } from '../contracts.js';
+import { navigate } from '../routing/index.js';
 import { Age, HealthBadge, LifecycleBadge, StatusBadge } from './badges.js';
 import { describeFailure, isApiFailure, OUTCOME_TEXT } from './bulk.js';
 import { useNow } from './clock.js';
@@ -12,6 +13,7 @@ import { useKeys } from './keyboard.js';
 import { TimelineList, useTimeline } from './TimelineList.js';
 import { CHART_METRICS } from './chart-data.js';
 import { CERTIFICATE_TONE_CLASS, certificateSummary } from './certificate-model.js';
+import { softwareOf, UPDATE_STATE_TEXT } from './software-model.js';
 
 /** uPlot is loaded only when a robot's page opens: it is not in the fleet's initial bundle. */
 const TelemetryCharts = lazy(() => import('./TelemetryCharts.js'));
@@ -243,6 +245,7 @@ function RobotSummary(props: { robot: RobotView }) {
           </dd>
         </div>
       )}
+      <SoftwareFacts robot={robot} now={now} />
       <CertificateFacts robot={robot} now={now} />
       {robot.rejectedMessages.count > 0 && (
         <div>
@@ -255,6 +258,47 @@ function RobotSummary(props: { robot: RobotView }) {
       )}
     </dl>
   );
+}
+
+/** The release the robot runs and the update it is in, linking to that update's deployment. */
+function SoftwareFacts(props: { robot: RobotView; now: number }) {
+  const software = softwareOf(props.robot);
+  const update = software?.update ?? null;
+  return (
+    <div>
+      <dt>Software</dt>
+      <dd data-testid="detail-software">
+        {software === null ? (
+          <span className="muted">not known yet</span>
+        ) : software.version ? (
+          <span className="mono">{software.version}</span>
+        ) : (
+          <span className="muted">no release installed</span>
+        )}
+        {update && (
+          <>
+            {' · '}
+            <span className={`badge update-${update.state}`} data-testid="detail-update">
+              updating to {update.version}: {UPDATE_STATE_TEXT[update.state] ?? update.state}
+            </span>
+            <span className="muted small">
+              since {formatTime(update.since, props.now)} ·{' '}
+              <a href={`/deployments/${encodeURIComponent(update.deploymentId)}`} onClick={(event) => followLink(event, { view: 'deployment', deploymentId: update.deploymentId })}>
+                {update.deploymentId}
+              </a>
+            </span>
+          </>
+        )}
+      </dd>
+    </div>
+  );
+}
+
+/** A plain left click on an in-app link navigates without a reload; other clicks (new tab…) are the browser's. */
+function followLink(event: MouseEvent<HTMLAnchorElement>, route: Route): void {
+  if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+  event.preventDefault();
+  navigate(route);
 }
 
 /** The robot's certificate: id, issue, expiry (amber within 30 days, red past), last rotation and failed rotation. */

@@ -2,7 +2,7 @@ import { memo, useCallback, useEffect, useRef, useSyncExternalStore } from 'reac
 import type { EventView } from '../../../schemas/index.js';
 import type { Timeline, TimelineSnapshot } from '../contracts.js';
 import { useNow } from './clock.js';
-import { summarizeEvent } from './event-summary.js';
+import { eventLabel, summarizeEvent } from './event-summary.js';
 import { formatTime } from './format.js';
 
 /** A timeline's snapshot for React (methods called on the object: implementations may be classes). */
@@ -84,7 +84,9 @@ const TimelineEvent = memo(function TimelineEvent(props: { event: EventView; now
       <time dateTime={event.at} title={`recorded ${event.recordedAt}`}>
         {formatTime(event.at, props.now)}
       </time>
-      <span className="event-type">{event.type}</span>
+      <span className="event-type" title={event.type}>
+        {eventLabel(event.type)}
+      </span>
       <span className="event-summary">{summarizeEvent(event)}</span>
     </li>
   );

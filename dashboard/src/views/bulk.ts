@@ -30,11 +30,12 @@ export interface BulkResult {
 
 /**
  * What each role may do, as the API's route table (functions/app/http/routes.ts) allows it: operators watch; engineers
- * and admins may also ask robots to report now (a command to the robots), fail and recover them.
+ * and admins may also ask robots to report now (a command to the robots), fail and recover them, and create, pause,
+ * resume, cancel and roll back deployments.
  */
 export function permissionsFor(role: Role | null): Permissions {
   const engineer = role === 'engineer' || role === 'admin';
-  return { markFailed: engineer, recover: engineer, reportNow: engineer };
+  return { markFailed: engineer, recover: engineer, reportNow: engineer, deploy: engineer };
 }
 
 /** The message of anything an API call threw: an ApiFailure's "403 FORBIDDEN: …", else the error's message. */

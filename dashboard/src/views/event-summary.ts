@@ -1,5 +1,5 @@
 import type { EventView } from '../../../schemas/index.js';
-import { formatDuration, formatMetricValue, metricLabel, parseTime } from './format.js';
+import { formatBytes, formatDuration, formatMetricValue, metricLabel, parseTime } from './format.js';
 
 /**
  * A short human sentence for each domain event (schemas/events.ts), and the teleoperation sessions a robot's loaded
@@ -58,11 +58,71 @@ export function summarizeEvent(event: EventView): string {
       return `The robot lost ${num(d, 'count') ?? '?'} of its events (offline queue full)`;
     case 'DeviceMessagesRejected':
       return `${num(d, 'count') ?? '?'} of the robot's messages refused: ${str(d, 'lastReason') ?? ''}`;
+    case 'RobotUpdateQueued': {
+      const batch = num(d, 'batch');
+      return `${d.kind === 'rollback' ? 'Rollback to' : 'Update to'} ${str(d, 'version') ?? '?'} queued${batch === undefined ? '' : ` in batch ${batch}`} of ${str(d, 'deploymentId') ?? 'a deployment'}`;
+    }
+    case 'RobotUpdateDeferred': {
+      const reason = str(d, 'reason');
+      return `Update to ${str(d, 'version') ?? '?'} put off: ${reason === 'teleoperation' ? 'the robot is being driven' : (reason ?? 'no reason')}; it starts when that ends`;
+    }
+    case 'RobotUpdateStarted': {
+      const files = num(d, 'filesToFetch');
+      const bytes = num(d, 'bytesToFetch');
+      return `${d.kind === 'rollback' ? 'Rolling back' : 'Installing'} ${fromTo(d)}${
+        files === undefined ? '' : `: ${files} ${files === 1 ? 'file' : 'files'}${bytes === undefined ? '' : ` (${formatBytes(bytes)})`} to fetch`
+      }`;
+    }
+    case 'RobotUpdateSucceeded':
+    case 'RobotUpdateRolledBack': {
+      const files = num(d, 'filesFetched');
+      const bytes = num(d, 'bytesFetched');
+      const duration = num(d, 'durationMs');
+      return `${event.type === 'RobotUpdateRolledBack' ? 'Rolled back' : 'Updated'} ${fromTo(d)}${duration === undefined ? '' : ` in ${formatDuration(duration)}`}${
+        files === undefined ? '' : `, ${files} ${files === 1 ? 'file' : 'files'} fetched${bytes === undefined ? '' : ` (${formatBytes(bytes)})`}`
+      }`;
+    }
+    case 'RobotUpdateFailed': {
+      const step = str(d, 'step');
+      const detail = str(d, 'detail');
+      const running = d.runningVersion === null ? 'no release' : str(d, 'runningVersion');
+      return `${d.kind === 'rollback' ? 'Rollback' : 'Update'} to ${str(d, 'version') ?? '?'} failed: ${str(d, 'reason') ?? 'no reason'}${step ? ` at ${step}` : ''}${
+        detail ? ` (${detail})` : ''
+      }${running ? `; runs ${running}` : ''}${d.source === 'jobs' ? ' — ended by IoT Jobs, not reported by the robot' : ''}`;
+    }
+    case 'SoftwareVersionReported': {
+      const version = d.version === null ? 'no release' : (str(d, 'version') ?? '?');
+      const previous = d.previous === null ? 'no release' : str(d, 'previous');
+      return `Runs ${version}${previous ? ` (was ${previous})` : ''}`;
+    }
     default: {
       const json = JSON.stringify(d);
       return json.length > 120 ? `${json.slice(0, 119)}…` : json;
     }
   }
+}
+
+function fromTo(d: Record<string, unknown>): string {
+  const from = d.fromVersion === null ? 'no release' : str(d, 'fromVersion');
+  return `${from ? `${from} → ` : ''}${str(d, 'version') ?? '?'}`;
+}
+
+/** The event type column's words: the update events by name, any other type with its words split ("Robot connected"). */
+const EVENT_LABELS: Readonly<Record<string, string>> = {
+  RobotUpdateQueued: 'Update queued',
+  RobotUpdateDeferred: 'Update deferred',
+  RobotUpdateStarted: 'Update started',
+  RobotUpdateSucceeded: 'Update succeeded',
+  RobotUpdateFailed: 'Update failed',
+  RobotUpdateRolledBack: 'Rolled back',
+  SoftwareVersionReported: 'Software version',
+};
+
+export function eventLabel(type: string): string {
+  const known = EVENT_LABELS[type];
+  if (known) return known;
+  const words = type.replace(/([a-z0-9])([A-Z])/g, '$1 $2').toLowerCase();
+  return words.charAt(0).toUpperCase() + words.slice(1);
 }
 
 export interface TeleoperationSession {

@@ -2,6 +2,7 @@ import type { RobotView, TelemetryView } from '../../../schemas/index.js';
 import type { FleetFilters, Route, SortDirection } from '../contracts.js';
 import { parseTime, type NumericField } from './format.js';
 import { certificateSortValue } from './certificate-model.js';
+import { softwareOf, versionSortValue } from './software-model.js';
 
 /**
  * The fleet table's pure core: one FleetRow per robot view, the filters of the URL, the sort values of each column.
@@ -46,6 +47,7 @@ export const FLEET_COLUMNS = [
   'cpu',
   'memory',
   'disk',
+  'version',
   'agentVersion',
   'lerobotVersion',
   'certificate',
@@ -67,7 +69,7 @@ export interface FleetRow {
   readonly staleFrom: number;
   readonly critical: number;
   readonly warning: number;
-  /** Lower-case text the free-text search looks in: id, model, operator address, failure reason. */
+  /** Lower-case text the free-text search looks in: id, model, operator address, failure reason, software version. */
   readonly haystack: string;
 }
 
@@ -118,7 +120,7 @@ function buildRow(view: RobotView, now: number): FleetRow {
     if (alert.severity === 'critical') critical += 1;
     else warning += 1;
   }
-  const haystack = [view.robotId, view.model, view.teleoperation.operatorAddress ?? '', view.failure?.reason ?? '']
+  const haystack = [view.robotId, view.model, view.teleoperation.operatorAddress ?? '', view.failure?.reason ?? '', softwareOf(view)?.version ?? '']
     .join('\n')
     .toLowerCase();
   const staleFrom = staleFromOf(view);
@@ -234,6 +236,8 @@ export function sortValue(row: FleetRow, column: FleetColumn): number | string |
       const value = view.telemetry?.[FIELD_OF[column]];
       return typeof value === 'number' ? value : undefined;
     }
+    case 'version':
+      return versionSortValue(view);
     case 'agentVersion':
       return view.telemetry?.agentVersion;
     case 'lerobotVersion':

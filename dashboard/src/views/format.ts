@@ -66,6 +66,19 @@ export function metricLabel(metric: string): string {
   }
 }
 
+/** "512 B", "4.2 kB", "31.5 MB", "1.2 GB" (powers of 1024). */
+export function formatBytes(bytes: number): string {
+  if (!Number.isFinite(bytes) || bytes < 1024) return `${Math.max(0, Math.round(bytes))} B`;
+  const units = ['kB', 'MB', 'GB', 'TB'];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
+}
+
 /** A value with its metric's unit, for alerts ("86.0 °C ≥ 85 °C"). */
 export function formatMetricValue(metric: string, value: number): string {
   if (metric === 'cpuTemperatureC') return `${value.toFixed(1)} °C`;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ApiRequestError, createApiClient, PAGE_LIMIT, type FetchInit } from '../../../dashboard/src/api/client.js';
-import { eventView, robotView } from './fixtures.js';
+import { DEPLOYMENT_ID, deploymentView, eventView, robotView } from './fixtures.js';
 
 interface Call {
   readonly url: URL;
@@ -90,6 +90,35 @@ describe('the API client', () => {
       ['POST', '/api/v2/robots/lekiwi-LK0001/recover', '{"note":"new wheel"}', 'key-3', 'application/json'],
       ['POST', '/api/v2/discover', '{"robotIds":["lekiwi-LK0001","xle-XL0007"]}', 'key-4', 'application/json'],
       ['POST', '/api/v2/discover', '{}', 'key-5', 'application/json'],
+    ]);
+  });
+
+  it('reads deployments a page at a time and posts their actions with one Idempotency-Key each', async () => {
+    const { client, calls } = fakeApi((call) =>
+      call.url.pathname === '/api/v2/deployments' && call.init.method === 'GET'
+        ? { status: 200, body: { items: [deploymentView()], nextCursor: 'next' } }
+        : call.init.method === 'POST' && call.url.pathname.endsWith('/pause')
+          ? { status: 409, body: { error: { code: 'INVALID_TRANSITION', message: 'a completed deployment cannot be paused' } } }
+          : { status: 200, body: deploymentView() },
+    );
+    await expect(client.listDeployments({ limit: 20, cursor: 'abc' })).resolves.toMatchObject({ nextCursor: 'next' });
+    await expect(client.getDeployment(DEPLOYMENT_ID)).resolves.toMatchObject({ deploymentId: DEPLOYMENT_ID });
+    const request = { release: '1.1.0', targets: { robotIds: ['lekiwi-D1'] }, strategy: { canary: 1 } };
+    await client.createDeployment(request);
+    await client.deploymentAction(DEPLOYMENT_ID, 'rollback', { reason: 'arm jitter' });
+    await client.deploymentAction(DEPLOYMENT_ID, 'cancel');
+    await expect(client.deploymentAction(DEPLOYMENT_ID, 'pause')).rejects.toMatchObject({
+      status: 409,
+      code: 'INVALID_TRANSITION',
+      message: 'a completed deployment cannot be paused',
+    });
+    expect(calls.map((call) => [call.init.method, `${call.url.pathname}${call.url.search}`, call.init.body ?? null, call.init.headers['idempotency-key'] ?? null])).toEqual([
+      ['GET', '/api/v2/deployments?limit=20&cursor=abc', null, null],
+      ['GET', `/api/v2/deployments/${DEPLOYMENT_ID}`, null, null],
+      ['POST', '/api/v2/deployments', JSON.stringify(request), 'key-1'],
+      ['POST', `/api/v2/deployments/${DEPLOYMENT_ID}/rollback`, '{"reason":"arm jitter"}', 'key-2'],
+      ['POST', `/api/v2/deployments/${DEPLOYMENT_ID}/cancel`, '{}', 'key-3'],
+      ['POST', `/api/v2/deployments/${DEPLOYMENT_ID}/pause`, '{}', 'key-4'],
     ]);
   });
 

@@ -42,11 +42,11 @@ function fakeApi(options: { failIds?: readonly string[] } = {}) {
 const ids = (n: number) => Array.from({ length: n }, (_, i) => `lekiwi-R${String(i).padStart(4, '0')}`);
 
 describe('bulk actions', () => {
-  it('operators may only ask for a report; engineers and admins may do all; no role may do nothing', () => {
-    expect(permissionsFor('operator')).toEqual({ reportNow: false, markFailed: false, recover: false });
-    expect(permissionsFor('engineer')).toEqual({ reportNow: true, markFailed: true, recover: true });
-    expect(permissionsFor('admin')).toEqual({ reportNow: true, markFailed: true, recover: true });
-    expect(permissionsFor(null)).toEqual({ reportNow: false, markFailed: false, recover: false });
+  it('operators only watch; engineers and admins may do all (deploy too); no role may do nothing', () => {
+    expect(permissionsFor('operator')).toEqual({ reportNow: false, markFailed: false, recover: false, deploy: false });
+    expect(permissionsFor('engineer')).toEqual({ reportNow: true, markFailed: true, recover: true, deploy: true });
+    expect(permissionsFor('admin')).toEqual({ reportNow: true, markFailed: true, recover: true, deploy: true });
+    expect(permissionsFor(null)).toEqual({ reportNow: false, markFailed: false, recover: false, deploy: false });
   });
 
   it('report now asks in chunks of at most 100 ids and gives every robot one result', async () => {

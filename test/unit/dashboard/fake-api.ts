@@ -30,6 +30,10 @@ export class FakeApi implements ApiClient {
   markFailed = () => Promise.reject(new Error('not used'));
   recover = () => Promise.reject(new Error('not used'));
   discover = () => Promise.reject(new Error('not used'));
+  listDeployments = () => Promise.reject(new Error('not used'));
+  getDeployment = () => Promise.reject(new Error('not used'));
+  createDeployment = () => Promise.reject(new Error('not used'));
+  deploymentAction = () => Promise.reject(new Error('not used'));
 }
 
 export const badRequest = () => new ApiRequestError(400, 'INVALID_REQUEST', 'Invalid query: after is not a known parameter');

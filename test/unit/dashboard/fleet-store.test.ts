@@ -246,6 +246,33 @@ describe('the fleet store: link state and reconnects', () => {
     env.frame();
     expect(timeline.getSnapshot().events.map((event) => event.seq)).toEqual([2, 1]);
   });
+
+  it('hands event listeners each frame batch once, by robot, however many messages came; none after their stop', async () => {
+    const { env, api, store } = start();
+    const socket = await goLive(env);
+    await answerReads(api);
+    env.frame();
+    const batches: Array<Record<string, string[]>> = [];
+    const stop = store.onEvents((events) =>
+      batches.push(Object.fromEntries([...events].map(([robotId, list]) => [robotId, list.map((event) => `${event.type}#${event.seq}`)]))),
+    );
+    const data = { deploymentId: 'dep-01JE0000000000000000000000', jobId: 'j', version: '1.1.0', kind: 'deploy', batch: 0 };
+    for (let seq = 2; seq <= 41; seq += 1) socket.receive({ type: 'RobotUpdateQueued', robotId: `lekiwi-A${seq % 2 ? 1 : 2}`, seq, at: 't', data });
+    socket.receive({ type: 'RobotsUpdated', at: 't', robots: [robotView('lekiwi-A1', { lastSeq: 41 })] });
+    expect(batches).toEqual([]);
+    env.frame();
+    expect(batches).toHaveLength(1);
+    expect(batches[0]!['lekiwi-A1']).toHaveLength(20);
+    expect(batches[0]!['lekiwi-A2']![0]).toBe('RobotUpdateQueued#2');
+    // A frame with views only hands no events.
+    socket.receive({ type: 'RobotsUpdated', at: 't', robots: [robotView('lekiwi-A2', { lastSeq: 40 })] });
+    env.frame();
+    expect(batches).toHaveLength(1);
+    stop();
+    socket.receive({ type: 'RobotUpdateStarted', robotId: 'lekiwi-A1', seq: 42, at: 't', data });
+    env.frame();
+    expect(batches).toHaveLength(1);
+  });
 });
 
 describe('the fleet store: reads it makes', () => {

@@ -100,6 +100,22 @@ describe('fleet view model', () => {
     expect(filterAndSort(rows, {}, { column: 'nope', direction: 'asc' }).map((row) => row.id)).toEqual(rows.map((row) => row.id));
   });
 
+  it('the version column sorts releases as versions, unknown ones last; the search finds a version', () => {
+    const rows = deriveRows(
+      robotsOf(
+        robotView('lekiwi-A', { software: { version: '1.10.0', update: null } }),
+        robotView('lekiwi-B', { software: { version: null, update: null } }),
+        robotView('lekiwi-C', { software: { version: '1.9.2', update: { deploymentId: 'dep-01JE0000000000000000000000', version: '1.10.0', state: 'installing', since: '2026-12-01T10:00:00Z' } } }),
+        robotView('lekiwi-D', { software: { version: '2026.12.01-rc1', update: null } }),
+      ),
+      T0,
+      new Map(),
+    );
+    expect(filterAndSort(rows, {}, { column: 'version', direction: 'asc' }).map((row) => row.id)).toEqual(['lekiwi-C', 'lekiwi-A', 'lekiwi-D', 'lekiwi-B']);
+    expect(filterAndSort(rows, {}, { column: 'version', direction: 'desc' }).map((row) => row.id)).toEqual(['lekiwi-D', 'lekiwi-A', 'lekiwi-C', 'lekiwi-B']);
+    expect(filterAndSort(rows, { q: '1.9.2' }, null).map((row) => row.id)).toEqual(['lekiwi-C']);
+  });
+
   it('failed robots and critical alerts sort to the top of health and alerts descending/ascending as ops look for them', () => {
     const rows = deriveRows(
       robotsOf(

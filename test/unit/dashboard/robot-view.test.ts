@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { appendPoint, emptySeries, MAX_POINTS, pointOfView, seriesOf } from '../../../dashboard/src/views/chart-data.js';
-import { summarizeEvent, teleoperationSessions } from '../../../dashboard/src/views/event-summary.js';
+import { eventLabel, summarizeEvent, teleoperationSessions } from '../../../dashboard/src/views/event-summary.js';
 import { openAlerts } from '../../../dashboard/src/views/alerts-model.js';
 import { eventView, robotView, telemetryAt } from './fixtures.js';
 
@@ -17,6 +17,38 @@ describe('robot view', () => {
     expect(say('RobotMarkedFailed', { reason: 'wheel', by: 'alice' })).toBe('Marked failed by alice: wheel');
     expect(say('RobotDisconnected', { clientInitiated: false, reason: 'MQTT_KEEP_ALIVE_TIMEOUT' })).toBe('Disconnected (MQTT_KEEP_ALIVE_TIMEOUT)');
     expect(say('SomethingNew', { a: 1 })).toBe('{"a":1}');
+  });
+
+  it('summarizes the software update events and labels them readably', () => {
+    const say = (type: string, data: Record<string, unknown>) => summarizeEvent(eventView(1, { type, data }));
+    const ref = { deploymentId: 'dep-01JE0000000000000000000000', jobId: 'dep-01JE0000000000000000000000-b1', version: '1.1.0' };
+    expect(say('RobotUpdateQueued', { ...ref, kind: 'deploy', batch: 1 })).toBe('Update to 1.1.0 queued in batch 1 of dep-01JE0000000000000000000000');
+    expect(say('RobotUpdateDeferred', { ...ref, reason: 'teleoperation' })).toBe('Update to 1.1.0 put off: the robot is being driven; it starts when that ends');
+    expect(say('RobotUpdateStarted', { ...ref, kind: 'deploy', fromVersion: '1.0.0', filesToFetch: 3, bytesToFetch: 2_500_000 })).toBe(
+      'Installing 1.0.0 → 1.1.0: 3 files (2.4 MB) to fetch',
+    );
+    expect(say('RobotUpdateSucceeded', { ...ref, kind: 'deploy', fromVersion: null, filesFetched: 1, bytesFetched: 512, durationMs: 42_000 })).toBe(
+      'Updated no release → 1.1.0 in 42 s, 1 file fetched (512 B)',
+    );
+    expect(
+      say('RobotUpdateFailed', { ...ref, kind: 'deploy', reason: 'HEALTH_CHECK_FAILED', step: 'restarted', detail: 'port 5555 closed', runningVersion: '1.0.0', source: 'robot' }),
+    ).toBe('Update to 1.1.0 failed: HEALTH_CHECK_FAILED at restarted (port 5555 closed); runs 1.0.0');
+    expect(say('RobotUpdateFailed', { ...ref, kind: 'deploy', reason: 'TIMED_OUT', runningVersion: null, source: 'jobs' })).toBe(
+      'Update to 1.1.0 failed: TIMED_OUT; runs no release — ended by IoT Jobs, not reported by the robot',
+    );
+    expect(say('RobotUpdateRolledBack', { ...ref, version: '1.0.0', kind: 'rollback', fromVersion: '1.1.0', filesFetched: 0, bytesFetched: 0, durationMs: 9_000, parentDeploymentId: null })).toBe(
+      'Rolled back 1.1.0 → 1.0.0 in 9 s, 0 files fetched (0 B)',
+    );
+    expect(say('SoftwareVersionReported', { version: '1.1.0', previous: '1.0.0' })).toBe('Runs 1.1.0 (was 1.0.0)');
+    expect(say('SoftwareVersionReported', { version: '1.0.0', previous: null })).toBe('Runs 1.0.0 (was no release)');
+    expect(['RobotUpdateQueued', 'RobotUpdateFailed', 'RobotUpdateRolledBack', 'SoftwareVersionReported', 'RobotConnected', 'AlertRaised'].map(eventLabel)).toEqual([
+      'Update queued',
+      'Update failed',
+      'Rolled back',
+      'Software version',
+      'Robot connected',
+      'Alert raised',
+    ]);
   });
 
   it('pairs teleoperation starts with their stops, newest first; an open session has no stop', () => {

@@ -20,6 +20,11 @@ describe('routes and URLs', () => {
     expect(parse('/alerts')).toEqual({ view: 'alerts' });
     expect(parse('/alerts/')).toEqual({ view: 'alerts' });
     expect(parse('/robots/lekiwi-LK0001')).toEqual({ view: 'robot', robotId: 'lekiwi-LK0001' });
+    expect(parse('/deployments')).toEqual({ view: 'deployments' });
+    expect(parse('/deployments/')).toEqual({ view: 'deployments' });
+    expect(parse('/deployments/dep-01JE0000000000000000000000')).toEqual({ view: 'deployment', deploymentId: 'dep-01JE0000000000000000000000' });
+    expect(urlOf({ view: 'deployments' })).toBe('/deployments');
+    expect(urlOf({ view: 'deployment', deploymentId: 'dep-01JE0000000000000000000000' })).toBe('/deployments/dep-01JE0000000000000000000000');
   });
 
   it('writes them in one fixed order, with : and , readable', () => {
@@ -70,7 +75,13 @@ describe('routes and URLs', () => {
       },
       { requiredKeys: ['view', 'filters', 'sort', 'selection'] },
     );
-    const route: fc.Arbitrary<Route> = fc.oneof(fleet, fc.constant({ view: 'alerts' as const }), robotId.map((id) => ({ view: 'robot' as const, robotId: id })));
+    const route: fc.Arbitrary<Route> = fc.oneof(
+      fleet,
+      fc.constant({ view: 'alerts' as const }),
+      robotId.map((id) => ({ view: 'robot' as const, robotId: id })),
+      fc.constant({ view: 'deployments' as const }),
+      fc.stringMatching(/^dep-[0-9A-HJKMNP-TV-Z]{26}$/).map((id) => ({ view: 'deployment' as const, deploymentId: id })),
+    );
     fc.assert(
       fc.property(route, (value) => {
         expect(parse(urlOf(value))).toEqual(value);
