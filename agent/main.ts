@@ -14,7 +14,7 @@ import { createTeleoperationScorer } from './core/teleoperation-scorer.js';
 import { createTeleoperationProbe } from './adapters/teleoperation-probe.js';
 import { describeError } from '../lib/describe-error.js';
 import { startTeleoperationMonitor, type TeleoperationMonitor } from './teleoperation-monitor.js';
-import { startAgentInstaller } from './installer.js';
+import { startAgentInstaller } from './installer/wiring.js';
 import { TeleoperationSignal } from './installer/teleoperation-gate.js';
 
 /**
