@@ -108,7 +108,7 @@ export function addStatefulStack(app: App, options: StageOptions): StatefulStack
   const { prefix, common } = resolved(app, options);
   const stack = new StatefulStack(app, `${prefix}-Stateful`, {
     ...common,
-    description: 'Lekiwi Heartbeat: event log, factory allow-list, connections, read-model database, dead-letter queues, users',
+    description: 'Lekiwi Heartbeat: event log, factory allow-list, deployments, releases, connections, read-model database, dead-letter queues, users',
     cognitoDomainPrefix: cognitoDomainPrefix(app, options),
   });
   tag(stack, options.stage);
@@ -145,7 +145,7 @@ export function addIotStack(app: App, options: StageOptions, stateful: StatefulS
   const { prefix, common } = resolved(app, options);
   const stack = new IotStack(app, `${prefix}-Iot`, {
     ...common,
-    description: 'Lekiwi Heartbeat: thing types, thing policy, topic rules, the ingest stream consumer and fleet provisioning',
+    description: 'Lekiwi Heartbeat: thing types, thing policy, topic rules, the ingest stream consumer, fleet provisioning and deployment orchestration',
     stage: options.stage,
     eventLog: stateful.eventLog,
     factoryTable: stateful.factory,

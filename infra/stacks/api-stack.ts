@@ -19,12 +19,14 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as rds from 'aws-cdk-lib/aws-rds';
 import * as route53 from 'aws-cdk-lib/aws-route53';
 import * as route53Targets from 'aws-cdk-lib/aws-route53-targets';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import type { Construct } from 'constructs';
 import { AppFunction, POWERTOOLS_METRICS_NAMESPACE, REPO_ROOT, type AppFunctionVpcPlacement } from '../constructs/app-function.js';
 import { DashboardHosting, type DashboardHostingProps } from '../constructs/dashboard-hosting.js';
 import { IotDataEndpoint } from '../constructs/iot-data-endpoint.js';
+import { grantDeploymentStore, grantJobsControl, grantReleaseReads, thingArnPrefix } from '../constructs/deployments.js';
 import { HEAD_RECORD_PATTERNS, PROJECTED_RECORD_PATTERNS } from '../../schemas/stream-filters.js';
 import { CLOUD_COMMAND_TOPICS } from '../../schemas/topics.js';
 import { DB_NAME, DB_PORT, DB_USER } from './stateful-stack.js';
@@ -52,6 +54,9 @@ export interface ApiStackProps extends StackProps {
   readonly proxy: rds.IDatabaseProxy;
   readonly projectorDlq: sqs.IQueue;
   readonly broadcasterDlq: sqs.IQueue;
+  /** Deployments (issue 12): the http-api creates, lists and acts on them, reading releases from the bucket. */
+  readonly deployments: dynamodb.ITable;
+  readonly artifactBucket: s3.IBucket;
   readonly userPool: cognito.UserPool;
   readonly userPoolDomain: cognito.IUserPoolDomain;
   /** Extra origins of the dashboard (OAuth callbacks, CORS); the distribution's own origin needs no CORS. */
@@ -322,7 +327,14 @@ export class ApiStack extends Stack {
       new AppFunction(this, 'HttpApiHandler', {
         handler: 'http-api',
         description: 'The /api/v2 HTTP API',
-        environment: { ...dbEnv, EVENT_LOG_TABLE: props.eventLog.tableName, IOT_DATA_ENDPOINT: iotDataEndpoint },
+        environment: {
+          ...dbEnv,
+          EVENT_LOG_TABLE: props.eventLog.tableName,
+          IOT_DATA_ENDPOINT: iotDataEndpoint,
+          DEPLOYMENTS_TABLE: props.deployments.tableName,
+          ARTIFACT_BUCKET: props.artifactBucket.bucketName,
+          THING_ARN_PREFIX: thingArnPrefix(this),
+        },
         vpcPlacement: inVpc,
         // API Gateway gives up on the integration after 30 s.
         timeout: Duration.seconds(29),
@@ -330,6 +342,12 @@ export class ApiStack extends Stack {
     );
     withDatabase(httpApiFn);
     props.eventLog.grantReadWriteData(httpApiFn);
+    // /api/v2/deployments: the record, the release it installs, and IoT Jobs (POST opens batch 0, …/cancel cancels
+    // the open job); S3 through the VPC's gateway endpoint, IoT's control plane through the endpoint below.
+    grantDeploymentStore(props.deployments, httpApiFn);
+    grantReleaseReads(props.artifactBucket, httpApiFn, ['releases/*', 'objects/*']);
+    grantJobsControl(httpApiFn);
+    this.iotControlPlaneInVpc(props);
     // POST /discover: the commands the cloud sends robots, and nothing else (a robot's own topics stay its own).
     const commandTopicArns = CLOUD_COMMAND_TOPICS.map((topic) =>
       Arn.format({ service: 'iot', resource: 'topic', resourceName: topic, arnFormat: ArnFormat.SLASH_RESOURCE_NAME }, this),
@@ -509,6 +527,29 @@ export class ApiStack extends Stack {
       target: route53.RecordTarget.fromAlias(new route53Targets.InterfaceVpcEndpointTarget(endpoint)),
     });
     return host;
+  }
+
+  /**
+   * IoT's control plane (`iot.<region>.amazonaws.com`: CreateJob, CancelJob…) from the isolated subnets, for the
+   * http-api's deployment actions: an `iot.api` interface endpoint, and, as for the data plane, a private zone that
+   * points the control plane's host name at it (the data endpoint's own zone is more specific and still wins for it).
+   */
+  private iotControlPlaneInVpc(props: ApiStackProps): void {
+    const service = new ec2.InterfaceVpcEndpointAwsService('iot.api');
+    const endpoint = new ec2.InterfaceVpcEndpoint(this, 'IotControlVpcEndpoint', {
+      vpc: props.vpc,
+      service,
+      subnets: props.dbSubnets,
+      privateDnsEnabled: false,
+      open: false,
+      lookupSupportedAzs: !Token.isUnresolved(this.account) && !Token.isUnresolved(this.region),
+    });
+    endpoint.connections.allowDefaultPortFrom(props.dbClientSecurityGroup, 'HTTPS to the IoT control plane from the VPC Lambda functions');
+    const zone = new route53.PrivateHostedZone(this, 'IotControlZone', { zoneName: `iot.${this.region}.${this.urlSuffix}`, vpc: props.vpc });
+    new route53.ARecord(this, 'IotControlRecord', {
+      zone,
+      target: route53.RecordTarget.fromAlias(new route53Targets.InterfaceVpcEndpointTarget(endpoint)),
+    });
   }
 
   private accessLogGroup(id: string): logs.LogGroup {

@@ -34,8 +34,8 @@ export interface StatefulStackProps extends StackProps {
 
 /**
  * Everything that holds data or identity and must survive a redeploy of the code: the event log, the factory's
- * allow-list, the WebSocket connections, the read-model database with its proxy and network, the dead-letter queues
- * and the user pool.
+ * allow-list, the deployments and their releases, the WebSocket connections, the read-model database with its proxy
+ * and network, the dead-letter queues and the user pool.
  * The stateless stacks receive these constructs through props.
  */
 export class StatefulStack extends Stack {
@@ -245,7 +245,10 @@ export class StatefulStack extends Stack {
     this.projectorDlq = this.deadLetterQueue('ProjectorDlq', 'stream-projector: stream records that expired from the stream before they could be projected');
     this.broadcasterDlq = this.deadLetterQueue('BroadcasterDlq', 'stream-broadcaster: stream batches that exhausted their retries');
     this.ingestDlq = this.deadLetterQueue('IngestDlq', 'robot-ingest: ingest stream records that expired before they could be written');
-    this.iotRuleErrorDlq = this.deadLetterQueue('IotRuleErrorDlq', 'IoT topic rules: messages the Kinesis action could not put');
+    this.iotRuleErrorDlq = this.deadLetterQueue(
+      'IotRuleErrorDlq',
+      'IoT topic rules: messages their action could not deliver (the ingest stream, a function), and job events job-events failed on',
+    );
     this.certificateRetirerDlq = this.deadLetterQueue(
       'CertificateRetirerDlq',
       'stream-certificate-retirer: certificates to revoke or deactivate whose records expired from the stream first',

@@ -4,6 +4,7 @@ import { buildHeartbeat, type HeartbeatStacks } from '../../infra/heartbeat.js';
 import { TOPIC_RULES } from '../../schemas/topics.js';
 import { BUILD_TIMEOUT, flatten, newApp } from './helpers.js';
 import { ROTATION_RULE } from '../../schemas/rotation.js';
+import { ARTIFACT_RULE, JOB_EVENTS_RULE } from '../../schemas/deployments.js';
 
 /** Two stages deployed side by side: one account, one region. */
 const ENV = { account: '123456789012', region: 'eu-west-1' };
@@ -25,6 +26,9 @@ const SCOPED = new Set([
   'AWS::EC2::VPCEndpoint.ServiceName',
   'AWS::CloudWatch::Alarm.MetricName',
   'AWS::ApiGatewayV2::Authorizer.Name',
+  // A record inside its own hosted zone; private zones of the same name coexist, one per VPC (each stage has its own).
+  'AWS::Route53::RecordSet.Name',
+  'AWS::Route53::HostedZone.Name',
   // An AWS-owned default parameter group the cluster uses, not one we create.
   'AWS::RDS::DBCluster.DBClusterParameterGroupName',
 ]);
@@ -157,7 +161,7 @@ describe('IoT topic rules of a stage', () => {
     const resources = Template.fromStack(stacks.iot).toJSON().Resources as Record<string, any>;
     const rules = Object.values(resources).filter((r) => r.Type === 'AWS::IoT::TopicRule');
     expect(rules.map((r) => r.Properties.RuleName).sort()).toEqual(
-      [...Object.values(TOPIC_RULES), ROTATION_RULE].map((rule) => `${rule.name}_staging_eu`).sort(),
+      [...Object.values(TOPIC_RULES), ROTATION_RULE, ARTIFACT_RULE, JOB_EVENTS_RULE].map((rule) => `${rule.name}_staging_eu`).sort(),
     );
     for (const rule of rules) {
       const roleId = rule.Properties.TopicRulePayload.ErrorAction.Sqs.RoleArn['Fn::GetAtt'][0];
