@@ -7,7 +7,7 @@ import {
   TELEMETRY_METRICS,
 } from './device.js';
 import { BatchId, Serial } from './provisioning.js';
-import { CertificateRotatedData, CertificateRotationFailedData } from './rotation.js';
+import { CertificateIssuedData, CertificateRotatedData, CertificateRotationFailedData } from './rotation.js';
 import {
   DeploymentId,
   ReleaseVersion,
@@ -147,7 +147,16 @@ export const ProvisioningFailed = event('ProvisioningFailed', ProvisioningFailed
  * Written by the certificate-rotation function, once per rotation (eventId `certificate-rotated:<requestId>`).
  */
 export const CertificateRotated = event('CertificateRotated', CertificateRotatedData);
-/** The robot's agent reported a rotation that did not happen; it goes on with its current certificate. */
+/**
+ * The cloud issued a certificate for a rotation request and recorded it before replying (issue 11, item 4): the open
+ * rotation's certificate in the robot's state until a confirm, a failure, a re-image or a later issuance ends it.
+ * Written by the certificate-rotation function (eventId `certificate-issued:<requestId>:<certificateId>`).
+ */
+export const CertificateIssued = event('CertificateIssued', CertificateIssuedData);
+/**
+ * The robot's agent reported a rotation that did not happen; it goes on with its current certificate. (Reason
+ * `REIMAGED`: recorded by the cloud when a re-image ended an open rotation.)
+ */
 export const CertificateRotationFailed = event('CertificateRotationFailed', CertificateRotationFailedData);
 
 /**
@@ -182,6 +191,7 @@ export const DomainEvent = z.discriminatedUnion('type', [
   DeviceMessagesRejected,
   RobotProvisioned,
   ProvisioningFailed,
+  CertificateIssued,
   CertificateRotated,
   CertificateRotationFailed,
   RobotUpdateQueued,

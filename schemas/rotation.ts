@@ -113,6 +113,8 @@ export const ROTATION_REJECTIONS = [
   'CERTIFICATE_NOT_ATTACHED',
   /** The new and previous certificates are the same. */
   'SAME_CERTIFICATE',
+  /** The robot already reported this request failed: the certificate issued for it is deactivated at once. */
+  'REQUEST_ENDED',
 ] as const;
 export const RotationRejection = z.enum(ROTATION_REJECTIONS);
 export type RotationRejection = z.infer<typeof RotationRejection>;
@@ -152,6 +154,11 @@ export const ROTATION_FAILURE_REASONS = [
   'STORAGE_FAILED',
   /** The certificate the cloud sent is not the new key's (or not a certificate at all). */
   'CERTIFICATE_MISMATCH',
+  /**
+   * Recorded by the cloud, not the agent: the robot was re-imaged while a rotation was open; the certificate issued
+   * for it went with the old image and is deactivated (the robot's decider, on RobotProvisioned{claim: 'reimage'}).
+   */
+  'REIMAGED',
 ] as const;
 export type KnownRotationFailureReason = (typeof ROTATION_FAILURE_REASONS)[number];
 export const RotationFailureReason = z.string().regex(/^[A-Z][A-Z0-9_]{0,63}$/, 'must be an upper-case reason name such as NO_REPLY');
@@ -169,12 +176,37 @@ export const CertificateRotationFailedData = z
      * The new certificate the cloud issued for this rotation, which the robot got but will never use (it could not
      * connect with it, or not store it): the cloud deactivates and detaches it (functions/app/retire-certificates.ts),
      * so an abandoned rotation leaves no extra active certificate. Absent when no certificate was issued (or from
-     * agents older than the field).
+     * agents older than the field). When the agent does not name one (NO_REPLY: the reply was lost), the robot's
+     * decider fills it in from the CertificateIssued the cloud recorded for the same requestId, so the recorded event
+     * names every certificate issued for the failed rotation.
      */
     abandonedCertificateId: CertificateId.optional(),
   })
   .strict();
 export type CertificateRotationFailedData = z.infer<typeof CertificateRotationFailedData>;
+
+/**
+ * What the cloud records when it issued a certificate for a rotation request, before it replies
+ * (`CertificateIssued`, eventId `certificate-issued:<requestId>:<certificateId>`). Written first so that no active
+ * certificate exists that the robot's log does not name: whoever ends the rotation (the robot's confirm, its
+ * CertificateRotationFailed even without a certificate id, a re-image, a later issuance) finds it in the robot's state
+ * and the certificate retirer deactivates it unless it is in use.
+ */
+export const CertificateIssuedData = z
+  .object({
+    requestId,
+    certificateId: CertificateId,
+    /** The certificate's expiry, when the cloud could read it. */
+    notAfter: isoTimestamp.nullable(),
+    /**
+     * The certificate of the rotation that was open until now (a repeat of the same request after the robot lost the
+     * reply or restarted, or an older rotation the robot has left), which the robot does not use: the retirer
+     * deactivates it. Never the certificate the request says the robot uses now.
+     */
+    replacedCertificateId: CertificateId.optional(),
+  })
+  .strict();
+export type CertificateIssuedData = z.infer<typeof CertificateIssuedData>;
 
 /** What the cloud records once the robot confirmed its new certificate and the old one is deactivated. */
 export const CertificateRotatedData = z

@@ -22,6 +22,10 @@ import type { EventLog, RobotCommandChannel } from './ports.js';
  * - A request is signed only if the certificate the robot says it uses now is attached to its thing and active: a
  *   robot gets new certificates only for itself. The new certificate is active and attached to the same thing before
  *   the reply goes out, so the robot can connect with it at once; the old one stays active.
+ * - No issued certificate goes unrecorded past the reply: CertificateIssued is appended before it (a failure to append
+ *   throws before the robot hears of it), and a certificate the log does not keep as the open rotation's (the robot
+ *   already reported the request failed) is deactivated at once. The rotation's end (confirm, failure, re-image,
+ *   a later issuance) then names it for the certificate retirer.
  * - The old certificate is deactivated only on a confirm, and only if the NEW one is active on the robot's thing
  *   (which only a certificate issued for it can be) and the old one is attached to that thing: a robot can never
  *   deactivate another robot's certificate, nor leave itself without an active one by confirming a certificate it
@@ -93,6 +97,26 @@ async function request(deps: RotationDependencies, robotId: string, body: Record
   } catch (error) {
     if (!(error instanceof InvalidCsrError)) throw error;
     return reject('INVALID_CSR', `csr: ${error.message}`);
+  }
+  // Recorded before the reply: from here on the robot's log names the certificate, so a lost reply, a failure or a
+  // re-image ends with it deactivated (functions/app/retire-certificates.ts) instead of ACTIVE and unknown.
+  const recorded = await executeRobotCommand(
+    deps.eventLog,
+    robotId,
+    {
+      type: 'RecordCertificateIssuance',
+      at: deps.now().toISOString(),
+      requestId,
+      certificateId: issued.certificateId,
+      currentCertificateId,
+      notAfter: await deps.certificates.notAfter(issued.certificateId),
+    },
+    { now: deps.now },
+  );
+  if (recorded.head?.state.certificate?.issued?.certificateId !== issued.certificateId) {
+    // The robot already reported this request failed (the reply would come too late): nobody will use it.
+    await deps.certificates.retire(robotId, issued.certificateId);
+    return reject('REQUEST_ENDED', `rotation ${requestId} already ended (the robot reported it failed); start a new one`);
   }
   const reply: CertificateIssuedReply = { requestId, certificateId: issued.certificateId, certificatePem: issued.certificatePem };
   await deps.replies.send(robotId, ROTATION_COMMANDS.issued, reply);

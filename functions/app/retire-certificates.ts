@@ -14,7 +14,12 @@ import type { EventLog, StreamRecordReader } from './ports.js';
  *   history; only the old principal leaves it.
  * - An abandoned rotation (`CertificateRotationFailed` naming `abandonedCertificateId`): the robot got the new
  *   certificate but could not connect with or store it and stays on its current one; the new one is set INACTIVE and
- *   detached, so a failed rotation leaves no extra active certificate.
+ *   detached, so a failed rotation leaves no extra active certificate. The robot's decider names the certificate the
+ *   cloud issued for the request (CertificateIssued) when the agent cannot (its reply was lost: NO_REPLY), and records
+ *   a re-image during an open rotation as such a failure (`REIMAGED`), so a certificate the robot never heard of ends
+ *   inactive too.
+ * - A replaced issuance (`CertificateIssued` naming `replacedCertificateId`): the robot asked again (it lost the reply
+ *   or restarted) or left an older rotation; the earlier certificate is deactivated and detached likewise.
  *
  * It runs on the event log stream (the `stream-certificate-retirer` Lambda in AWS; the local cloud polls the same
  * stream with the local registry, where RegisterThing has already revoked a re-image's certificate).
@@ -54,6 +59,10 @@ export function retirementOf(recorded: RecordedEvent): Retirement | undefined {
   if (event.type === 'RobotProvisioned' && event.data.claim === 'reimage' && event.data.supersededCertificateId) {
     if (event.data.supersededCertificateId === event.data.certificateId) return undefined;
     return { kind: 'revoke', robotId: event.robotId, certificateId: event.data.supersededCertificateId, eventId: event.eventId };
+  }
+  if (event.type === 'CertificateIssued' && event.data.replacedCertificateId) {
+    // The robot's decider never names the certificate the request said is in use; the head check still applies.
+    return { kind: 'deactivate', robotId: event.robotId, certificateId: event.data.replacedCertificateId, inUse: undefined, eventId: event.eventId };
   }
   if (event.type === 'CertificateRotationFailed' && event.data.abandonedCertificateId) {
     return {

@@ -54,6 +54,19 @@ export type RobotCommand =
       readonly newCertificateId: string;
       readonly notAfter: string | null;
     }
+  /**
+   * The cloud issued `certificateId` for the rotation request `requestId` (functions/app/certificate-rotation.ts),
+   * recorded before the reply goes out. Once per certificate. `currentCertificateId`: the certificate the request
+   * says the robot uses now, which a replaced open rotation's certificate must not be.
+   */
+  | {
+      readonly type: 'RecordCertificateIssuance';
+      readonly at: string;
+      readonly requestId: string;
+      readonly certificateId: string;
+      readonly currentCertificateId: string;
+      readonly notAfter: string | null;
+    }
   /** The offline timeout (closeIfOfflineTooLong), decided at `now` (ISO 8601) by the cloud's sweep. */
   | { readonly type: 'ExpireOfflineTeleoperation'; readonly now: string; readonly timeoutMs: number }
   /**
@@ -139,6 +152,7 @@ export function decide(state: RobotState, command: RobotCommand, context: Decisi
     case 'RecordProvisioning':
       if (state.provisioning?.certificateId === command.certificateId) return [];
       return [
+        ...(command.claim === 'reimage' ? abandonOpenRotation(state, command.at) : []),
         event('RobotProvisioned', state, provisionedEventId(command.certificateId), command.at, {
           serial: command.serial,
           model: state.model,
@@ -149,6 +163,8 @@ export function decide(state: RobotState, command: RobotCommand, context: Decisi
           ...(command.certificateNotAfter ? { certificateNotAfter: command.certificateNotAfter } : {}),
         }),
       ];
+    case 'RecordCertificateIssuance':
+      return decideIssuance(state, command);
     case 'RecordCertificateRotation':
       if (state.certificate?.id === command.newCertificateId) return [];
       return [
@@ -178,6 +194,49 @@ export function decide(state: RobotState, command: RobotCommand, context: Decisi
     default:
       return assertNever(command);
   }
+}
+
+/**
+ * A rotation's issued certificate enters the robot's state, replacing the open rotation's (named in the event for the
+ * retirer) unless that one is the certificate the robot says it uses now (it connected with it and its confirm was
+ * lost). A request the robot already reported failed opens nothing: the cloud's reply came too late, and the
+ * rotation function deactivates the certificate at once (it finds it not open).
+ */
+function decideIssuance(state: RobotState, command: Extract<RobotCommand, { type: 'RecordCertificateIssuance' }>): DomainEvent[] {
+  const open = state.certificate?.issued;
+  if (open?.certificateId === command.certificateId) return [];
+  if (state.certificate?.lastFailure?.requestId === command.requestId) return [];
+  const replaced = open && open.certificateId !== command.currentCertificateId ? { replacedCertificateId: open.certificateId } : {};
+  return [
+    event('CertificateIssued', state, certificateIssuedEventId(command.requestId, command.certificateId), command.at, {
+      requestId: command.requestId,
+      certificateId: command.certificateId,
+      notAfter: command.notAfter,
+      ...replaced,
+    }),
+  ];
+}
+
+/** CertificateIssued's id: one per certificate issued (a repeated request gets a new certificate, and a new id). */
+export function certificateIssuedEventId(requestId: string, certificateId: string): string {
+  return `certificate-issued:${requestId}:${certificateId}`;
+}
+
+/**
+ * A re-image ends the open rotation: its certificate went with the old image (the new image never heard of it), so
+ * the rotation is recorded failed (`REIMAGED`) naming it, before the RobotProvisioned that forgets it.
+ */
+function abandonOpenRotation(state: RobotState, at: string): DomainEvent[] {
+  const open = state.certificate?.issued;
+  if (!open) return [];
+  return [
+    event('CertificateRotationFailed', state, `rotation-abandoned:${open.requestId}:reimage`, at, {
+      requestId: open.requestId,
+      reason: 'REIMAGED',
+      detail: 'the robot was re-imaged while this rotation was open',
+      abandonedCertificateId: open.certificateId,
+    }),
+  ];
 }
 
 /** RobotUpdateQueued's id: one per robot and job, however often the orchestrator's step runs. */
@@ -318,9 +377,18 @@ function decideAgentEvent(state: RobotState, agentEvent: AgentEvent): DomainEven
     case 'ProvisioningFailed':
       // History of its first boot, reported once it could talk: recorded as it came, once per eventId.
       return [event('ProvisioningFailed', state, agentEvent.eventId, agentEvent.occurredAt, agentEvent.data)];
-    case 'CertificateRotationFailed':
-      // The robot stays on its certificate; recorded as it came, once per eventId.
-      return [event('CertificateRotationFailed', state, agentEvent.eventId, agentEvent.occurredAt, agentEvent.data)];
+    case 'CertificateRotationFailed': {
+      // The robot stays on its certificate; recorded once per eventId, as it came, except that a certificate the
+      // cloud issued for this request and the robot does not name (its reply was lost: NO_REPLY) is named for it, so
+      // the certificate retirer deactivates it.
+      const open = state.certificate?.issued;
+      const { data } = agentEvent;
+      const unnamed =
+        !data.abandonedCertificateId && open?.requestId === data.requestId && open.certificateId !== data.certificateId
+          ? { abandonedCertificateId: open.certificateId }
+          : {};
+      return [event('CertificateRotationFailed', state, agentEvent.eventId, agentEvent.occurredAt, { ...data, ...unnamed })];
+    }
     case 'UpdateDeferred': {
       // One deferral per stretch: the robot may say it again while it waits.
       const current = state.deployment;

@@ -84,6 +84,14 @@ export interface RobotCertificate {
   /** When the robot last rotated (the cloud's confirm), null if never. */
   readonly rotatedAt: string | null;
   readonly lastFailure: { readonly requestId: string; readonly reason: string; readonly detail: string | null; readonly at: string } | null;
+  /**
+   * The open rotation's certificate: issued by the cloud (CertificateIssued) and not yet confirmed, failed or
+   * replaced. Absent when no rotation is open (and in heads written before it existed).
+   * INVARIANT: every certificate the cloud issued for a rotation is here until the event that ends the rotation,
+   * and that event names it when the robot will not use it (CertificateRotationFailed `abandonedCertificateId`,
+   * CertificateIssued `replacedCertificateId`), so the certificate retirer deactivates it.
+   */
+  readonly issued?: { readonly requestId: string; readonly certificateId: string } | null;
 }
 
 export interface RobotProvisioning {
@@ -229,19 +237,34 @@ export function evolve(state: RobotState, event: DomainEvent): RobotState {
         },
       };
     }
-    case 'CertificateRotated':
+    case 'CertificateIssued':
       return {
         ...state,
-        certificate: { ...certificateOf(state), id: event.data.newCertificateId, notAfter: event.data.notAfter, rotatedAt: event.at },
+        certificate: { ...certificateOf(state), issued: { requestId: event.data.requestId, certificateId: event.data.certificateId } },
       };
-    case 'CertificateRotationFailed':
+    case 'CertificateRotated':
       return {
         ...state,
         certificate: {
           ...certificateOf(state),
-          lastFailure: { requestId: event.data.requestId, reason: event.data.reason, detail: event.data.detail ?? null, at: event.at },
+          id: event.data.newCertificateId,
+          notAfter: event.data.notAfter,
+          rotatedAt: event.at,
+          issued: null,
         },
       };
+    case 'CertificateRotationFailed': {
+      const current = certificateOf(state);
+      return {
+        ...state,
+        certificate: {
+          ...current,
+          lastFailure: { requestId: event.data.requestId, reason: event.data.reason, detail: event.data.detail ?? null, at: event.at },
+          // The failed rotation is over; a failure of an older one leaves the open one open.
+          ...(current.issued?.requestId === event.data.requestId ? { issued: null } : {}),
+        },
+      };
+    }
     case 'ProvisioningFailed':
       return {
         ...state,

@@ -11,6 +11,9 @@ import { executeRobotCommand } from '../../functions/app/execute-robot-command.j
 import { preProvisioningHook } from '../../functions/app/provisioning/pre-provisioning-hook.js';
 import { registerSerials } from '../../functions/app/provisioning/register-serials.js';
 import { certificateView } from '../../functions/domain/robot-view.js';
+import { certificateOf } from '../../functions/domain/robot-state.js';
+import { handleRotationMessage } from '../../functions/app/certificate-rotation.js';
+import { toEventItem } from '../../functions/adapters/event-log-items.js';
 import { CertificateAuthority } from '../../local/certificate-authority.js';
 import { localCertificateRegistry } from '../../local/certificate-rotation.js';
 import { startStreamPoller, type StreamPoller } from '../../local/stream-poller.js';
@@ -18,6 +21,7 @@ import { ThingRegistry } from '../../local/thing-registry.js';
 import { RETIREMENT_RECORD_PATTERNS } from '../../schemas/stream-filters.js';
 import { createTestEventLog, streamsClient } from '../support/dynamo.js';
 import { createTestFactoryTable, hookInput } from '../support/factory.js';
+import { StreamRecords } from '../support/stream-records.js';
 
 /**
  * The certificate retirer (functions/app/retire-certificates.ts) with real parts: the pre-provisioning hook's use case
@@ -138,6 +142,85 @@ describe('certificate retirer', () => {
 
     expect(handled.length).toBeGreaterThan(before); // the retirer did see it
     expect(await things.standing(THING, inUse)).toBe('active');
+  }, 60_000);
+});
+
+describe('a certificate the robot never heard of', () => {
+  /** The robot's replies, lost on the way (the link dropped): the cloud sent them, the robot got none. */
+  const lost: { robotId: string; request: string; payload: unknown }[] = [];
+  const rotation = () => ({
+    certificates: localCertificateRegistry(ca, things),
+    replies: { send: async (robotId: string, request: string, payload: unknown) => void lost.push({ robotId, request, payload }) },
+    eventLog,
+    now: () => new Date(),
+    log: () => undefined,
+  });
+  /** The rotation function (the same one the Lambda runs) answers a request; the reply is lost. */
+  async function requestLost(requestId: string, currentCertificateId: string): Promise<string> {
+    const outcome = await handleRotationMessage(rotation(), { thingName: THING, message: 'request', requestId, csr: await csrFor(THING), currentCertificateId });
+    expect(outcome).toMatchObject({ kind: 'issued' });
+    return (outcome as { certificateId: string }).certificateId;
+  }
+  const inUse = async () => certificateOf((await eventLog.readHead(THING))!.state).id!;
+
+  it("the agent's NO_REPLY (no certificate id) after a lost reply: the issued certificate ends INACTIVE, the one in use stays active; redelivery changes nothing", async () => {
+    const current = await inUse();
+    const issued = await requestLost('api-request-9101', current);
+    expect(await things.standing(THING, issued)).toBe('active'); // issued, attached, and only the log knows it
+    expect(lost.at(-1)).toMatchObject({ request: 'certificate-issued', payload: { requestId: 'api-request-9101', certificateId: issued } });
+
+    await reportFailure('rotation-failed:api-request-9101', { requestId: 'api-request-9101', reason: 'NO_REPLY', certificateId: current });
+    await poller.idle({ timeoutMs: 30_000 });
+
+    expect(await things.certificateStatus(issued)).toBe('INACTIVE');
+    expect(await things.standing(THING, issued)).toBe('inactive'); // the local registry keeps it on the thing as history
+    expect(await things.standing(THING, current)).toBe('active');
+    const failed = (await eventLog.readEvents(THING)).events.map(({ event }) => event).filter((event) => event.type === 'CertificateRotationFailed').at(-1);
+    expect(failed?.data).toMatchObject({ requestId: 'api-request-9101', reason: 'NO_REPLY', abandonedCertificateId: issued });
+
+    // The agent reports again (its outbox did not hear the ack), and the stream delivers the whole log again.
+    const again = await executeRobotCommand(
+      eventLog,
+      THING,
+      { type: 'RecordAgentEvent', event: { eventId: 'rotation-failed:api-request-9101', occurredAt: new Date().toISOString(), type: 'CertificateRotationFailed', data: { requestId: 'api-request-9101', reason: 'NO_REPLY', certificateId: current } } },
+      { now: () => new Date() },
+    );
+    expect(again.status).toBe('duplicate');
+    const stream = new StreamRecords();
+    const all = (await eventLog.readEvents(THING)).events.map((recorded) => stream.record({ eventName: 'INSERT', item: toEventItem(recorded) } as never));
+    expect(await retireCertificatesInStreamBatch(all, { certificates: localCertificateRegistry(ca, things), eventLog })).toEqual({ batchItemFailures: [] });
+    expect(await things.certificateStatus(issued)).toBe('INACTIVE');
+    expect(await things.standing(THING, current)).toBe('active');
+  }, 60_000);
+
+  it('a repeated request (the robot restarted before the reply): the first certificate ends INACTIVE, the second is the open one', async () => {
+    const current = await inUse();
+    const first = await requestLost('api-request-9102', current);
+    const second = await requestLost('api-request-9102', current);
+    expect(second).not.toBe(first);
+    await poller.idle({ timeoutMs: 30_000 });
+
+    expect(await things.certificateStatus(first)).toBe('INACTIVE');
+    expect(await things.standing(THING, second)).toBe('active');
+    expect(await things.standing(THING, current)).toBe('active');
+    expect((await eventLog.readHead(THING))!.state.certificate?.issued).toEqual({ requestId: 'api-request-9102', certificateId: second });
+  }, 60_000);
+
+  it('a re-image in the middle of a rotation: the open rotation\'s certificate ends INACTIVE, the superseded one REVOKED', async () => {
+    const superseded = await inUse();
+    const open = (await eventLog.readHead(THING))!.state.certificate!.issued!.certificateId; // from the test before
+    const reimaged = await provision(SECOND_EXPIRY);
+    await poller.idle({ timeoutMs: 30_000 });
+
+    expect(await things.certificateStatus(open)).toBe('INACTIVE');
+    expect(await things.certificateStatus(superseded)).toBe('REVOKED');
+    expect(await things.standing(THING, reimaged.certificateId)).toBe('active');
+    const events = (await eventLog.readEvents(THING)).events.map(({ event }) => event);
+    expect(events.slice(-2).map((event) => [event.type, 'reason' in event.data ? event.data.reason : 'claim' in event.data ? event.data.claim : undefined])).toEqual([
+      ['CertificateRotationFailed', 'REIMAGED'],
+      ['RobotProvisioned', 'reimage'],
+    ]);
+    expect((await eventLog.readHead(THING))!.state.certificate).toBeUndefined();
   }, 60_000);
 });
 

@@ -26,6 +26,7 @@ function recorded(type: string, data: Record<string, unknown>, robotId = ROBOT):
 }
 const provisioned = (claim: 'first' | 'reimage', certificateId: string, supersededCertificateId?: string) =>
   recorded('RobotProvisioned', { serial: 'LK0007', model: 'lekiwi', batch: 'B1', certificateId, claim, ...(supersededCertificateId ? { supersededCertificateId } : {}) });
+const issued = (data: Record<string, unknown>) => recorded('CertificateIssued', { requestId: 'api-request-0001', notAfter: null, ...data });
 const rotationFailed = (data: Record<string, unknown>) => recorded('CertificateRotationFailed', { requestId: 'api-request-0001', reason: 'NEW_CERTIFICATE_REFUSED', ...data });
 
 /** A registry that remembers what it was asked, and can fail. */
@@ -58,6 +59,70 @@ describe('retirementOf', () => {
     });
     expect(retirementOf(rotationFailed({ certificateId: OLD }))).toBeUndefined();
     expect(retirementOf(recorded('RobotRegistered', { model: 'lekiwi' }))).toBeUndefined();
+  });
+
+  it('an issuance that replaces an open rotation deactivates the replaced certificate; a first issuance retires nothing', () => {
+    expect(retirementOf(issued({ certificateId: NEW, replacedCertificateId: ABANDONED }))).toMatchObject({ kind: 'deactivate', certificateId: ABANDONED });
+    expect(retirementOf(issued({ certificateId: NEW }))).toBeUndefined();
+  });
+});
+
+describe('a certificate the robot never heard of (its reply lost, or a re-image mid-rotation)', () => {
+  const now = { now: () => new Date('2026-11-01T00:10:00.000Z') };
+  const issue = (requestId: string, certificateId: string) =>
+    ({ type: 'RecordCertificateIssuance', at: '2026-11-01T00:05:00.000Z', requestId, certificateId, currentCertificateId: OLD, notAfter: null }) as const;
+  async function provisionedRobot() {
+    const eventLog = new InMemoryEventLog();
+    await executeRobotCommand(eventLog, ROBOT, { type: 'RecordProvisioning', at: '2026-11-01T00:00:00.000Z', serial: 'LK0007', batch: 'B1', certificateId: OLD, claim: 'first' }, now);
+    return eventLog;
+  }
+  /** Every retirement the robot's log asks for, in order, as the stream consumer would act on them. */
+  async function retireAll(eventLog: InMemoryEventLog, registry: RetiringRegistry) {
+    const outcomes: string[] = [];
+    for (const event of (await eventLog.readEvents(ROBOT)).events) {
+      const retirement = retirementOf(event);
+      if (retirement) outcomes.push(`${await retireCertificate({ certificates: registry, eventLog }, retirement)} ${retirement.certificateId[0]}`);
+    }
+    return outcomes;
+  }
+
+  it('the agent\'s NO_REPLY failure without a certificate id deactivates the certificate issued for that request, not the one in use', async () => {
+    const eventLog = await provisionedRobot();
+    await executeRobotCommand(eventLog, ROBOT, issue('api-request-0001', NEW), now);
+    await executeRobotCommand(
+      eventLog,
+      ROBOT,
+      { type: 'RecordAgentEvent', event: { eventId: 'agent-1', occurredAt: '2026-11-01T00:06:00.000Z', type: 'CertificateRotationFailed', data: { requestId: 'api-request-0001', reason: 'NO_REPLY', certificateId: OLD } } },
+      now,
+    );
+    const { registry, calls } = fakeRegistry();
+    expect(await retireAll(eventLog, registry)).toEqual(['deactivated b']);
+    expect(calls).toEqual([`retire ${ROBOT} b`]);
+  });
+
+  it('a re-image mid-rotation revokes the superseded certificate and deactivates the open rotation\'s', async () => {
+    const eventLog = await provisionedRobot();
+    await executeRobotCommand(eventLog, ROBOT, issue('api-request-0001', NEW), now);
+    await executeRobotCommand(
+      eventLog,
+      ROBOT,
+      { type: 'RecordProvisioning', at: '2026-11-01T00:07:00.000Z', serial: 'LK0007', batch: 'B1', certificateId: 'd'.repeat(64), claim: 'reimage', supersededCertificateId: OLD },
+      now,
+    );
+    const { registry, calls } = fakeRegistry();
+    expect(await retireAll(eventLog, registry)).toEqual(['deactivated b', 'revoked a']);
+    expect(calls).toEqual([`retire ${ROBOT} b`, `revoke ${ROBOT} a`]);
+  });
+
+  it('a repeated request deactivates the certificate its first delivery got; the certificate in use is kept', async () => {
+    const eventLog = await provisionedRobot();
+    await executeRobotCommand(eventLog, ROBOT, issue('api-request-0001', NEW), now);
+    await executeRobotCommand(eventLog, ROBOT, issue('api-request-0001', ABANDONED), now);
+    const { registry, calls } = fakeRegistry();
+    expect(await retireAll(eventLog, registry)).toEqual(['deactivated b']);
+    // Forged or not, a replaced id that is the robot's current certificate is never touched.
+    expect(await retireCertificate({ certificates: registry, eventLog }, retirementOf(issued({ certificateId: NEW, replacedCertificateId: OLD }))!)).toBe('kept-in-use');
+    expect(calls).toEqual([`retire ${ROBOT} b`]);
   });
 });
 
@@ -112,10 +177,11 @@ describe('the stream consumer', () => {
     expect(calls).toEqual([`revoke ${ROBOT} a`]);
   });
 
-  it("the mapping's filter lets through exactly the two event types, and no head or other event", () => {
+  it("the mapping's filter lets through exactly the three event types, and no head or other event", () => {
     const pass = (record: DynamoDBRecord) => matchesAnyFilter(record, RETIREMENT_RECORD_PATTERNS);
     expect(pass(eventRecord(provisioned('reimage', NEW, OLD)))).toBe(true);
     expect(pass(eventRecord(rotationFailed({ certificateId: OLD })))).toBe(true);
+    expect(pass(eventRecord(issued({ certificateId: NEW })))).toBe(true);
     expect(pass(eventRecord(recorded('RobotRegistered', { model: 'lekiwi' })))).toBe(false);
     const head = stream.record({ eventName: 'MODIFY', item: toHeadItem({ robotId: ROBOT, state: {} as never, lastSeq: 1, revision: 1, telemetry: null, outbox: null } as never, false) } as never);
     expect(pass(head)).toBe(false);
