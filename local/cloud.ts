@@ -42,7 +42,7 @@ import { Supervisor } from './supervisor.js';
 import { FileStreamCheckpoints } from './stream-checkpoints.js';
 import { createConnectionsTable, createDeploymentsTable, createEventLogTable, createFactoryTable, LOCAL_DEPLOYMENTS_TABLE, LOCAL_FACTORY_TABLE } from './tables.js';
 import { isDeploymentRoute, localDeployments } from './deployment-orchestration.js';
-import { DEPLOYMENT_UPDATE_RECORD_PATTERNS } from '../schemas/deployments.js';
+import { DEPLOYMENT_UPDATE_RECORD_PATTERNS } from '../schemas/stream-filters.js';
 import { localFleetProvisioning } from './fleet-provisioning.js';
 import { localCertificateRegistry, localCertificateRotationRule } from './certificate-rotation.js';
 import { localJobEventsRule } from './job-events.js';

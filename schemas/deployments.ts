@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import { Lifecycle, RobotId, RobotModel } from './robot-id.js';
-import type { FilterPattern } from './stream-filters.js';
 import { APP } from './topics.js';
 
 /**
@@ -529,8 +528,8 @@ export const ListDeploymentsQuery = z
 export type ListDeploymentsQuery = z.infer<typeof ListDeploymentsQuery>;
 
 /**
- * The robots' update events the deployment orchestrator consumes from the event log stream, and the stream filter
- * that delivers only those (the CDK event source mapping and the local cloud's poller use the same patterns).
+ * The robots' update events the deployment orchestrator consumes from the event log stream (its stream filter is
+ * DEPLOYMENT_UPDATE_RECORD_PATTERNS in schemas/stream-filters.ts).
  */
 export const ROBOT_UPDATE_EVENT_TYPES = [
   'RobotUpdateQueued',
@@ -540,6 +539,3 @@ export const ROBOT_UPDATE_EVENT_TYPES = [
   'RobotUpdateFailed',
   'RobotUpdateRolledBack',
 ] as const;
-export const DEPLOYMENT_UPDATE_RECORD_PATTERNS: readonly FilterPattern[] = [
-  { dynamodb: { NewImage: { kind: { S: ['event'] }, type: { S: [...ROBOT_UPDATE_EVENT_TYPES] } } } },
-];

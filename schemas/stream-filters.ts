@@ -1,3 +1,4 @@
+import { ROBOT_UPDATE_EVENT_TYPES } from './deployments.js';
 /**
  * Which event log stream records the consumers (projector, broadcaster) need, as Lambda event filter patterns: an
  * event item, or a head whose write carried a new telemetry sample. Markers and event-only head rewrites (about two
@@ -36,9 +37,19 @@ export function matchesAnyFilter(value: unknown, patterns: readonly FilterPatter
 
 /**
  * What the certificate retirer needs (functions/app/retire-certificates.ts): the events that take a certificate out
- * of service — a re-image's RobotProvisioned, a rotation's CertificateRotationFailed — and nothing else; the retirer
+ * of service — a re-image's RobotProvisioned, a rotation's CertificateRotationFailed, an issuance that replaces an
+ * open rotation's certificate (CertificateIssued) — and nothing else; the retirer
  * itself checks the claim and the fields, the filter only spares it the other 99.9 % of the stream.
  */
 export const RETIREMENT_RECORD_PATTERNS: readonly FilterPattern[] = [
-  { dynamodb: { NewImage: { kind: { S: ['event'] }, type: { S: ['RobotProvisioned', 'CertificateRotationFailed'] } } } },
+  { dynamodb: { NewImage: { kind: { S: ['event'] }, type: { S: ['RobotProvisioned', 'CertificateRotationFailed', 'CertificateIssued'] } } } },
 ];
+
+/**
+ * The deployment orchestrator's records: the robots' update events (ROBOT_UPDATE_EVENT_TYPES); the CDK event source
+ * mapping and the local cloud's poller apply the same filter.
+ */
+export const DEPLOYMENT_UPDATE_RECORD_PATTERNS: readonly FilterPattern[] = [
+  { dynamodb: { NewImage: { kind: { S: ['event'] }, type: { S: [...ROBOT_UPDATE_EVENT_TYPES] } } } },
+];
+

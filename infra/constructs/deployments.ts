@@ -11,9 +11,8 @@ import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct, type IConstruct } from 'constructs';
 import { ARTIFACT_COMMAND_TOPICS, ARTIFACT_RULE, JOB_EVENTS_RULE } from '../../schemas/deployments.js';
 import { ROBOT_MODELS } from '../../schemas/robot-id.js';
-import type { FilterPattern } from '../../schemas/stream-filters.js';
+import { DEPLOYMENT_UPDATE_RECORD_PATTERNS } from '../../schemas/stream-filters.js';
 import { topicRuleName } from '../../schemas/topics.js';
-import { UPDATE_EVENT_TYPES } from '../../functions/app/deployments/on-robot-update.js';
 import { AppFunction } from './app-function.js';
 import { nagRegionAccount } from './nag-arn.js';
 
@@ -38,15 +37,6 @@ export const JOBS_CONTROL_ACTIONS = ['iot:CreateJob', 'iot:DescribeJob', 'iot:Ca
 export const JOBS_THING_ACTIONS = ['iot:CreateJob', 'iot:CancelJobExecution'] as const;
 /** Every job the orchestrator makes is `<deploymentId>-b<batch>` (schemas/deployments.ts batchJobId), ids `dep-<ULID>`. */
 export const DEPLOYMENT_JOB_PATTERN = 'dep-*';
-
-/**
- * What the orchestrator needs of the event log stream: the robots' update events (functions/app/deployments/
- * on-robot-update.ts UPDATE_EVENT_TYPES), nothing else. (To move to schemas/stream-filters.ts, beside the other
- * consumers' patterns, so the local cloud's poller applies the same filter.)
- */
-export const DEPLOYMENT_UPDATE_RECORD_PATTERNS: readonly FilterPattern[] = [
-  { dynamodb: { NewImage: { kind: { S: ['event'] }, type: { S: [...UPDATE_EVENT_TYPES] } } } },
-];
 
 /** Records per orchestrator invocation: update events are few per robot; one batch open queues up to a batch of robots. */
 export const ORCHESTRATOR_BATCH_SIZE = 100;

@@ -1,7 +1,7 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildHeartbeat, type HeartbeatStacks } from '../../infra/heartbeat.js';
-import { DEPLOYMENT_UPDATE_RECORD_PATTERNS } from '../../infra/constructs/deployments.js';
+import { DEPLOYMENT_UPDATE_RECORD_PATTERNS } from '../../schemas/stream-filters.js';
 import { UPDATE_EVENT_TYPES } from '../../functions/app/deployments/on-robot-update.js';
 import { ARTIFACT_COMMANDS, ARTIFACT_COMMAND_TOPICS, ARTIFACT_RULE, artifactTopics, JOB_EVENTS_RULE } from '../../schemas/deployments.js';
 import { isAllowed, thingPolicy } from '../../schemas/thing-policy.js';
