@@ -95,11 +95,28 @@ export function summarizeEvent(event: EventView): string {
       const previous = d.previous === null ? 'no release' : str(d, 'previous');
       return `Runs ${version}${previous ? ` (was ${previous})` : ''}`;
     }
+    case 'RobotProvisioned':
+      return `Provisioned by claim (${d.claim === 'reimage' ? 're-image' : 'first boot'}) as serial ${str(d, 'serial') ?? '?'} of batch ${str(d, 'batch') ?? '?'}`;
+    case 'CertificateIssued':
+      return `Certificate issued for rotation ${str(d, 'requestId') ?? '?'}`;
+    case 'CertificateRotated':
+      return `Certificate rotated (${shortId(str(d, 'oldCertificateId'))} → ${shortId(str(d, 'newCertificateId'))})`;
+    case 'CertificateRotationFailed':
+      return d.reason === 'REIMAGED'
+        ? 'Rotation abandoned: the robot was re-imaged'
+        : `Certificate rotation failed: ${str(d, 'reason') ?? 'no reason'}${str(d, 'detail') ? ` (${str(d, 'detail')})` : ''}`;
+    case 'ProvisioningFailed':
+      return `Provisioning failed: ${str(d, 'reason') ?? 'no reason'}${str(d, 'step') ? ` at ${str(d, 'step')}` : ''}`;
     default: {
       const json = JSON.stringify(d);
       return json.length > 120 ? `${json.slice(0, 119)}…` : json;
     }
   }
+}
+
+/** A certificate id's first 8 hex digits, as people compare them. */
+function shortId(id: string | undefined): string {
+  return id ? id.slice(0, 8) : '?';
 }
 
 function fromTo(d: Record<string, unknown>): string {

@@ -19,6 +19,26 @@ describe('robot view', () => {
     expect(say('SomethingNew', { a: 1 })).toBe('{"a":1}');
   });
 
+  it('summarizes provisioning and certificate events', () => {
+    const say = (type: string, data: Record<string, unknown>) => summarizeEvent(eventView(1, { type, data }));
+    const a = 'a'.repeat(64);
+    const b = 'b'.repeat(64);
+    expect(say('RobotProvisioned', { serial: 'LK0001', model: 'lekiwi', batch: 'B1', certificateId: a, claim: 'reimage' })).toBe(
+      'Provisioned by claim (re-image) as serial LK0001 of batch B1',
+    );
+    expect(say('CertificateIssued', { requestId: 'rot-12345678', certificateId: a })).toBe('Certificate issued for rotation rot-12345678');
+    expect(say('CertificateRotated', { requestId: 'rot-12345678', oldCertificateId: a, newCertificateId: b, notAfter: null })).toBe(
+      'Certificate rotated (aaaaaaaa → bbbbbbbb)',
+    );
+    expect(say('CertificateRotationFailed', { requestId: 'rot-12345678', reason: 'REIMAGED' })).toBe('Rotation abandoned: the robot was re-imaged');
+    expect(say('CertificateRotationFailed', { requestId: 'rot-12345678', reason: 'NO_REPLY', detail: '30 s' })).toBe(
+      'Certificate rotation failed: NO_REPLY (30 s)',
+    );
+    expect(say('ProvisioningFailed', { serial: 'LK0001', reason: 'HOOK_DENIED_RETIRED', step: 'registering' })).toBe(
+      'Provisioning failed: HOOK_DENIED_RETIRED at registering',
+    );
+  });
+
   it('summarizes the software update events and labels them readably', () => {
     const say = (type: string, data: Record<string, unknown>) => summarizeEvent(eventView(1, { type, data }));
     const ref = { deploymentId: 'dep-01JE0000000000000000000000', jobId: 'dep-01JE0000000000000000000000-b1', version: '1.1.0' };
