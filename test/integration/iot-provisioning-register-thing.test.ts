@@ -145,9 +145,19 @@ describe('RegisterThing (fleet provisioning by claim, local IoT Core)', () => {
       expect.objectContaining({
         type: 'RobotProvisioned',
         eventId: `provisioned:${robot.certificateId}`,
-        data: { serial: 'RT0001', model: 'lekiwi', batch: BATCH, certificateId: robot.certificateId, claim: 'first' },
+        data: {
+          serial: 'RT0001',
+          model: 'lekiwi',
+          batch: BATCH,
+          certificateId: robot.certificateId,
+          claim: 'first',
+          // The hook reads the expiry of the certificate IoT made (the local CA's: ten years).
+          certificateNotAfter: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+        },
       }),
     ]);
+    const [provisioned] = await eventsOf('lekiwi-RT0001');
+    expect(Date.parse((provisioned?.data as { certificateNotAfter: string }).certificateNotAfter)).toBeGreaterThan(Date.now() + 365 * 86_400_000);
     const head = await eventLog.readHead('lekiwi-RT0001');
     expect(head?.state.provisioning).toMatchObject({ serial: 'RT0001', batch: BATCH, certificateId: robot.certificateId, connected: false });
     expect(lifecycleOf(head!.state)).toBe('provisioning');
