@@ -40,9 +40,9 @@ import {
 import { startStreamPoller, type StreamPoller } from './stream-poller.js';
 import { Supervisor } from './supervisor.js';
 import { FileStreamCheckpoints } from './stream-checkpoints.js';
-import { createConnectionsTable, createDeploymentsTable, createEventLogTable, createFactoryTable, LOCAL_DEPLOYMENTS_TABLE, LOCAL_FACTORY_TABLE } from './tables.js';
+import { createConnectionsTable, createDeploymentsTable, createEventLogTable, createFactoryTable, enableDeploymentsStream, LOCAL_DEPLOYMENTS_TABLE, LOCAL_FACTORY_TABLE } from './tables.js';
 import { isDeploymentRoute, localDeployments } from './deployment-orchestration.js';
-import { DEPLOYMENT_UPDATE_RECORD_PATTERNS } from '../schemas/stream-filters.js';
+import { DEPLOYMENT_HEAD_RECORD_PATTERNS, DEPLOYMENT_UPDATE_RECORD_PATTERNS } from '../schemas/stream-filters.js';
 import { localFleetProvisioning } from './fleet-provisioning.js';
 import { localCertificateRegistry, localCertificateRotationRule } from './certificate-rotation.js';
 import { localJobEventsRule } from './job-events.js';
@@ -267,6 +267,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     const dynamoClient = new DynamoDBClient({ ...LOCAL_AWS, endpoint: dynamo.endpoint });
     stops.push(async () => dynamoClient.destroy());
     const eventLogStreamArn = await step('tables', () => ensureTables(dynamoClient));
+    const deploymentsStreamArn = await step('deployments stream', () => ensureDeploymentsStream(dynamoClient));
 
     const postgres: LocalPostgres = await step(
       options.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : 'PostgreSQL (embedded PGlite)',
@@ -358,6 +359,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       projector: await loadFunction<DynamoDBStreamEvent, DynamoDBBatchResponse>('stream-projector'),
       broadcaster: await loadFunction<DynamoDBStreamEvent, DynamoDBBatchResponse>('stream-broadcaster'),
       coalescer: await loadFunction<DynamoDBStreamEvent, DynamoDBBatchResponse>('stream-coalescer'),
+      deploymentChanges: await loadFunction<DynamoDBStreamEvent, DynamoDBBatchResponse>('stream-deployment-changes'),
       ingest: await loadFunction<KinesisStreamEvent, KinesisStreamBatchResponse>('robot-ingest'),
       teleoperationExpiry: await loadFunction('teleoperation-expiry'),
     }));
@@ -434,18 +436,18 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
         handler: (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse>,
         batchSize: number,
         maximumRetryAttempts: number,
-        mapping: { filters?: readonly FilterPattern[]; maximumBatchingWindowMs?: number } = {},
+        mapping: { filters?: readonly FilterPattern[]; maximumBatchingWindowMs?: number; streamArn?: string } = {},
       ) =>
         startStreamPoller({
           client: streams,
-          streamArn: eventLogStreamArn,
+          streamArn: mapping.streamArn ?? eventLogStreamArn,
           handler,
           batchSize,
           bisectBatchOnFunctionError: true,
           maximumRetryAttempts,
           filters: mapping.filters ?? PROJECTED_RECORD_PATTERNS,
           maximumBatchingWindowMs: mapping.maximumBatchingWindowMs ?? 0,
-          checkpoints: await FileStreamCheckpoints.open(join(paths.streams, `${name}.json`), eventLogStreamArn),
+          checkpoints: await FileStreamCheckpoints.open(join(paths.streams, `${name}.json`), mapping.streamArn ?? eventLogStreamArn),
           onFailure: (records, error) =>
             log({ level: 'error', message: `${name}: records set aside after the last retry (the on-failure queue in AWS)`, count: records.length, error: String(error) }),
           log: (entry) => (entry.level === 'warn' || entry.level === 'error' ? log({ ...entry, source: name }) : undefined),
@@ -463,6 +465,8 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
         await consumer('stream-certificate-retirer', await localCertificateRetirer(ca, things, dynamoClient), 100, -1, { filters: RETIREMENT_RECORD_PATTERNS }),
         // Deployments (issue 12): the robots' update events move each deployment on; an outcome is never skipped.
         await consumer('deployment-orchestrator', deployments.orchestrator, 100, -1, { filters: DEPLOYMENT_UPDATE_RECORD_PATTERNS }),
+        // The deployments table's own stream: each committed head write → DeploymentChanged to `*` (as in AWS).
+        await consumer('stream-deployment-changes', functions.deploymentChanges, 100, 2, { filters: DEPLOYMENT_HEAD_RECORD_PATTERNS, streamArn: deploymentsStreamArn }),
       ];
       stops.push(async () => {
         await Promise.all(started.map((poller) => poller.stop()));
@@ -648,6 +652,13 @@ async function ensureTables(client: DynamoDBClient): Promise<string> {
     }
   }
   return eventLog;
+}
+
+/** The deployments table's stream ARN, switching it on for a table an older state dir kept without one. */
+async function ensureDeploymentsStream(client: DynamoDBClient): Promise<string> {
+  const streamArn = await describeStream(client, LOCAL_DEPLOYMENTS_TABLE);
+  if (streamArn === undefined) throw new LocalCloudError(`Table ${LOCAL_DEPLOYMENTS_TABLE} was not created`);
+  return streamArn === '' ? enableDeploymentsStream(client, LOCAL_DEPLOYMENTS_TABLE) : streamArn;
 }
 
 /** The table's stream ARN ('' for a table without a stream), or undefined when there is no such table. */

@@ -11,6 +11,7 @@ export type FunctionName =
   | 'stream-projector'
   | 'stream-broadcaster'
   | 'stream-coalescer'
+  | 'stream-deployment-changes'
   | 'http-api'
   | 'ws-authorizer'
   | 'ws-connect'

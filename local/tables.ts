@@ -1,6 +1,7 @@
 import {
   CreateTableCommand,
   DescribeTableCommand,
+  UpdateTableCommand,
   UpdateTimeToLiveCommand,
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
@@ -50,8 +51,31 @@ export async function createFactoryTable(client: DynamoDBClient, tableName: stri
 /** The local cloud's deployments table (issue 12; in AWS: the stateful stack's). */
 export const LOCAL_DEPLOYMENTS_TABLE = 'heartbeat-deployments';
 
-export async function createDeploymentsTable(client: DynamoDBClient, tableName: string): Promise<void> {
+/**
+ * With its stream (NEW_IMAGE, as the stateful stack's): each head write becomes a DeploymentChanged push. Returns the
+ * stream's ARN.
+ */
+export async function createDeploymentsTable(client: DynamoDBClient, tableName: string): Promise<string> {
   await client.send(
-    new CreateTableCommand({ TableName: tableName, BillingMode: 'PAY_PER_REQUEST', ...createTableKeys(DEPLOYMENTS_TABLE) }),
+    new CreateTableCommand({
+      TableName: tableName,
+      BillingMode: 'PAY_PER_REQUEST',
+      ...createTableKeys(DEPLOYMENTS_TABLE),
+      StreamSpecification: { StreamEnabled: true, StreamViewType: 'NEW_IMAGE' },
+    }),
   );
+  return tableStream(client, tableName);
+}
+
+/** Switches the stream on for a deployments table a local state dir kept from before it had one; returns its ARN. */
+export async function enableDeploymentsStream(client: DynamoDBClient, tableName: string): Promise<string> {
+  await client.send(new UpdateTableCommand({ TableName: tableName, StreamSpecification: { StreamEnabled: true, StreamViewType: 'NEW_IMAGE' } }));
+  return tableStream(client, tableName);
+}
+
+async function tableStream(client: DynamoDBClient, tableName: string): Promise<string> {
+  const described = await client.send(new DescribeTableCommand({ TableName: tableName }));
+  const streamArn = described.Table?.LatestStreamArn;
+  if (!streamArn) throw new Error(`Table ${tableName} has no stream`);
+  return streamArn;
 }

@@ -3,7 +3,7 @@ import { TelemetrySample } from './device.js';
 import { TelemetryFieldName } from './telemetry.js';
 import { AlertSeverity, DOMAIN_EVENT_TYPES, TelemetryMetric } from './events.js';
 import { Lifecycle, RobotId, RobotModel } from './robot-id.js';
-import { ReleaseVersion, RobotSoftwareView } from './deployments.js';
+import { DeploymentBatchView, DeploymentId, DeploymentState, DeploymentView, ReleaseVersion, RobotSoftwareView } from './deployments.js';
 
 /** DTOs of the HTTP API (`/api/v2`) and the WebSocket API, shared by the handlers and the dashboard. */
 
@@ -361,6 +361,25 @@ export const RobotsUpdated = z.object({
   robots: z.array(RobotView),
 });
 export type RobotsUpdated = z.infer<typeof RobotsUpdated>;
+/**
+ * A deployment's record moved (issue 12): pushed to every connection subscribed to `*`, once per committed change of
+ * the deployment's head (its `revision` grows by one with each), so a dashboard re-reads GET /api/v2/deployments/{id}
+ * only when there is something new. A summary, not the robots: a deployment of 10,000 robots would not fit a message.
+ * Made from the deployments table's stream (functions/app/live/deployment-changes.ts); a message that comes twice (a
+ * retried batch) carries the same revision, and a lower revision than one already seen is older news.
+ */
+export const DeploymentChanged = z.object({
+  type: z.literal('DeploymentChanged'),
+  deploymentId: DeploymentId,
+  state: DeploymentState,
+  reason: z.string().nullable(),
+  counts: DeploymentView.shape.counts,
+  batches: z.array(DeploymentBatchView),
+  updatedAt: z.string(),
+  revision: z.number().int().positive(),
+});
+export type DeploymentChanged = z.infer<typeof DeploymentChanged>;
+
 /** Every message pushed on a connection: below API Gateway's 128 KB per WebSocket message, with room to spare. */
 export const LIVE_MESSAGE_MAX_BYTES = 120_000;
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ClientMessage, LiveMessage, RobotsUpdated, SubscriptionAck, WebSocketError } from './api.js';
+import { ClientMessage, DeploymentChanged, LiveMessage, RobotsUpdated, SubscriptionAck, WebSocketError } from './api.js';
 import { AgentEvent, AgentEventBatch, EventsAck, ReportNowCommand, ReportNowReply, TelemetryMessage } from './device.js';
 import { LifecycleEvent } from './lifecycle.js';
 import { APP, ROBOT_REQUESTS } from './topics.js';
@@ -82,6 +82,13 @@ const MESSAGES: Readonly<Record<string, MessageSchema>> = {
     title: 'Live feed: robots updated',
     description:
       'Pushed by the cloud on the live WebSocket, in place of RobotTelemetry, to each connection that subscribed with a coalesced telemetry rate ("1s"): at most one round per interval, with the latest RobotView of every watched robot whose head changed since the last round (each robot once per round), split into messages under 120,000 bytes. Domain events still come as live messages, one each.',
+    io: 'output',
+  },
+  'live-deployment-changed': {
+    schema: DeploymentChanged,
+    title: 'Live feed: deployment changed',
+    description:
+      'Pushed by the cloud on the live WebSocket to each connection subscribed to "*": one per committed change of a deployment\'s record (its revision grows by one each), with its state, reason, counts and batches; the robots are read from GET /api/v2/deployments/{id}.',
     io: 'output',
   },
   'live-subscription-ack': {

@@ -53,3 +53,11 @@ export const DEPLOYMENT_UPDATE_RECORD_PATTERNS: readonly FilterPattern[] = [
   { dynamodb: { NewImage: { kind: { S: ['event'] }, type: { S: [...ROBOT_UPDATE_EVENT_TYPES] } } } },
 ];
 
+
+/**
+ * The deployments table's stream (issue 12): only the writes of a deployment's head (`deployment#<id>` / `head`),
+ * each a committed decision that moved its revision; robots, events, effects and markers are dropped before any
+ * invocation. The deployment-change broadcaster (functions/app/live/deployment-changes.ts) turns each into a
+ * DeploymentChanged push.
+ */
+export const DEPLOYMENT_HEAD_RECORD_PATTERNS: readonly FilterPattern[] = [{ dynamodb: { NewImage: { sk: { S: ['head'] } } } }];

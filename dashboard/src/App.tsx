@@ -123,7 +123,7 @@ export function App(props: AppProps) {
         {(route.view === 'deployments' || route.view === 'deployment') && (
           <Suspense fallback={<p className="muted">Loading…</p>}>
             {route.view === 'deployments' ? (
-              <DeploymentsView api={api} navigate={navigate} />
+              <DeploymentsView api={api} navigate={navigate} store={store} />
             ) : (
               <DeploymentDetail
                 key={route.deploymentId}

@@ -8,6 +8,7 @@ import type {
   CreateDeploymentRequest,
   DashboardConfig,
   DeploymentActionRequest,
+  DeploymentChanged,
   DeploymentSummaryPage,
   DeploymentView,
   DiscoverResult,
@@ -132,6 +133,11 @@ export interface FleetStore {
    * returned stop. A deployment's page listens for its robots' RobotUpdate* events.
    */
   onEvents(listener: (events: ReadonlyMap<string, readonly EventView[]>) => void): () => void;
+  /**
+   * The live feed's DeploymentChanged messages (a deployment's record moved), each as it arrives, until the returned
+   * stop. The deployments list and a deployment's page re-read on them (throttled by themselves).
+   */
+  onDeploymentChanges(listener: (change: DeploymentChanged) => void): () => void;
   /** Re-reads the list and the metrics now (after an action). */
   refresh(): Promise<void>;
   close(): void;

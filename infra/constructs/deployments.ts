@@ -1,4 +1,5 @@
 import { Arn, ArnFormat, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -11,7 +12,7 @@ import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct, type IConstruct } from 'constructs';
 import { ARTIFACT_COMMAND_TOPICS, ARTIFACT_RULE, JOB_EVENTS_RULE } from '../../schemas/deployments.js';
 import { ROBOT_MODELS } from '../../schemas/robot-id.js';
-import { DEPLOYMENT_UPDATE_RECORD_PATTERNS } from '../../schemas/stream-filters.js';
+import { DEPLOYMENT_HEAD_RECORD_PATTERNS, DEPLOYMENT_UPDATE_RECORD_PATTERNS } from '../../schemas/stream-filters.js';
 import { topicRuleName } from '../../schemas/topics.js';
 import { AppFunction } from './app-function.js';
 import { nagRegionAccount } from './nag-arn.js';
@@ -283,6 +284,60 @@ export class DeploymentOrchestration extends Construct {
         evaluationPeriods: 1,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       });
+  }
+}
+
+export interface DeploymentChangeBroadcastProps {
+  /** The deployments table, with its NEW_IMAGE stream (stateful stack). */
+  readonly deployments: dynamodb.ITable;
+  readonly connections: dynamodb.ITable;
+  readonly webSocketApi: apigwv2.WebSocketApi;
+  readonly webSocketStage: apigwv2.WebSocketStage;
+  /** Where batches that exhausted their retries go (the live broadcasters' queue). */
+  readonly dlq: sqs.IQueue;
+}
+
+/**
+ * stream-deployment-changes: the deployments table's stream, heads only (DEPLOYMENT_HEAD_RECORD_PATTERNS as the
+ * mapping's filter) → `DeploymentChanged` on every connection subscribed to `*`. On the table's stream rather than
+ * pushed by the writers: every committed decision lands there whichever function made it, and a failed batch is
+ * retried by the mapping (functions/app/live/deployment-changes.ts).
+ */
+export class DeploymentChangeBroadcast extends Construct {
+  readonly fn: lambda.IFunction;
+
+  constructor(scope: Construct, id: string, props: DeploymentChangeBroadcastProps) {
+    super(scope, id);
+    this.fn = new AppFunction(this, 'StreamDeploymentChanges', {
+      handler: 'stream-deployment-changes',
+      description: 'Pushes each committed change of a deployment’s record to the WebSocket connections watching the fleet',
+      environment: { CONNECTIONS_TABLE: props.connections.tableName, WS_ENDPOINT: props.webSocketStage.callbackUrl },
+      timeout: Duration.seconds(30),
+    }).fn;
+    // Look up the `*` subscribers; forget a gone connection (read it, delete its items).
+    props.connections.grant(this.fn, 'dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:DeleteItem', 'dynamodb:BatchWriteItem');
+    props.webSocketApi.grantManageConnections(this.fn);
+    const webSocketApiId = Stack.of(props.webSocketApi).getLogicalId(props.webSocketApi.node.defaultChild as apigwv2.CfnApi);
+    Validations.of(this.fn).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:${nagRegionAccount(this)}:<${webSocketApiId}>/*/*/@connections/*]`,
+      reason: 'PostToConnection/DeleteConnection address connection ids that exist only at run time; the grant is limited to this WebSocket API.',
+    });
+    this.fn.addEventSource(
+      new DynamoEventSource(props.deployments, {
+        // A change is only news while fresh: a new mapping starts at the tip (the dashboard reads the API on open).
+        startingPosition: lambda.StartingPosition.LATEST,
+        batchSize: 100,
+        filters: DEPLOYMENT_HEAD_RECORD_PATTERNS.map((pattern) => lambda.FilterCriteria.filter(pattern as Record<string, unknown>)),
+        bisectBatchOnError: true,
+        reportBatchItemFailures: true,
+        // As the robots' live broadcaster: a few retries, then the dashboard's 5 s re-read covers it.
+        retryAttempts: 2,
+        maxRecordAge: Duration.minutes(5),
+        // One batch at a time per shard: a deployment's changes in revision order.
+        parallelizationFactor: 1,
+        onFailure: new SqsDlq(props.dlq),
+      }),
+    );
   }
 }
 

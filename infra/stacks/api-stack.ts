@@ -26,7 +26,7 @@ import type { Construct } from 'constructs';
 import { AppFunction, POWERTOOLS_METRICS_NAMESPACE, REPO_ROOT, type AppFunctionVpcPlacement } from '../constructs/app-function.js';
 import { DashboardHosting, type DashboardHostingProps } from '../constructs/dashboard-hosting.js';
 import { IotDataEndpoint } from '../constructs/iot-data-endpoint.js';
-import { grantDeploymentStore, grantJobsControl, grantReleaseReads, thingArnPrefix } from '../constructs/deployments.js';
+import { DeploymentChangeBroadcast, grantDeploymentStore, grantJobsControl, grantReleaseReads, thingArnPrefix } from '../constructs/deployments.js';
 import { HEAD_RECORD_PATTERNS, PROJECTED_RECORD_PATTERNS } from '../../schemas/stream-filters.js';
 import { CLOUD_COMMAND_TOPICS } from '../../schemas/topics.js';
 import { DB_NAME, DB_PORT, DB_USER } from './stateful-stack.js';
@@ -319,6 +319,15 @@ export class ApiStack extends Stack {
         onFailure: new SqsDlq(props.broadcasterDlq),
       }),
     );
+
+    // Deployments (issue 12): each committed change of a deployment's record → DeploymentChanged to `*`.
+    this.functions['StreamDeploymentChanges'] = new DeploymentChangeBroadcast(this, 'DeploymentChangeBroadcast', {
+      deployments: props.deployments,
+      connections: props.connections,
+      webSocketApi: this.webSocketApi,
+      webSocketStage: this.webSocketStage,
+      dlq: props.broadcasterDlq,
+    }).fn;
 
     // ---- HTTP API: one Lambda for every /api/v2 route, a Cognito JWT authorizer on each of them.
     const iotDataEndpoint = this.iotDataPlaneInVpc(props);

@@ -126,6 +126,8 @@ export class StatefulStack extends Stack {
     this.deployments = new dynamodb.Table(this, 'Deployments', {
       ...tableKeys(DEPLOYMENTS_TABLE),
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      // Each committed head write → DeploymentChanged on the live feed (infra/constructs/deployments.ts DeploymentChangeBroadcast).
+      stream: dynamodb.StreamViewType.NEW_IMAGE,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       deletionProtection: true,
       removalPolicy: RemovalPolicy.RETAIN,

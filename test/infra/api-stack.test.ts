@@ -12,6 +12,7 @@ const VPC_HANDLERS = ['http-api', 'stream-projector', 'db-migrate', 'teleoperati
 const OUTSIDE_VPC_HANDLERS = [
   'stream-broadcaster',
   'stream-coalescer',
+  'stream-deployment-changes',
   'ws-authorizer',
   'ws-connect',
   'ws-disconnect',

@@ -1,7 +1,7 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildHeartbeat, type HeartbeatStacks } from '../../infra/heartbeat.js';
-import { DEPLOYMENT_UPDATE_RECORD_PATTERNS } from '../../schemas/stream-filters.js';
+import { DEPLOYMENT_HEAD_RECORD_PATTERNS, DEPLOYMENT_UPDATE_RECORD_PATTERNS } from '../../schemas/stream-filters.js';
 import { UPDATE_EVENT_TYPES } from '../../functions/app/deployments/on-robot-update.js';
 import { ARTIFACT_COMMANDS, ARTIFACT_COMMAND_TOPICS, ARTIFACT_RULE, artifactTopics, JOB_EVENTS_RULE } from '../../schemas/deployments.js';
 import { isAllowed, thingPolicy } from '../../schemas/thing-policy.js';
@@ -115,7 +115,7 @@ describe('deployments (issue 12)', () => {
   });
 
   describe('the deployments table', () => {
-    it('has the keys of schemas/tables.ts, on demand, PITR, deletion protection, no stream, retained', () => {
+    it('has the keys of schemas/tables.ts, on demand, PITR, deletion protection, a NEW_IMAGE stream, retained', () => {
       const keys = createTableKeys(DEPLOYMENTS_TABLE);
       const table = stateful.toJSON().Resources[ids.deployments];
       expect(table.Properties.KeySchema).toEqual(keys.KeySchema);
@@ -123,7 +123,8 @@ describe('deployments (issue 12)', () => {
       expect(table.Properties.BillingMode).toBe('PAY_PER_REQUEST');
       expect(table.Properties.PointInTimeRecoverySpecification).toEqual({ PointInTimeRecoveryEnabled: true });
       expect(table.Properties.DeletionProtectionEnabled).toBe(true);
-      expect(table.Properties.StreamSpecification).toBeUndefined();
+      // The live feed's DeploymentChanged (stream-deployment-changes), as local/tables.ts creates it.
+      expect(table.Properties.StreamSpecification).toEqual({ StreamViewType: 'NEW_IMAGE' });
       // Encrypted like the event log: DynamoDB's default (an AWS owned key), no SSESpecification on either.
       expect(table.Properties.SSESpecification).toEqual(stateful.toJSON().Resources[ids.eventLog].Properties.SSESpecification);
       expect(table.DeletionPolicy).toBe('Retain');
@@ -309,6 +310,33 @@ describe('deployments (issue 12)', () => {
           ...sqsActions,
         ].sort(),
       );
+    });
+  });
+
+  describe('stream-deployment-changes', () => {
+    const mapping = () => {
+      const fn = functionsByHandler(api).get('stream-deployment-changes');
+      if (!fn) throw new Error('no function runs functions/handlers/stream-deployment-changes.ts');
+      const found = Object.values(api.findResources('AWS::Lambda::EventSourceMapping')).filter((m) => m.Properties.FunctionName?.Ref === fn.logicalId);
+      expect(found).toHaveLength(1);
+      return found[0]!.Properties;
+    };
+
+    it('reads the deployments table’s stream, heads only (the filter of schemas/stream-filters.ts), with retries and an on-failure queue', () => {
+      const m = mapping();
+      expect(flatten(m.EventSourceArn)).toContain(ids.deployments);
+      expect(flatten(m.EventSourceArn)).toMatch(/StreamArn/);
+      expect(m.FilterCriteria.Filters.map((f: { Pattern: string }) => JSON.parse(f.Pattern))).toEqual([...DEPLOYMENT_HEAD_RECORD_PATTERNS]);
+      expect(m).toMatchObject({ StartingPosition: 'LATEST', BisectBatchOnFunctionError: true, FunctionResponseTypes: ['ReportBatchItemFailures'], ParallelizationFactor: 1, MaximumRetryAttempts: 2 });
+      expect(flatten(m.DestinationConfig.OnFailure.Destination)).toMatch(/BroadcasterDlq/);
+    });
+
+    it('may look up and forget connections and post to them, and touches no deployment', () => {
+      const g = grants(statementsOf(api, 'stream-deployment-changes'));
+      const dynamoActions = Object.keys(g).filter((action) => action.startsWith('dynamodb:') && !action.startsWith('dynamodb:GetRecords') && !['dynamodb:GetShardIterator', 'dynamodb:DescribeStream', 'dynamodb:ListStreams'].includes(action));
+      expect(dynamoActions.sort()).toEqual(['dynamodb:BatchWriteItem', 'dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:Query']);
+      for (const action of dynamoActions) expect(g[action]!.every((resource) => resource.includes('Connections')), action).toBe(true);
+      expect(g['execute-api:ManageConnections']).toHaveLength(1);
     });
   });
 

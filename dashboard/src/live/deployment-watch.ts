@@ -1,13 +1,15 @@
-import type { DeploymentView, EventView } from '../../../schemas/index.js';
+import type { DeploymentChanged, DeploymentView, EventView } from '../../../schemas/index.js';
 import type { ApiClient } from '../contracts.js';
 import { ThrottledTask } from './throttled-task.js';
 
 /**
  * One deployment kept current while its page is open. INVARIANTS:
- * - it is read at once on start, then again (a) when a RobotUpdate* event of one of its robots arrives on the live
- *   feed, at most once per EVENT_REFRESH_MS however many arrive (the store hands events over once per frame batch,
- *   and the reads go through one ThrottledTask: never two reads at once, no read per message), and (b) FALLBACK_MS
- *   after the last read, in case the feed is down or the events did not reach this page;
+ * - it is read at once on start, then again (a) when a DeploymentChanged of this deployment with a revision above
+ *   every one seen arrives, or a RobotUpdate* event of one of its robots, at most once per EVENT_REFRESH_MS however
+ *   many arrive (the reads go through one ThrottledTask: never two reads at once, no read per message), and (b)
+ *   FALLBACK_MS after the last read, in case the feed is down or the messages did not reach this page;
+ * - a DeploymentChanged is the record itself moving, so it is read even once final (a rollback recorded on an aborted
+ *   deployment); RobotUpdate* events and the fallback are not;
  * - once the deployment is final (completed, aborted, canceled) neither (a) nor (b) reads it again; `refresh()` (after
  *   an action of the user's) always does, and a final deployment that an action moved (a rollback sets
  *   rollbackDeploymentId) is shown as read;
@@ -40,6 +42,8 @@ export interface DeploymentWatchOptions {
   readonly clock: WatchClock;
   /** How a failure reads (describeFailure); 404s are recognised by `status`. */
   readonly describe: (error: unknown) => string;
+  /** The fleet store's onDeploymentChanges (absent: events and the fallback only). */
+  readonly onDeploymentChanges?: (listener: (change: DeploymentChanged) => void) => () => void;
 }
 
 export function isUpdateEvent(event: EventView): boolean {
@@ -52,6 +56,9 @@ export class DeploymentWatch {
   readonly #task: ThrottledTask;
   #robotIds: ReadonlySet<string> = new Set();
   #stopEvents: (() => void) | null = null;
+  #stopChanges: (() => void) | null = null;
+  /** The highest DeploymentChanged revision seen: a repeat or an older one says nothing new. */
+  #revision = 0;
   #cancelFallback: (() => void) | null = null;
   #closed = false;
   #abort: AbortController | null = null;
@@ -66,6 +73,7 @@ export class DeploymentWatch {
   start(): void {
     if (this.#closed || this.#stopEvents !== null) return;
     this.#stopEvents = this.options.onEvents((events) => this.#onEvents(events));
+    this.#stopChanges = this.options.onDeploymentChanges?.((change) => this.#onChange(change)) ?? null;
     void this.#task.runNow();
   }
 
@@ -87,6 +95,8 @@ export class DeploymentWatch {
     this.#task.stop();
     this.#stopEvents?.();
     this.#stopEvents = null;
+    this.#stopChanges?.();
+    this.#stopChanges = null;
     this.#cancelFallback?.();
     this.#cancelFallback = null;
     this.#abort?.abort();
@@ -106,6 +116,12 @@ export class DeploymentWatch {
         return;
       }
     }
+  }
+
+  #onChange(change: DeploymentChanged): void {
+    if (this.#closed || this.#snapshot.notFound || change.deploymentId !== this.deploymentId || change.revision <= this.#revision) return;
+    this.#revision = change.revision;
+    this.#task.request();
   }
 
   async #read(): Promise<void> {
@@ -139,4 +155,25 @@ export class DeploymentWatch {
       if (this.#watching()) this.#task.request();
     }, FALLBACK_MS);
   }
+}
+
+/** The deployments list re-reads its first page at most this often on the live feed's DeploymentChanged. */
+export const LIST_CHANGE_REFRESH_MS = 1_000;
+
+/**
+ * Keeps the deployments list current from the live feed: every DeploymentChanged (any deployment: a new one appears,
+ * a shown one moves) asks for `read`, run at most once per LIST_CHANGE_REFRESH_MS however many arrive, never two at
+ * once (one ThrottledTask). The list's own timer stays as the fallback. Returns the stop.
+ */
+export function refreshListOnChanges(options: {
+  readonly onDeploymentChanges: (listener: (change: DeploymentChanged) => void) => () => void;
+  readonly read: () => Promise<void>;
+  readonly clock: WatchClock;
+}): () => void {
+  const task = new ThrottledTask(options.read, LIST_CHANGE_REFRESH_MS, options.clock);
+  const stop = options.onDeploymentChanges(() => task.request());
+  return () => {
+    stop();
+    task.stop();
+  };
 }

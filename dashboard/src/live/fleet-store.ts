@@ -1,4 +1,4 @@
-import type { EventView, FleetMetrics, RobotView } from '../../../schemas/index.js';
+import type { DeploymentChanged, EventView, FleetMetrics, RobotView } from '../../../schemas/index.js';
 import {
   STALE_AFTER_MS,
   type ApiClient,
@@ -72,6 +72,7 @@ class LiveFleetStore implements FleetStore {
   readonly #listeners = new Set<() => void>();
   readonly #telemetryListeners = new Map<string, Set<(robot: RobotView) => void>>();
   readonly #eventListeners = new Set<(events: ReadonlyMap<string, readonly EventView[]>) => void>();
+  readonly #deploymentListeners = new Set<(change: DeploymentChanged) => void>();
   readonly #timelines = new Set<LiveTimeline>();
   #queue: Queued[] = [];
   #cancelFrame: (() => void) | null = null;
@@ -152,6 +153,12 @@ class LiveFleetStore implements FleetStore {
     return () => this.#eventListeners.delete(entry);
   }
 
+  onDeploymentChanges(listener: (change: DeploymentChanged) => void): () => void {
+    const entry = (change: DeploymentChanged) => listener(change);
+    this.#deploymentListeners.add(entry);
+    return () => this.#deploymentListeners.delete(entry);
+  }
+
   async refresh(): Promise<void> {
     this.#listReadStarted = true;
     await Promise.all([this.#listTask.runNow(), this.#metricsTask.runNow()]);
@@ -172,6 +179,7 @@ class LiveFleetStore implements FleetStore {
     this.#listeners.clear();
     this.#telemetryListeners.clear();
     this.#eventListeners.clear();
+    this.#deploymentListeners.clear();
   }
 
   // ---- the connection ----
@@ -224,6 +232,10 @@ class LiveFleetStore implements FleetStore {
         }
         return;
       case 'ignored':
+        return;
+      case 'deployment':
+        // Not part of the fleet's snapshot: handed over as it comes; the listeners throttle their own reads.
+        for (const listener of [...this.#deploymentListeners]) listener(message.change);
         return;
       default:
         this.#enqueue(message);

@@ -1,4 +1,4 @@
-import type { ClientMessage, EventView, RobotView, TelemetryRate, TelemetryView } from '../../../schemas/index.js';
+import type { ClientMessage, DeploymentChanged, EventView, RobotView, TelemetryRate, TelemetryView } from '../../../schemas/index.js';
 
 /**
  * What the WebSocket API sends, read by hand (zod stays out of the bundle) into the few shapes the store acts on:
@@ -6,6 +6,7 @@ import type { ClientMessage, EventView, RobotView, TelemetryRate, TelemetryView 
  * - `RobotTelemetry` (without one): a LiveMessage whose `data` is the robot's whole latest TelemetryView;
  * - every other LiveMessage: a domain event, turned into an EventView for the timelines (the live feed does not carry
  *   `eventId` or `recordedAt`: it gets `eventId: ''` and `recordedAt = at`; the history API's record replaces it);
+ * - `DeploymentChanged` (a deployment's record moved): handed to the deployment views, which re-read it;
  * - `Subscribed`, and `Error` replies to what the page sent.
  * Anything else (an ack of unsubscribe, a type this page does not know yet) is `ignored`.
  */
@@ -20,6 +21,7 @@ export type LiveUpdate =
 
 export type ServerMessage =
   | LiveUpdate
+  | { readonly kind: 'deployment'; readonly change: DeploymentChanged }
   | { readonly kind: 'subscribed' }
   | { readonly kind: 'error'; readonly code: string; readonly message: string }
   | { readonly kind: 'ignored'; readonly why: string };
@@ -46,6 +48,13 @@ export function readServerMessage(text: string): ServerMessage {
       const robots = json['robots'];
       if (!Array.isArray(robots)) return { kind: 'ignored', why: 'RobotsUpdated without robots' };
       return { kind: 'robots', robots: robots.filter(isRobotView) };
+    }
+    case 'DeploymentChanged': {
+      const { deploymentId, revision, state } = json;
+      if (typeof deploymentId !== 'string' || typeof revision !== 'number' || !Number.isInteger(revision) || typeof state !== 'string') {
+        return { kind: 'ignored', why: 'DeploymentChanged without deploymentId, revision or state' };
+      }
+      return { kind: 'deployment', change: json as unknown as DeploymentChanged };
     }
     case 'Subscribed':
       return { kind: 'subscribed' };

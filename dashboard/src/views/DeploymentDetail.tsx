@@ -151,6 +151,7 @@ function useDeploymentWatch(deploymentId: string, api: ApiClient, store: FleetSt
     const opened = new DeploymentWatch(deploymentId, {
       api,
       onEvents: (listener) => store.onEvents(listener),
+      onDeploymentChanges: (listener) => store.onDeploymentChanges(listener),
       clock: browserLiveEnvironment,
       describe: describeFailure,
     });

@@ -1,6 +1,8 @@
 import { useCallback, useEffect, useRef, useState, type MouseEvent } from 'react';
 import type { DeploymentSummary } from '../../../schemas/index.js';
-import type { ApiClient, Route } from '../contracts.js';
+import type { ApiClient, FleetStore, Route } from '../contracts.js';
+import { browserLiveEnvironment } from '../live/browser.js';
+import { refreshListOnChanges } from '../live/deployment-watch.js';
 import { describeFailure } from './bulk.js';
 import { useNow } from './clock.js';
 import { appendPage, describeTargets, isFinal, mergeFirstPage, progressOf } from './deployment-model.js';
@@ -13,10 +15,11 @@ const PAGE = 50;
 /**
  * Every deployment, newest first, a page at a time ("Load older"), each with its state, release, kind, counts and a
  * progress bar, linking to its page. The first page is read again every LIST_REFRESH_MS while one of the shown
- * deployments is still running or paused (merged by id: older pages stay).
+ * deployments is still running or paused (merged by id: older pages stay), and on the live feed's DeploymentChanged
+ * (any deployment's record moved, a new one too), at most once a second.
  */
-export function DeploymentsView(props: { api: ApiClient; navigate: (route: Route) => void }) {
-  const { api, navigate } = props;
+export function DeploymentsView(props: { api: ApiClient; navigate: (route: Route) => void; store?: Pick<FleetStore, 'onDeploymentChanges'> }) {
+  const { api, navigate, store } = props;
   const now = useNow();
   const [items, setItems] = useState<readonly DeploymentSummary[]>([]);
   const [cursor, setCursor] = useState<string | null>(null);
@@ -56,6 +59,11 @@ export function DeploymentsView(props: { api: ApiClient; navigate: (route: Route
     void readFirst(controller.signal);
     return () => controller.abort();
   }, [readFirst]);
+
+  useEffect(() => {
+    if (!store) return;
+    return refreshListOnChanges({ onDeploymentChanges: (listener) => store.onDeploymentChanges(listener), read: () => readFirst(), clock: browserLiveEnvironment });
+  }, [store, readFirst]);
 
   const anyOpen = items.some((item) => !isFinal(item.state));
   useEffect(() => {

@@ -1,4 +1,4 @@
-import type { LiveMessage, Role, RobotsUpdated, TelemetryRate } from '../../../schemas/index.js';
+import type { DeploymentChanged, LiveMessage, Role, RobotsUpdated, TelemetryRate } from '../../../schemas/index.js';
 
 /** API Gateway closes a WebSocket connection after 2 hours; its records outlive it a little, then expire. */
 export const CONNECTION_TTL_SECONDS = 2 * 3600 + 10 * 60;
@@ -50,8 +50,11 @@ export type SubscribeOutcome =
   /** Refused: the connection holds `held` robot ids and this would add `adding` more. */
   | { readonly status: 'over-limit'; readonly held: number; readonly adding: number };
 
-/** What is pushed on a connection: a robot's message (one per domain event or raw sample), or a coalesced round's part. */
-export type LivePush = LiveMessage | RobotsUpdated;
+/**
+ * What is pushed on a connection: a robot's message (one per domain event or raw sample), a coalesced round's part, or
+ * a deployment's changed record (to `*` only).
+ */
+export type LivePush = LiveMessage | RobotsUpdated | DeploymentChanged;
 
 /** Pushes messages to connections (API Gateway's management API in AWS). */
 export interface LiveNotifier {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { DeploymentView, EventView } from '../../../schemas/index.js';
+import type { DeploymentChanged, DeploymentView, EventView } from '../../../schemas/index.js';
 import { ApiRequestError } from '../../../dashboard/src/api/client.js';
-import { DeploymentWatch, EVENT_REFRESH_MS, FALLBACK_MS } from '../../../dashboard/src/live/deployment-watch.js';
+import { DeploymentWatch, EVENT_REFRESH_MS, FALLBACK_MS, LIST_CHANGE_REFRESH_MS, refreshListOnChanges } from '../../../dashboard/src/live/deployment-watch.js';
 import { describeFailure } from '../../../dashboard/src/views/bulk.js';
 import { FakeLiveEnvironment, settle } from './fake-live-env.js';
 import { DEPLOYMENT_ID, deploymentView, eventView } from './fixtures.js';
@@ -25,7 +25,14 @@ function start(answers: Array<DeploymentView | Error> = []) {
   };
   let listener: ((events: ReadonlyMap<string, readonly EventView[]>) => void) | null = null;
   let stops = 0;
+  let changeListener: ((change: DeploymentChanged) => void) | null = null;
   const watch = new DeploymentWatch(DEPLOYMENT_ID, {
+    onDeploymentChanges: (added) => {
+      changeListener = added;
+      return () => {
+        changeListener = null;
+      };
+    },
     api,
     clock: env,
     describe: describeFailure,
@@ -43,7 +50,14 @@ function start(answers: Array<DeploymentView | Error> = []) {
   /** One frame batch of the store: each robot's events. */
   const deliver = (batch: Record<string, string[]>) =>
     listener?.(new Map(Object.entries(batch).map(([robotId, types]) => [robotId, types.map((type, i) => eventView(i + 1, { type }))])));
-  return { env, watch, reads, deliver, notified: () => notified, stops: () => stops, listening: () => listener !== null };
+  /** A DeploymentChanged on the live feed. */
+  const changed = (revision: number, deploymentId = DEPLOYMENT_ID) => changeListener?.(deploymentChanged(revision, deploymentId));
+  return { env, watch, reads, deliver, changed, notified: () => notified, stops: () => stops, listening: () => listener !== null, listeningToChanges: () => changeListener !== null };
+}
+
+function deploymentChanged(revision: number, deploymentId = DEPLOYMENT_ID): DeploymentChanged {
+  const view = deploymentView();
+  return { type: 'DeploymentChanged', deploymentId, state: view.state, reason: view.reason, counts: view.counts, batches: view.batches, updatedAt: view.updatedAt, revision };
 }
 
 describe('the deployment watch', () => {
@@ -127,5 +141,116 @@ describe('the deployment watch', () => {
     closed.env.advance(10 * FALLBACK_MS);
     await settle();
     expect(closed.reads).toEqual([0]);
+  });
+});
+
+describe('the deployment watch on DeploymentChanged', () => {
+  it('reads again on a change of its deployment, at most once a second, and not on other deployments or repeats', async () => {
+    const { env, reads, changed } = start();
+    await settle();
+    changed(2, 'dep-01JDZ5N8X2K7QF3M9V6T4B1C0Z');
+    env.advance(FALLBACK_MS - 1);
+    await settle();
+    expect(reads).toEqual([0]);
+    changed(2);
+    env.advance(0); // the throttle's timer, due now
+    await settle();
+    expect(reads).toEqual([0, FALLBACK_MS - 1]);
+    // A burst of revisions within the second: one more read, a second after the last.
+    for (const revision of [3, 4, 5, 5, 4]) changed(revision);
+    env.advance(EVENT_REFRESH_MS);
+    await settle();
+    expect(reads).toEqual([0, FALLBACK_MS - 1, FALLBACK_MS - 1 + EVENT_REFRESH_MS]);
+    // A repeat or an older revision says nothing new.
+    env.advance(100);
+    changed(5);
+    changed(3);
+    env.advance(EVENT_REFRESH_MS);
+    await settle();
+    expect(reads).toHaveLength(3);
+  });
+
+  it('keeps the 5 s fallback when no change arrives', async () => {
+    const { env, reads } = start();
+    await settle();
+    env.advance(FALLBACK_MS);
+    await settle();
+    expect(reads).toEqual([0, FALLBACK_MS]);
+  });
+
+  it('reads a final deployment again when its record changes (a rollback recorded on it), but not on events', async () => {
+    const { env, watch, reads, changed, deliver } = start([deploymentView({ state: 'aborted' }), deploymentView({ state: 'aborted', rollbackDeploymentId: 'dep-01JDZ5N8X2K7QF3M9V6T4B1C0Y' })]);
+    await settle();
+    deliver({ 'lekiwi-D1': ['RobotUpdateRolledBack'] });
+    env.advance(10 * FALLBACK_MS);
+    await settle();
+    expect(reads).toEqual([0]);
+    changed(9);
+    env.advance(0);
+    await settle();
+    expect(reads).toHaveLength(2);
+    expect(watch.getSnapshot().deployment?.rollbackDeploymentId).toBe('dep-01JDZ5N8X2K7QF3M9V6T4B1C0Y');
+  });
+
+  it('stops listening to changes on close', async () => {
+    const { watch, reads, changed, listeningToChanges } = start();
+    await settle();
+    expect(listeningToChanges()).toBe(true);
+    watch.close();
+    expect(listeningToChanges()).toBe(false);
+    changed(2);
+    await settle();
+    expect(reads).toEqual([0]);
+  });
+});
+
+describe('the deployments list on DeploymentChanged', () => {
+  function list() {
+    const env = new FakeLiveEnvironment();
+    const reads: number[] = [];
+    let listener: ((change: DeploymentChanged) => void) | null = null;
+    const stop = refreshListOnChanges({
+      onDeploymentChanges: (added) => {
+        listener = added;
+        return () => {
+          listener = null;
+        };
+      },
+      read: async () => {
+        reads.push(env.now());
+      },
+      clock: env,
+    });
+    return { env, reads, stop, changed: (revision: number, deploymentId = DEPLOYMENT_ID) => listener?.(deploymentChanged(revision, deploymentId)), listening: () => listener !== null };
+  }
+
+  it('reads the first page on any deployment’s change, at most once a second however many come', async () => {
+    const { env, reads, changed } = list();
+    changed(1, 'dep-01JDZ5N8X2K7QF3M9V6T4B1C0Z');
+    env.advance(0);
+    await settle();
+    expect(reads).toEqual([0]);
+    for (let i = 0; i < 25; i += 1) {
+      changed(2 + i, i % 2 === 0 ? DEPLOYMENT_ID : 'dep-01JDZ5N8X2K7QF3M9V6T4B1C0Z');
+      env.advance(100);
+      await settle();
+    }
+    // 2.5 s of changes after the read at 0: reads at 1 s and 2 s, then one for the changes after 2 s at 3 s.
+    env.advance(LIST_CHANGE_REFRESH_MS);
+    await settle();
+    expect(reads).toEqual([0, LIST_CHANGE_REFRESH_MS, 2 * LIST_CHANGE_REFRESH_MS, 3 * LIST_CHANGE_REFRESH_MS]);
+  });
+
+  it('reads nothing without a change, and nothing after stop', async () => {
+    const { env, reads, stop, changed, listening } = list();
+    env.advance(10 * LIST_CHANGE_REFRESH_MS);
+    await settle();
+    expect(reads).toEqual([]);
+    changed(1);
+    stop();
+    expect(listening()).toBe(false);
+    env.advance(10 * LIST_CHANGE_REFRESH_MS);
+    await settle();
+    expect(reads).toEqual([]);
   });
 });

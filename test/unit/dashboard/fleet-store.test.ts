@@ -275,6 +275,41 @@ describe('the fleet store: link state and reconnects', () => {
   });
 });
 
+describe('the fleet store: DeploymentChanged', () => {
+  it('hands each DeploymentChanged to its listeners as it comes, touches no robot, and none after their stop', async () => {
+    const { env, api, store, notified } = start();
+    const socket = await goLive(env);
+    await answerReads(api);
+    env.frame();
+    const before = notified();
+    const seen: Array<[string, number]> = [];
+    const stop = store.onDeploymentChanges((change) => seen.push([change.deploymentId, change.revision]));
+    const change = (revision: number) => ({
+      type: 'DeploymentChanged',
+      deploymentId: 'dep-01JE0000000000000000000000',
+      state: 'running',
+      reason: null,
+      counts: { targeted: 2, held: 0, pending: 0, inProgress: 1, succeeded: 1, failed: 0, rolledBack: 0, canceled: 0 },
+      batches: [],
+      updatedAt: 't',
+      revision,
+    });
+    socket.receive(change(2));
+    socket.receive(change(3));
+    socket.receive({ type: 'DeploymentChanged', deploymentId: 'dep-01JE0000000000000000000000' }); // no revision: ignored
+    expect(seen).toEqual([
+      ['dep-01JE0000000000000000000000', 2],
+      ['dep-01JE0000000000000000000000', 3],
+    ]);
+    env.frame();
+    expect(notified()).toBe(before);
+    expect(store.getSnapshot().robots.size).toBe(2);
+    stop();
+    socket.receive(change(4));
+    expect(seen).toHaveLength(2);
+  });
+});
+
 describe('the fleet store: reads it makes', () => {
   it('re-reads the metrics at most every METRICS_INTERVAL_MS while messages arrive', async () => {
     const { env, api } = start();
