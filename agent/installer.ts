@@ -18,7 +18,6 @@ import { VersionStore } from './installer/version-store.js';
 export { eventIdFor } from './installer/event-ids.js';
 export type { InjectedFailure, InstallerOptions, InstallerSettings, InstallJobs, InstallOutcome } from './installer/options.js';
 export { INSTALL_FAIL_ENV, INSTALL_KILL_AFTER_ENV, killHook } from './installer/test-hooks.js';
-export { startAgentInstaller, type InstallerHost } from './installer/wiring.js';
 
 /**
  * The robot's installer (issue 12, item 4): takes the install jobs IoT Jobs hands the robot and carries each one to a

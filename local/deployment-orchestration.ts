@@ -63,7 +63,9 @@ export function localDeployments(options: LocalDeploymentsOptions): LocalDeploym
     },
     now,
   };
-  const pool = createPool({ DATABASE_URL: options.databaseUrl }, { max: 2 });
+  // One connection, as every local handler: PGlite's socket interleaves two connections' unnamed prepared statements
+  // ("unnamed prepared statement does not exist" when a deployment looks its targets up 16 at a time).
+  const pool = createPool({ DATABASE_URL: options.databaseUrl });
   const queries = new PgFleetQueries(pool);
   const orchestrate = streamDeploymentOrchestrator(parseStreamRecord);
   return {

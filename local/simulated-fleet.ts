@@ -2,9 +2,12 @@ import { createAgent, type Agent } from '../agent/agent.js';
 import { MqttLink } from '../agent/adapters/mqtt-link.js';
 import { createJsonLog, logLevelFromEnv } from '../agent/adapters/json-log.js';
 import type { AgentConfig } from '../agent/config.js';
+import type { Installer } from '../agent/installer.js';
+import { startAgentInstaller } from '../agent/installer/wiring.js';
 import type { FirstBoot } from '../agent/provisioning-driver.js';
 import type { LocalCloud } from './cloud.js';
 import { createSimulatedTelemetry } from './simulated-hardware.js';
+import { parseSimulatedInstallFaults, SIM_INSTALL_FAIL_ENV, simulatedInjection } from './simulated-install-faults.js';
 import {
   provisionSimulatedRobot,
   setUpForClaim,
@@ -22,6 +25,12 @@ import { ThingRegistry } from './thing-registry.js';
  * as real robots do (local/simulated-provisioning.ts: serials registered in the local batches `sim-lekiwi` and
  * `sim-xle`, the agent's own first boot); their certificates are kept in the state dir, so the same robots come back
  * on the next one, with no provisioning.
+ *
+ * Each robot takes software updates (issue 12) with the agent's real installer (agent/installer.ts
+ * `startAgentInstaller`, as agent/main.ts starts it): IoT Jobs on the local broker, objects from the local artifact
+ * store, its own software root `<stateDir>/certs/<thing>/agent-state/software`. With no services to restart, its
+ * restart is nothing and its health check is the agent's link being up. `HEARTBEAT_SIM_INSTALL_FAIL` makes chosen
+ * robots' installs fail (local/simulated-install-faults.ts).
  */
 export interface SimulatedFleet {
   readonly thingNames: readonly string[];
@@ -37,12 +46,20 @@ export async function startSimulatedFleet(options: {
   count: number;
   /** One line of progress (npm start prints it). */
   say?: (line: string) => void;
+  /** The environment the fault setting is read from (default process.env). */
+  env?: NodeJS.ProcessEnv;
 }): Promise<SimulatedFleet> {
   const { cloud, count } = options;
   const stateDir = cloud.paths.root;
   const registry = ThingRegistry.in(stateDir);
   const thingNames = Array.from({ length: count }, (_, index) => simulatedThingName(index));
+  const faults = parseSimulatedInstallFaults((options.env ?? process.env)[SIM_INSTALL_FAIL_ENV], thingNames);
   const agents: Agent[] = [];
+  const installers: Installer[] = [];
+  const stopAll = async () => {
+    for (const installer of installers) installer.stop();
+    await Promise.allSettled(agents.map((agent) => agent.stop()));
+  };
   const log = createJsonLog({ level: logLevelFromEnv() ?? 'warn', fields: { source: 'simulated-fleet' } });
   try {
     const setups = thingNames.map((thingName) => simulatedRobotSetup(stateDir, thingName));
@@ -81,6 +98,10 @@ export async function startSimulatedFleet(options: {
       }
     }
     if (provisioning > 0) options.say?.(`✓ ${provisioning} simulated robot${provisioning === 1 ? '' : 's'} registered by claim (${Date.now() - startedAt} ms); connecting with their own certificates`);
+    if (faults) {
+      const versions = faults.versions ? ` of ${[...faults.versions].join(', ')}` : '';
+      options.say?.(`! installs${versions} will fail on ${faults.robots.size} simulated robot${faults.robots.size === 1 ? '' : 's'} (${SIM_INSTALL_FAIL_ENV}): ${[...faults.robots].join(', ')}`);
+    }
 
     for (const thingName of thingNames) {
       const stored = configs.get(thingName)!;
@@ -91,6 +112,23 @@ export async function startSimulatedFleet(options: {
       const agent = createAgent({ config, link, telemetry: createSimulatedTelemetry({ thingName }), log: robotLog });
       await agent.start();
       agents.push(agent);
+      // Software updates: restart = nothing, health = the link up (agent.json's install section, defaults).
+      const injection = simulatedInjection(thingName, faults);
+      const installer = await startAgentInstaller({
+        config: { thingName, install: { ...config.install, restart: [], healthChecks: [], injectFailure: injection.injectFailure } },
+        agent: {
+          report: (event) => {
+            injection.observe(event);
+            return agent.report(event);
+          },
+          onLinkUp: (listener) => agent.onLinkUp(listener),
+          onCommand: (request, handler) => agent.onCommand(request, handler),
+        },
+        link,
+        log: robotLog.child({ component: 'installer' }),
+        env: {},
+      });
+      installers.push(installer);
       const firstBoot = firstBoots.get(thingName);
       // The first connection with the robot's own certificate makes it `provisioned` (as agent/main.ts does).
       if (firstBoot) {
@@ -101,13 +139,11 @@ export async function startSimulatedFleet(options: {
       }
     }
   } catch (error) {
-    await Promise.allSettled(agents.map((agent) => agent.stop()));
+    await stopAll();
     throw error;
   }
   return {
     thingNames,
-    async stop() {
-      await Promise.allSettled(agents.map((agent) => agent.stop()));
-    },
+    stop: stopAll,
   };
 }

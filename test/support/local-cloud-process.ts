@@ -80,6 +80,8 @@ export async function startCloudProcess(options: {
   env?: Record<string, string>;
   /** Extra node flags, e.g. `--cpu-prof` to profile the cloud under a benchmark. */
   nodeArgs?: string[];
+  /** How long to wait for "Ready:" (default 120 s; a large simulated fleet provisions itself first). */
+  readyTimeoutMs?: number;
 }): Promise<CloudProcess> {
   const child = spawn(NODE, [...(options.nodeArgs ?? []), ...tsx('local/main.ts', '--robots', String(options.robots ?? 0))], {
     cwd: ROOT,
@@ -100,7 +102,7 @@ export async function startCloudProcess(options: {
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   await waitFor(() => output.includes('Ready:'), {
-    timeoutMs: 120_000,
+    timeoutMs: options.readyTimeoutMs ?? 120_000,
     what: 'the local cloud to be ready',
     failFast: () => (child.exitCode !== null ? `it exited with ${child.exitCode}:\n${output}` : undefined),
   });
