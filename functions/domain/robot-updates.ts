@@ -1,4 +1,4 @@
-import { parseBatchJobId, type DeploymentKind } from '../../schemas/deployments.js';
+import { parseBatchJobId, ROBOT_UPDATE_EVENT_TYPES, type DeploymentKind } from '../../schemas/deployments.js';
 import type { DomainEvent, EventOf } from '../../schemas/index.js';
 
 /**
@@ -58,15 +58,7 @@ export type UpdateEvent = EventOf<
   | 'SoftwareVersionReported'
 >;
 
-const UPDATE_EVENT_TYPES: ReadonlySet<DomainEvent['type']> = new Set([
-  'RobotUpdateQueued',
-  'RobotUpdateDeferred',
-  'RobotUpdateStarted',
-  'RobotUpdateSucceeded',
-  'RobotUpdateFailed',
-  'RobotUpdateRolledBack',
-  'SoftwareVersionReported',
-]);
+const UPDATE_EVENT_TYPES: ReadonlySet<DomainEvent['type']> = new Set([...ROBOT_UPDATE_EVENT_TYPES, 'SoftwareVersionReported']);
 
 export function isUpdateEvent(event: DomainEvent): event is UpdateEvent {
   return UPDATE_EVENT_TYPES.has(event.type);
