@@ -8,11 +8,11 @@ import { ReleaseManifest, ReleaseSummary, ReleaseVersion, Sha256 } from '../sche
 import {
   MissingObjectsError,
   ObjectHashMismatchError,
-  ReleaseConflictError,
+  sameOrConflict,
   type ArtifactStore,
   type ObjectSource,
 } from '../functions/app/deployments/artifact-store.js';
-import { manifestObject, objectsOf, parseStoredManifest, releaseSummary, sameReleaseContent } from '../functions/app/deployments/release-manifest.js';
+import { manifestObject, objectsOf, parseStoredManifest, releaseSummary } from '../functions/app/deployments/release-manifest.js';
 import type { PlainResponse } from './http-gateway.js';
 
 /**
@@ -124,7 +124,7 @@ export class LocalArtifactStore implements ArtifactStore {
   async putRelease(input: ReleaseManifest): Promise<{ summary: ReleaseSummary; created: boolean }> {
     const manifest = ReleaseManifest.parse(input);
     const existing = await this.getRelease(manifest.version);
-    if (existing) return this.sameOrConflict(manifest, existing);
+    if (existing) return sameOrConflict(manifest, existing);
     const have = await this.hasObjects(objectsOf(manifest));
     const missing = objectsOf(manifest).filter((sha) => !have.has(sha));
     if (missing.length > 0) throw new MissingObjectsError(manifest.version, missing);
@@ -140,7 +140,7 @@ export class LocalArtifactStore implements ArtifactStore {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const winner = await this.getRelease(manifest.version);
       if (!winner) throw error;
-      return this.sameOrConflict(manifest, winner);
+      return sameOrConflict(manifest, winner);
     } finally {
       await unlink(temp).catch(() => undefined);
     }
@@ -213,14 +213,6 @@ export class LocalArtifactStore implements ArtifactStore {
 
   private releaseFile(version: string): string {
     return join(this.root, 'releases', `${ReleaseVersion.parse(version)}.json`);
-  }
-
-  private sameOrConflict(
-    manifest: ReleaseManifest,
-    existing: { summary: ReleaseSummary; manifest: ReleaseManifest },
-  ): { summary: ReleaseSummary; created: boolean } {
-    if (!sameReleaseContent(manifest, existing.manifest)) throw new ReleaseConflictError(manifest.version, existing.summary.manifestSha256);
-    return { summary: existing.summary, created: false };
   }
 
   private sign(sha256: string, expires: number): string {

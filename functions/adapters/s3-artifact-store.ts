@@ -13,11 +13,11 @@ import { ReleaseManifest, ReleaseSummary, ReleaseVersion, Sha256 } from '../../s
 import {
   MissingObjectsError,
   ObjectHashMismatchError,
-  ReleaseConflictError,
+  sameOrConflict,
   type ArtifactStore,
   type ObjectSource,
 } from '../app/deployments/artifact-store.js';
-import { manifestObject, objectsOf, parseStoredManifest, releaseSummary, sameReleaseContent } from '../app/deployments/release-manifest.js';
+import { manifestObject, objectsOf, parseStoredManifest, releaseSummary } from '../app/deployments/release-manifest.js';
 
 /**
  * The artifact store on S3 (issue 12): `objects/<sha256>` (files and manifests) and `releases/<version>.json`
@@ -192,12 +192,4 @@ function bodyOf(source: ObjectSource): Readable | Uint8Array {
 
 function isNotFound(error: unknown): boolean {
   return error instanceof S3ServiceException && (error.name === 'NotFound' || error.name === 'NoSuchKey' || error.$metadata.httpStatusCode === 404);
-}
-
-function sameOrConflict(
-  manifest: ReleaseManifest,
-  existing: { summary: ReleaseSummary; manifest: ReleaseManifest },
-): { summary: ReleaseSummary; created: boolean } {
-  if (!sameReleaseContent(manifest, existing.manifest)) throw new ReleaseConflictError(manifest.version, existing.summary.manifestSha256);
-  return { summary: existing.summary, created: false };
 }

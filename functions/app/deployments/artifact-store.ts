@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { ReleaseManifest, ReleaseSummary } from '../../../schemas/deployments.js';
+import { sameReleaseContent } from './release-manifest.js';
 
 /**
  * The artifact store of releases (issue 12): file objects named by their SHA-256, each release's manifest (an object
@@ -78,3 +79,15 @@ export class MissingObjectsError extends Error {
 
 /** How long a robot's download URLs work: a batch over a slow link fits, a leaked URL soon stops working. */
 export const DEFAULT_URL_TTL_SECONDS = 15 * 60;
+
+/**
+ * putRelease's answer for a version already stored: the stored release when the content is the same (nothing
+ * created), else a ReleaseConflictError naming the version. Both stores answer a race's loser the same way.
+ */
+export function sameOrConflict(
+  manifest: ReleaseManifest,
+  existing: { readonly summary: ReleaseSummary; readonly manifest: ReleaseManifest },
+): { summary: ReleaseSummary; created: boolean } {
+  if (!sameReleaseContent(manifest, existing.manifest)) throw new ReleaseConflictError(manifest.version, existing.summary.manifestSha256);
+  return { summary: existing.summary, created: false };
+}
