@@ -136,15 +136,8 @@ export function outcomeOfFailure(reason: string): RobotOutcome {
 
 // ---- start ----
 
-export interface StartInput {
-  readonly deploymentId: string;
-  readonly kind: DeploymentKind;
-  readonly parentDeploymentId: string | null;
-  readonly release: ReleaseRef;
-  readonly strategy: DeploymentStrategy;
-  readonly targets: DeploymentTargets;
-  readonly note: string | null;
-  readonly createdBy: string;
+export interface StartInput
+  extends Pick<DeploymentHead, 'deploymentId' | 'kind' | 'parentDeploymentId' | 'release' | 'strategy' | 'targets' | 'note' | 'createdBy'> {
   readonly at: string;
   /** Robots per batch (the plan's batches; none empty, at least one). */
   readonly batchSizes: readonly number[];
