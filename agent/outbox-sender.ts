@@ -32,7 +32,10 @@ import {
  * - Dropped events are reported once the link is up, as an `EventsDropped { count }` put into the queue itself (so
  *   it is acknowledged end to end like any event), and before the next drain: making room for it may drop the
  *   oldest, and those need not go out. At most one report is being queued at a time (`reportingDropped`).
- * - A failed publish stops the drain until the next connection; events stay queued.
+ * - A failed publish never loses or strands events: on a link that dropped, the drain stops until the next
+ *   connection (which sends everything unacknowledged again); on a link still up (the PUBACK timed out: a broker or
+ *   cloud slow under load), the batch counts as sent and unanswered, so the core's ack deadline sends it again, with
+ *   its growing backoff — never a stop that only a reconnection would end, and no hammering either.
  * - Nothing runs after `stop()`: no drain, no timer, no report; `idle()` covers what was under way.
  */
 export class OutboxSender {
@@ -232,6 +235,14 @@ export class OutboxSender {
         await link.publish(topic, JSON.stringify(message), 1);
       } catch (error) {
         if (!this.running || this.state === undefined) return;
+        if (link.isConnected) {
+          log.warn('publishing events failed on a live connection; they go again at the ack deadline', {
+            error,
+            pending: queue.stats().pending,
+          });
+          this.arm(this.state.deadline);
+          return;
+        }
         this.state = linkDown(this.state);
         this.disarm();
         log.warn('event delivery stopped until the next connection; events stay queued', {

@@ -33,6 +33,8 @@ class FakeLink extends EventEmitter<LinkEvents> implements Link {
   readonly handlers = new Map<string, MessageHandler>();
   /** When set, every publish to a topic it matches fails (the broker never acknowledges). */
   failing: RegExp | undefined;
+  /** With `failing`: the failure is the connection dropping (the publish rejects, and the link is down). */
+  dropOnFailure = false;
   attempts = 0;
 
   async start() {
@@ -54,7 +56,10 @@ class FakeLink extends EventEmitter<LinkEvents> implements Link {
   async publish(topic: string, payload: string | Uint8Array, qos: QoS) {
     this.attempts += 1;
     if (!this.isConnected) throw new Error('not connected');
-    if (this.failing?.test(topic)) throw new Error('publish timed out');
+    if (this.failing?.test(topic)) {
+      if (this.dropOnFailure) this.drop();
+      throw new Error(this.dropOnFailure ? 'connection lost' : 'publish timed out');
+    }
     this.published.push({ topic, payload: JSON.parse(String(payload)) as Record<string, unknown>, qos });
   }
 
@@ -515,22 +520,40 @@ describe('agent runtime: events', () => {
     expect(link.eventsSent().slice(3).map((sentEvent) => sentEvent.eventId)).toEqual(eventIds(2, 3));
   });
 
-  it('keeps an event whose publish fails, stops until the next connection, then sends in order after a reconnect', async () => {
-    const running = await startAgent();
+  it('keeps an event whose publish fails on a live connection and sends it again at the ack deadline, without a reconnect', async () => {
+    // The PUBACK timed out (a broker slow under load) but the connection is up: nothing will reconnect it.
+    const running = await startAgent({ delivery: { ackTimeoutMs: 2_000 } });
     link.connect();
     link.failing = /\/events$/;
     await running.report(event(1));
+    await expect.poll(() => log.messages('warn').includes('publishing events failed on a live connection; they go again at the ack deadline'), { message: 'the failure' }).toBe(true);
+    expect(queue?.stats().pending).toBe(1);
+    const eventPublishes = () => link.attempts - link.on_(TELEMETRY_TOPIC).length;
+    // No hammering: nothing more until the deadline.
+    await advance(1_999);
+    expect(eventPublishes()).toBe(1);
+    link.failing = undefined;
+    await advance(1);
+    await expect.poll(() => link.eventsSent().map((sentEvent) => sentEvent.eventId), { message: 'the resend at the deadline' }).toEqual(eventIds(1, 1));
+    await running.report(event(2));
+    await expect.poll(() => link.eventsSent().length, { message: 'the next event' }).toBe(2);
+    expect(link.eventsSent().map((sentEvent) => sentEvent.eventId)).toEqual(eventIds(1, 2));
+    expect(queue?.stats().pending).toBe(2);
+  });
+
+  it('keeps an event whose publish fails on a dropped link, stops until the next connection, then sends in order', async () => {
+    const running = await startAgent();
+    link.connect();
+    link.failing = /\/events$/;
+    link.dropOnFailure = true;
+    await running.report(event(1));
     await expect.poll(() => log.messages('warn').includes('event delivery stopped until the next connection; events stay queued'), { message: 'the failure' }).toBe(true);
     expect(queue?.stats().pending).toBe(1);
-    const attemptsAfterFailure = link.attempts;
-    // Still connected, but sending waits for the next connection: no hammering a broker that just failed us.
     await running.report(event(2));
     await advance(60_000);
-    expect(link.attempts - attemptsAfterFailure).toBe(link.on_(TELEMETRY_TOPIC).length - 1);
-    expect(queue?.stats().pending).toBe(2);
+    expect(link.eventsSent()).toEqual([]);
 
     link.failing = undefined;
-    link.drop();
     link.connect();
     await expect.poll(() => link.eventsSent().length === 2, { message: 'the events after the reconnect' }).toBe(true);
     expect(link.eventsSent().map((sentEvent) => sentEvent.eventId)).toEqual(eventIds(1, 2));
