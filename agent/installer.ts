@@ -64,7 +64,10 @@ export class Installer {
   /** A pre-switch install found at boot: it resumes when its job execution comes back. */
   private resumable: InstallRecord | undefined;
   private readonly deferred = new Set<string>();
-  /** Jobs this process carried to their end: a stale notification of one (Jobs not caught up yet) is ignored. */
+  /**
+   * Executions (job id and execution number: `executionKey`) this process carried to their end: a stale notification
+   * of one (Jobs not caught up yet) is ignored; a retry of the job by IoT Jobs is a new execution number, so it runs.
+   */
   private readonly finished = new Set<string>();
   private stopped = false;
   private unsubscribe: (() => void) | undefined;
@@ -117,18 +120,20 @@ export class Installer {
 
   private onNext(execution: JobExecution | undefined): void {
     if (!execution || this.stopped) return;
-    if (execution.jobId === this.handling || execution.jobId === this.queued || this.finished.has(execution.jobId)) return;
+    if (execution.jobId === this.handling || execution.jobId === this.queued || this.finished.has(executionKey(execution))) return;
     if (execution.status !== 'QUEUED' && execution.status !== 'IN_PROGRESS') return;
     this.queued = execution.jobId;
     this.enqueue(async () => {
       this.queued = undefined;
-      if (this.finished.has(execution.jobId)) return; // settled by the boot decision queued before it
+      if (this.finished.has(executionKey(execution))) return; // settled by the boot decision queued before it
       this.handling = execution.jobId;
       try {
         await this.handle(execution);
       } finally {
         this.handling = undefined;
       }
+      // A notification that came while this job ran was ignored (e.g. Jobs' retry of it after FAILED): ask again.
+      if (!this.stopped) await this.options.jobs.askNext();
     });
   }
 
@@ -145,7 +150,7 @@ export class Installer {
       const message = `not an install job: ${issue?.path.join('.') || '(document)'}: ${issue?.message ?? 'invalid'}`.slice(0, 500);
       log.warn('job rejected', { jobId: execution.jobId, message });
       await jobs.update(execution.jobId, { status: 'REJECTED', statusDetails: { reason: 'INVALID_DOCUMENT', message } });
-      this.tell({ jobId: execution.jobId, result: 'rejected' });
+      this.tell({ jobId: execution.jobId, executionNumber: execution.executionNumber, result: 'rejected' });
       return;
     }
     const document = parsed.data;
@@ -188,7 +193,12 @@ export class Installer {
   }
 
   private tell(outcome: InstallOutcome): void {
-    this.finished.add(outcome.jobId);
+    this.finished.add(executionKey(outcome));
     for (const listener of this.outcomes) listener(outcome);
   }
+}
+
+/** One execution of a job: IoT Jobs gives a retry of a FAILED or TIMED_OUT execution a new execution number. */
+function executionKey(execution: { readonly jobId: string; readonly executionNumber?: number | undefined }): string {
+  return `${execution.jobId}#${execution.executionNumber ?? 0}`;
 }

@@ -55,7 +55,7 @@ export class InstallEnding {
     await this.parts.store.clear();
     log.info('install succeeded', { jobId: record.jobId, version: record.version, filesFetched: record.filesFetched, bytesFetched: record.bytesFetched });
     await this.prune(record).catch((error: unknown) => log.warn('pruning old versions failed', { error }));
-    this.parts.ended({ jobId: record.jobId, result: 'succeeded' });
+    this.parts.ended({ jobId: record.jobId, executionNumber: record.executionNumber, result: 'succeeded' });
   }
 
   /** Switches back to fromVersion when the switch may have happened, then reports the failure. */
@@ -93,7 +93,7 @@ export class InstallEnding {
     });
     await this.parts.status.terminal(record.jobId, { status: 'FAILED', statusDetails: { reason: failure.reason, step, ...(detail ? { detail: detail.replace(/\p{C}/gu, ' ') } : {}) } });
     await this.parts.store.clear();
-    this.parts.ended({ jobId: record.jobId, result: 'failed', reason: failure.reason });
+    this.parts.ended({ jobId: record.jobId, executionNumber: record.executionNumber, result: 'failed', reason: failure.reason });
   }
 
   private async prune(record: InstallRecord): Promise<void> {

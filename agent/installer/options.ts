@@ -37,6 +37,8 @@ export interface InstallJobs {
   start(): Promise<void>;
   stop(): void;
   onNext(listener: (execution: JobExecution | undefined) => void): () => void;
+  /** Asks Jobs for the next pending execution; the onNext listeners hear the answer. */
+  askNext(): Promise<void>;
   startNext(request: { readonly stepTimeoutInMinutes?: number; readonly statusDetails?: Record<string, string> }): Promise<JobExecution | undefined>;
   update(jobId: string, update: UpdateRequest): Promise<UpdateOutcome>;
 }
@@ -61,6 +63,8 @@ export interface InstallerOptions {
 
 export interface InstallOutcome {
   readonly jobId: string;
+  /** The execution (attempt) that ended: a retry of the job by IoT Jobs is another execution number. */
+  readonly executionNumber: number | undefined;
   readonly result: 'succeeded' | 'failed' | 'rejected';
   readonly reason?: InstallFailureReason | undefined;
 }

@@ -171,6 +171,22 @@ describe('installer on real folders', () => {
     expect(r.events.at(-1)).toMatchObject({ type: 'UpdateFailed', data: { reason: 'INJECTED', step: 'switched', runningVersion: null } });
   });
 
+  it('a job IoT Jobs retries after FAILED runs again as a new execution: failed, then succeeded, each reported once', async () => {
+    // The restart fails the first time only (it leaves a mark for the second).
+    const r = await robot({ restartCommands: ['test -f ../../tried || { touch ../../tried; false; }'] });
+    const v1 = makeRelease('1.0.0', { x: 'retried' });
+    server.add(v1);
+    r.jobs.queue('job-r', document(v1), { retries: 1 });
+    await expect.poll(() => r.jobs.status('job-r')).toBe('SUCCEEDED');
+    expect(r.events.map((e) => [e.type, e.eventId])).toEqual([
+      ['UpdateStarted', 'upd-job-r-e1-started'],
+      ['UpdateFailed', 'upd-job-r-e1-failed'],
+      ['UpdateStarted', 'upd-job-r-e2-started'],
+      ['UpdateSucceeded', 'upd-job-r-e2-succeeded'],
+    ]);
+    expect(await readlink(join(r.root, 'current'))).toBe('versions/1.0.0');
+  });
+
   it('rejects a job that is not an install job, naming the problem', async () => {
     const r = await robot();
     expect(await r.install('job-x', { operation: 'reboot' })).toMatchObject({ result: 'rejected' });

@@ -5,13 +5,15 @@ import type { JobExecution, UpdateOutcome, UpdateRequest } from '../../agent/job
 /**
  * An in-memory IoT Jobs for one robot, as the installer sees it (agent/installer.ts InstallJobs): a queue of job
  * executions with AWS's statuses and rules (start-next starts the first pending one; an update of a terminal execution
- * is `terminal`). With `file`, the executions are kept in that JSON file, so a test's child process that is SIGKILLed
+ * is `terminal`; a job queued with `retries` is queued again as a new execution number after FAILED, and the robot told
+ * at once, as Jobs' retry criteria do). With `file`, the executions are kept in that JSON file, so a test's child process that is SIGKILLed
  * and started again finds its job where Jobs would have it.
  */
 export class FakeInstallJobs implements InstallJobs {
   private listener: ((execution: JobExecution | undefined) => void) | undefined;
   readonly updates: { jobId: string; update: UpdateRequest }[] = [];
   private executions: JobExecution[] = [];
+  private readonly retriesLeft = new Map<string, number>();
 
   constructor(private readonly file?: string) {
     if (file) {
@@ -24,7 +26,8 @@ export class FakeInstallJobs implements InstallJobs {
   }
 
   /** Queues a job and tells the robot (notify-next) if it is the next one. */
-  queue(jobId: string, jobDocument: unknown): void {
+  queue(jobId: string, jobDocument: unknown, options: { readonly retries?: number } = {}): void {
+    if (options.retries) this.retriesLeft.set(jobId, options.retries);
     this.executions.push({ jobId, status: 'QUEUED', jobDocument, versionNumber: 1, executionNumber: this.executions.length + 1 });
     this.save();
     if (this.next()?.jobId === jobId) this.listener?.(this.next());
@@ -49,6 +52,9 @@ export class FakeInstallJobs implements InstallJobs {
     this.listener = listener;
     return () => void (this.listener = undefined);
   }
+  async askNext(): Promise<void> {
+    this.listener?.(this.next());
+  }
   async startNext(): Promise<JobExecution | undefined> {
     const next = this.next();
     if (!next) return undefined;
@@ -61,6 +67,14 @@ export class FakeInstallJobs implements InstallJobs {
     if (!execution) return 'not-found';
     if (!['QUEUED', 'IN_PROGRESS'].includes(execution.status)) return 'terminal';
     this.replace({ ...execution, status: update.status, statusDetails: update.statusDetails, versionNumber: execution.versionNumber + 1 });
+    const retries = this.retriesLeft.get(jobId) ?? 0;
+    if (update.status === 'FAILED' && retries > 0) {
+      this.retriesLeft.set(jobId, retries - 1);
+      const executionNumber = Math.max(...this.executions.map((e) => e.executionNumber ?? 0)) + 1;
+      this.replace({ ...execution, status: 'QUEUED', statusDetails: undefined, versionNumber: 1, executionNumber });
+      this.listener?.(this.next()); // at once, while the robot is still ending the failed attempt
+      return 'accepted';
+    }
     if (update.status !== 'IN_PROGRESS') queueMicrotask(() => this.listener?.(this.next()));
     return 'accepted';
   }
