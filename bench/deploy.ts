@@ -14,7 +14,7 @@
  * Aims (the issue): ≥ 95 % fewer bytes than a full copy, 100 % success without injected faults, the rollback of the
  * updated robots within 60 s. Exits 1 when a phase does not end as it should.
  */
-import '../local/quiet-node-warning.js';
+import '../local/process-env.js';
 import { createCipheriv, createHash, randomUUID } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -8,6 +8,7 @@
  * p50/p99 and the retries. Aim: 100 % provisioned, hook p99 ≤ 500 ms.
  * `--hook-only` measures the hook alone (bench/provision-hook.ts).
  */
+import '../local/process-env.js';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';

@@ -1,3 +1,4 @@
+import './process-env.js';
 import { hostname } from 'node:os';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -343,10 +344,6 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     });
     process.env.POWERTOOLS_SERVICE_NAME ??= 'heartbeat-local';
     process.env.POWERTOOLS_METRICS_NAMESPACE ??= 'LekiwiHeartbeatLocal';
-    process.env.POWERTOOLS_LOG_LEVEL ??= process.env.LOG_LEVEL ?? 'WARN';
-    process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
-    process.env.POWERTOOLS_TRACE_ENABLED ??= 'false';
-    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
     const functions = await step('Lambda handlers', async () => ({
       httpApi: await loadFunction<unknown, APIGatewayProxyResultV2>('http-api'),

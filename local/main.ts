@@ -1,4 +1,4 @@
-import './quiet-node-warning.js';
+import './process-env.js';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
