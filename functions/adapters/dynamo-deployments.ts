@@ -313,6 +313,7 @@ function toRobot(item: Record<string, unknown>): DeploymentRobot {
     finishedAt: (item.finishedAt as string | null | undefined) ?? null,
     outcomeSeq: (item.outcomeSeq as number | null | undefined) ?? null,
     rollbackDeploymentId: (item.rollbackDeploymentId as string | null | undefined) ?? null,
+    failedAttempts: (item.failedAttempts as string[] | undefined) ?? [],
   };
 }
 

@@ -254,6 +254,8 @@ export function updateQueuedEventId(jobId: string): string {
 function decideJobExecutionEnd(state: RobotState, command: Extract<RobotCommand, { type: 'RecordJobExecutionEnd' }>): DomainEvent[] {
   const current = state.deployment;
   if (command.status === 'SUCCEEDED' || !current || current.jobId !== command.jobId || jobEnded(state, command.jobId)) return [];
+  // An end from before the robot (re)started this job is an earlier attempt's, which Jobs retried and the robot reported.
+  if (current.state === 'installing' && Date.parse(command.at) < Date.parse(current.since)) return [];
   const stated = InstallFailureReason.safeParse(command.statusDetails?.reason);
   const reason = command.status === 'FAILED' ? (stated.success ? stated.data : undefined) : command.status;
   if (reason === undefined) return [];

@@ -5,7 +5,7 @@ import { actOnDeployment } from '../../functions/app/deployments/deployment-acti
 import { newDeploymentId } from '../../functions/app/deployments/deployment-ids.js';
 import { toDeploymentView } from '../../functions/app/deployments/deployment-view.js';
 import { onRobotUpdate, type UpdateEvent } from '../../functions/app/deployments/on-robot-update.js';
-import type { DeploymentDependencies, QueueRobotUpdate } from '../../functions/app/deployments/orchestrator.js';
+import { jobSpec, type DeploymentDependencies, type QueueRobotUpdate } from '../../functions/app/deployments/orchestrator.js';
 import { DeploymentTransitionRejected } from '../../functions/domain/deployment.js';
 import { fold, initialRobotState } from '../../functions/domain/robot-state.js';
 import { toRobotView } from '../../functions/domain/robot-view.js';
@@ -187,6 +187,36 @@ describe('recording outcomes', () => {
     expect(shown.robots.every((r) => r.state === 'succeeded')).toBe(true);
     expect((await store.readEvents(head.deploymentId)).filter((e) => e.type === 'DeploymentRobotOutcome')).toHaveLength(20);
   }, 180_000);
+
+  it('with retries, a failed attempt IoT Jobs retries is not the outcome: queued again, then counted by its last attempt', async () => {
+    const ids = robots('R', 2);
+    const d = deps(fleetOf(ids));
+    const { head } = await createDeployment(d, { release: '1.4.0', targets: { robotIds: ids }, strategy: { canary: 0, batchSize: 2, retries: 1 } }, 'eve');
+    const b0 = `${head.deploymentId}-b0`;
+    // One criterion for any failure: at most retries + 1 attempts, as the orchestrator counts them.
+    expect(jobSpec(head, 0, b0, ids).retry).toEqual({ criteriaList: [{ failureType: 'ALL', numberOfRetries: 1 }] });
+    const [a, b] = ids as [string, string];
+    // a: fails, is retried, succeeds. b: fails twice (its last attempt) — and a redelivery of its first failure changes nothing.
+    const aFirst = update('failed', head.deploymentId, b0, a);
+    expect(await onRobotUpdate(d, update('started', head.deploymentId, b0, a))).toBe('progress');
+    expect(await onRobotUpdate(d, aFirst)).toBe('retrying');
+    expect(await onRobotUpdate(d, aFirst)).toBe('duplicate');
+    let shown = await view(head.deploymentId);
+    expect(shown.robots.find((r) => r.robotId === a)).toMatchObject({ state: 'queued', reason: 'attempt 1 of 2 failed (HEALTH_CHECK_FAILED); IoT Jobs tries again' });
+    expect(shown.counts).toMatchObject({ failed: 0, inProgress: 2 });
+    expect(await onRobotUpdate(d, update('started', head.deploymentId, b0, a))).toBe('progress');
+    expect(await onRobotUpdate(d, update('succeeded', head.deploymentId, b0, a))).toBe('recorded');
+
+    const bFirst = update('failed', head.deploymentId, b0, b);
+    expect(await onRobotUpdate(d, bFirst)).toBe('retrying');
+    expect(await onRobotUpdate(d, update('failed', head.deploymentId, b0, b))).toBe('recorded');
+    expect(await onRobotUpdate(d, bFirst)).toBe('duplicate');
+    shown = await view(head.deploymentId);
+    expect(shown.state).toBe('completed');
+    expect(shown.counts).toMatchObject({ succeeded: 1, failed: 1, inProgress: 0 });
+    expect(shown.robots.find((r) => r.robotId === b)).toMatchObject({ state: 'failed', reason: 'HEALTH_CHECK_FAILED (attempt 2 of 2)' });
+    expect((await store.readEvents(head.deploymentId)).filter((e) => e.type === 'DeploymentRobotOutcome')).toHaveLength(2);
+  });
 
   it('records progress (installing) and keeps timing', async () => {
     const ids = robots('P', 1);

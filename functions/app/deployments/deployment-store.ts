@@ -29,6 +29,11 @@ export interface DeploymentRobot {
   /** The seq of its DeploymentRobotOutcome: the bulk rollback takes the successes at or before its own seq. */
   readonly outcomeSeq: number | null;
   readonly rollbackDeploymentId: string | null;
+  /**
+   * The event ids of its failed attempts that IoT Jobs retries (strategy.retries): such a failure is not the robot's
+   * outcome; the one after the last retry is. Ids, not a count, so a redelivered failure is not counted twice.
+   */
+  readonly failedAttempts: readonly string[];
 }
 
 export interface StoredDeployment {

@@ -12,7 +12,9 @@ import { decideAndCommit, runPendingEffects, type OrchestratorDependencies } fro
  * The orchestrator's input (issue 12): a robot's update event from the event log (its stream), recorded in the
  * deployment it names. Progress (queued, deferred, installing) only moves the robot's item; an outcome (succeeded,
  * failed, rolled back, canceled by Jobs) is a decision: counted once, then maybe a batch completes, the next opens,
- * the deployment aborts or completes — and the decision's effects are carried out.
+ * the deployment aborts or completes — and the decision's effects are carried out. A failure IoT Jobs retries
+ * (strategy.retries; FAILED or TIMED_OUT, one `ALL` retry criterion) is not an outcome: the robot goes back to queued,
+ * the attempt noted; the failure of its last attempt is.
  *
  * INVARIANTS
  * - idempotent: a redelivered event finds its robot's item final (`robot-final`) or its progress applied, and only
@@ -34,7 +36,10 @@ export function isUpdateEvent(event: RecordedEvent['event']): event is UpdateEve
   return (UPDATE_EVENT_TYPES as readonly string[]).includes(event.type);
 }
 
-export type UpdateHandling = 'progress' | 'recorded' | 'duplicate' | 'unknown-deployment' | 'not-targeted' | 'stale';
+export type UpdateHandling = 'progress' | 'retrying' | 'recorded' | 'duplicate' | 'unknown-deployment' | 'not-targeted' | 'stale';
+
+/** Failures IoT Jobs' retry criteria act on (FAILED, TIMED_OUT); a rejected, removed or canceled execution is not retried. */
+const NOT_RETRIED: readonly string[] = ['REJECTED', 'REMOVED', 'CANCELED'];
 
 export async function onRobotUpdate(deps: OrchestratorDependencies, event: UpdateEvent): Promise<UpdateHandling> {
   const { deploymentId } = event.data;
@@ -50,7 +55,17 @@ export async function onRobotUpdate(deps: OrchestratorDependencies, event: Updat
     return moved ? 'progress' : 'stale';
   }
 
-  const input = outcomeOf(event, robot);
+  const { retries } = stored.head.strategy;
+  if (event.type === 'RobotUpdateFailed' && !NOT_RETRIED.includes(event.data.reason) && (OPEN_ROBOT_STATES as readonly string[]).includes(robot.state)) {
+    if (robot.failedAttempts.includes(event.eventId)) return 'duplicate';
+    if (robot.failedAttempts.length < retries) {
+      const attempt = robot.failedAttempts.length + 1;
+      const reason = `attempt ${attempt} of ${retries + 1} failed (${failureReason(event)}); IoT Jobs tries again`.slice(0, 500);
+      const moved = await deps.store.progress(deploymentId, event.robotId, { state: 'queued', reason, failedAttempts: [...robot.failedAttempts, event.eventId] }, OPEN_ROBOT_STATES);
+      return moved ? 'retrying' : 'stale';
+    }
+  }
+  const input = outcomeOf(event, robot, retries);
   const batch = robot.batch;
   const { outcome, head } = await decideAndCommit(deps, deploymentId, input, {
     robot: (seq) => ({
@@ -97,11 +112,16 @@ function progressOf(
   }
 }
 
-function outcomeOf(event: Extract<UpdateEvent, { type: 'RobotUpdateSucceeded' | 'RobotUpdateFailed' | 'RobotUpdateRolledBack' }>, robot: DeploymentRobot) {
+function failureReason(event: Extract<UpdateEvent, { type: 'RobotUpdateFailed' }>): string {
+  return event.data.detail ? `${event.data.reason}: ${event.data.detail}` : event.data.reason;
+}
+
+function outcomeOf(event: Extract<UpdateEvent, { type: 'RobotUpdateSucceeded' | 'RobotUpdateFailed' | 'RobotUpdateRolledBack' }>, robot: DeploymentRobot, retries: number) {
   const base = { type: 'outcome' as const, robotId: event.robotId, batch: robot.batch ?? 0, at: event.at };
   if (event.type === 'RobotUpdateFailed') {
-    const reason = event.data.detail ? `${event.data.reason}: ${event.data.detail}` : event.data.reason;
-    return { ...base, outcome: outcomeOfFailure(event.data.reason), reason: reason.slice(0, 500), fromVersion: robot.fromVersion } satisfies DeploymentInput;
+    const attempts = robot.failedAttempts.length > 0 ? ` (attempt ${robot.failedAttempts.length + 1} of ${retries + 1})` : '';
+    const reason = `${failureReason(event).slice(0, 480)}${attempts}`;
+    return { ...base, outcome: outcomeOfFailure(event.data.reason), reason, fromVersion: robot.fromVersion } satisfies DeploymentInput;
   }
   return { ...base, outcome: 'succeeded' as const, reason: null, fromVersion: event.data.fromVersion ?? robot.fromVersion } satisfies DeploymentInput;
 }

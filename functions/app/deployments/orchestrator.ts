@@ -175,9 +175,8 @@ export function jobSpec(head: DeploymentHead, batch: number, jobId: string, robo
     document,
     description: `${head.kind === 'rollback' ? 'Rollback' : 'Deployment'} ${head.deploymentId} of ${head.release.version}, batch ${batch}`,
     timeout: { inProgressTimeoutInMinutes: strategy.robotTimeoutMinutes },
-    ...(strategy.retries > 0
-      ? { retry: { criteriaList: [{ failureType: 'FAILED' as const, numberOfRetries: strategy.retries }, { failureType: 'TIMED_OUT' as const, numberOfRetries: strategy.retries }] } }
-      : {}),
+    // One criterion for both kinds of failure, so a robot has at most retries + 1 attempts, as on-robot-update counts.
+    ...(strategy.retries > 0 ? { retry: { criteriaList: [{ failureType: 'ALL' as const, numberOfRetries: strategy.retries }] } } : {}),
     ...(abort
       ? {
           abort: {
@@ -269,5 +268,5 @@ async function createRollbackDeployment(
 }
 
 export function plannedItem(robot: { readonly robotId: string; readonly batch: number; readonly fromVersion: string | null }): DeploymentRobot {
-  return { ...robot, state: 'pending', reason: null, queuedAt: null, startedAt: null, finishedAt: null, outcomeSeq: null, rollbackDeploymentId: null };
+  return { ...robot, state: 'pending', reason: null, queuedAt: null, startedAt: null, finishedAt: null, outcomeSeq: null, rollbackDeploymentId: null, failedAttempts: [] };
 }

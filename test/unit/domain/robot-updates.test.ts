@@ -274,6 +274,18 @@ describe("robot updates: IoT Jobs' job-side ends", () => {
     expect(state.deployment).toBeNull();
   });
 
+  it("Jobs' end of an earlier attempt, arriving after the robot started the retry, is not the retry's end", () => {
+    const { state, log } = run([
+      queue(queued()),
+      agent(startedEvent(T0 + 1)),
+      agent(failedEvent(T0 + 2)),
+      agent(startedEvent(T0 + 5)),
+      jobEnd('FAILED', T0 + 3, JOB1, 0, { reason: 'HEALTH_CHECK_FAILED', step: 'restarted' }),
+    ]);
+    expect(terminalsOf(log, JOB1).map((event) => event.eventId)).toEqual([`failed-${JOB1}-${T0 + 2}`]);
+    expect(state.deployment).toMatchObject({ jobId: JOB1, state: 'installing' });
+  });
+
   it("a late word of the same attempt after a job-side end is not a second outcome", () => {
     const { state, log } = run([queue(queued()), jobEnd('TIMED_OUT', T0 + 1000), agent(startedEvent(T0 + 1)), agent(succeededEvent(T0 + 2))]);
     expect(terminalsOf(log, JOB1).map((event) => event.eventId)).toEqual([`job-end:${JOB1}:0`]);
