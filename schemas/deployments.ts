@@ -302,7 +302,13 @@ export type SoftwareStateData = z.infer<typeof SoftwareStateData>;
 
 /** The orchestrator queued the robot in a batch job (written to the robot's log by the cloud). */
 export const UpdateQueuedData = z
-  .object({ ...updateRef, kind: DeploymentKind, batch: z.number().int().nonnegative() })
+  .object({
+    ...updateRef,
+    kind: DeploymentKind,
+    batch: z.number().int().nonnegative(),
+    /** For a rollback: the deployment it undoes (the robot's RobotUpdateRolledBack names it). */
+    parentDeploymentId: DeploymentId.nullable().optional(),
+  })
   .strict();
 export type UpdateQueuedData = z.infer<typeof UpdateQueuedData>;
 

@@ -404,12 +404,13 @@ function decideAgentEvent(state: RobotState, agentEvent: AgentEvent): DomainEven
       // One terminal outcome per attempt: an end already recorded (IoT Jobs' timeout before the robot's late word) stands.
       if (jobEnded(state, agentEvent.data.jobId)) return [];
       if (agentEvent.data.kind === 'rollback') {
-        // The robot does not know which deployment its rollback undoes; the rollback deployment's record does.
+        // The robot does not know which deployment its rollback undoes; the orchestrator's RobotUpdateQueued said.
+        const current = state.deployment;
         return [
           event('RobotUpdateRolledBack', state, agentEvent.eventId, agentEvent.occurredAt, {
             ...agentEvent.data,
             kind: 'rollback',
-            parentDeploymentId: null,
+            parentDeploymentId: current?.jobId === agentEvent.data.jobId ? (current.parentDeploymentId ?? null) : null,
           }),
         ];
       }

@@ -24,6 +24,8 @@ export interface RobotUpdate {
   readonly state: 'queued' | 'deferred' | 'installing';
   /** When it entered that state. */
   readonly since: string;
+  /** For a rollback: the deployment it undoes, from the orchestrator's RobotUpdateQueued (the robot does not know it). */
+  readonly parentDeploymentId?: string | null;
 }
 
 export interface EndedJob {
@@ -105,6 +107,7 @@ export function evolveUpdates<S extends UpdateFields>(state: S, event: UpdateEve
       if (ended && !retried) return state;
       if (current && current.jobId !== jobId && isOlderJob(jobId, current.jobId)) return state;
       const step = event.type === 'RobotUpdateQueued' ? 'queued' : event.type === 'RobotUpdateDeferred' ? 'deferred' : 'installing';
+      const parentDeploymentId = event.type === 'RobotUpdateQueued' ? event.data.parentDeploymentId ?? null : current?.jobId === jobId ? current.parentDeploymentId ?? null : null;
       // The robot may start before the orchestrator's queue write lands (it hears of the job from IoT first).
       if (current?.jobId === jobId && step === 'queued') return state;
       const kind = 'kind' in event.data ? event.data.kind : current?.jobId === jobId ? current.kind : 'deploy';
@@ -115,6 +118,7 @@ export function evolveUpdates<S extends UpdateFields>(state: S, event: UpdateEve
         kind,
         state: step,
         since: current?.jobId === jobId && current.state === step ? current.since : event.at,
+        ...(parentDeploymentId ? { parentDeploymentId } : {}),
       };
       const recent = retried ? software.recent.filter((job) => job.jobId !== jobId) : software.recent;
       return { ...state, deployment: next, software: { ...software, recent } };

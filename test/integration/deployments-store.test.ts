@@ -65,7 +65,7 @@ function fleetOf(ids: readonly string[], traits: Record<string, Parameters<typeo
   );
 }
 
-let queued: { robotId: string; eventId: string; jobId: string }[] = [];
+let queued: { robotId: string; eventId: string; jobId: string; parentDeploymentId?: string | null | undefined }[] = [];
 let queueFails: (robotId: string) => boolean = () => false;
 afterEach(() => {
   queued = [];
@@ -74,7 +74,7 @@ afterEach(() => {
 
 const queueUpdate: QueueRobotUpdate = async ({ robotId, eventId, data }) => {
   if (queueFails(robotId)) throw new Error(`event log unavailable for ${robotId}`);
-  if (!queued.some((q) => q.eventId === eventId)) queued.push({ robotId, eventId, jobId: data.jobId });
+  if (!queued.some((q) => q.eventId === eventId)) queued.push({ robotId, eventId, jobId: data.jobId, parentDeploymentId: data.parentDeploymentId });
 };
 
 function deps(fleet: Fleet): DeploymentDependencies {
@@ -250,6 +250,9 @@ describe('abort, rollback, cancel', () => {
     expect(rollback.robots.map((r) => r.robotId).sort()).toEqual(ids.slice(0, 3));
     const rollbackJob = await jobs.describeJob(`${rollbackId}-b0`);
     expect(rollbackJob?.status).toBe('IN_PROGRESS');
+    // Each robot's log is told which deployment the rollback undoes (its RobotUpdateRolledBack will name it).
+    expect(queued.filter((q) => q.jobId === `${rollbackId}-b0`).map((q) => q.parentDeploymentId)).toEqual([id, id, id]);
+    expect(queued.filter((q) => q.jobId === `${id}-b0`).every((q) => q.parentDeploymentId === undefined)).toBe(true);
     // A robot in progress finishes after the abort: it is rolled back too, by a rollback of its own.
     await onRobotUpdate(d, update('succeeded', id, `${id}-b1`, ids[4]!));
     shown = await view(id);

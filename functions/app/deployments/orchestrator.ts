@@ -148,7 +148,14 @@ async function openBatch(deps: OrchestratorDependencies, head: DeploymentHead, b
       robotId,
       eventId: `queued:${jobId}:${robotId}`,
       at,
-      data: { deploymentId: head.deploymentId, jobId, version: head.release.version, kind: head.kind, batch },
+      data: {
+        deploymentId: head.deploymentId,
+        jobId,
+        version: head.release.version,
+        kind: head.kind,
+        batch,
+        ...(head.kind === 'rollback' ? { parentDeploymentId: head.parentDeploymentId } : {}),
+      },
     }),
   );
   const failed = results.filter((result) => result.status === 'rejected');

@@ -150,9 +150,16 @@ describe("robot updates: the robot's word", () => {
     expect(softwareOf(state).version).toBe('1.0.0');
   });
 
-  it('records the success of a rollback deployment as RobotUpdateRolledBack (its parent unknown to the robot)', () => {
-    const { log } = run([queue(queued(DEP2, JOB2, '1.0.0', 'rollback')), agent(succeededEvent(T0 + 1, DEP2, JOB2, '1.0.0', 'rollback'))]);
-    expect(log.at(-1)).toMatchObject({ type: 'RobotUpdateRolledBack', data: { kind: 'rollback', version: '1.0.0', parentDeploymentId: null } });
+  it('records the success of a rollback deployment as RobotUpdateRolledBack, naming the deployment it undoes (from the queue write)', () => {
+    const rollback = { ...queued(DEP2, JOB2, '1.0.0', 'rollback'), parentDeploymentId: DEP1 };
+    const { log } = run([queue(rollback), agent(succeededEvent(T0 + 1, DEP2, JOB2, '1.0.0', 'rollback'))]);
+    expect(log.at(-1)).toMatchObject({ type: 'RobotUpdateRolledBack', data: { kind: 'rollback', version: '1.0.0', parentDeploymentId: DEP1 } });
+    // A robot that started before the queue write landed has no RobotUpdateQueued (nothing to append), and a queue
+    // write without a parent (an older orchestrator) names none: null, not a guess (the rollback's record has it).
+    const late = run([agent(startedEvent(T0 + 1, DEP2, JOB2, '1.0.0')), queue(rollback, T0 + 2), agent(succeededEvent(T0 + 3, DEP2, JOB2, '1.0.0', 'rollback'))]);
+    expect(late.log.at(-1)).toMatchObject({ type: 'RobotUpdateRolledBack', data: { parentDeploymentId: null } });
+    const unknown = run([queue(queued(DEP2, JOB2, '1.0.0', 'rollback')), agent(succeededEvent(T0 + 1, DEP2, JOB2, '1.0.0', 'rollback'))]);
+    expect(unknown.log.at(-1)).toMatchObject({ type: 'RobotUpdateRolledBack', data: { parentDeploymentId: null } });
   });
 
   it('records the software version only when it changes', () => {
