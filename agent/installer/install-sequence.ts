@@ -160,10 +160,16 @@ export class InstallSequence {
     });
   }
 
-  /** Writes the record durably, then tells the job (progress) and the test hook; then an injected failure may fire. */
+  /**
+   * Writes the record durably, then tells the job (progress) and the test hook; then an injected failure may fire, and
+   * an install whose job Jobs has ended meanwhile (a force cancel, a timeout, a deletion) stops, to go back.
+   */
   private async persist(record: InstallRecord): Promise<void> {
     await this.parts.store.save(record);
     this.options.afterPersist?.(record.step);
+    const ended = this.parts.status.endedByJobs(record.jobId);
+    if (ended === 'terminal') throw new InstallError('CANCELED', 'IoT Jobs ended the job while it was installing (canceled with force, or timed out); going back');
+    if (ended === 'not-found') throw new InstallError('REMOVED', 'IoT Jobs no longer has the job (deleted while it was installing); going back');
     // `verified` is told to Jobs by the final SUCCEEDED itself.
     if (record.step !== 'verified') this.parts.status.progress(record.jobId, { status: 'IN_PROGRESS', statusDetails: stepStatusDetails(record.step, record.version) });
     if (record.step !== 'restarted') this.injectAt(record.step, record);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { silentLog } from '../../agent/adapters/json-log.js';
-import { Installer, type InstallerSettings, type InstallOutcome } from '../../agent/installer.js';
+import { Installer, type InstallerOptions, type InstallerSettings, type InstallOutcome } from '../../agent/installer.js';
 import { TeleoperationSignal } from '../../agent/installer/teleoperation-gate.js';
 import type { InstallJobDocument } from '../../schemas/deployments.js';
 import type { AgentEvent } from '../../schemas/device.js';
@@ -43,7 +43,7 @@ function document(release: FixtureRelease, overrides: Partial<InstallJobDocument
   };
 }
 
-async function robot(settings: Partial<InstallerSettings> = {}, teleoperation?: TeleoperationSignal) {
+async function robot(settings: Partial<InstallerSettings> = {}, teleoperation?: TeleoperationSignal, hooks: Pick<InstallerOptions, 'afterPersist'> = {}) {
   const root = await mkdtemp(join(tmpdir(), 'installer-'));
   dirs.push(root);
   const jobs = new FakeInstallJobs();
@@ -58,6 +58,7 @@ async function robot(settings: Partial<InstallerSettings> = {}, teleoperation?: 
     teleoperation,
     log: silentLog,
     fetchBackoff: { baseMs: 10, capMs: 50 },
+    ...hooks,
   });
   installer.onOutcome((o) => outcomes.push(o));
   installers.push(installer);
@@ -185,6 +186,24 @@ describe('installer on real folders', () => {
       ['UpdateSucceeded', 'upd-job-r-e2-succeeded'],
     ]);
     expect(await readlink(join(r.root, 'current'))).toBe('versions/1.0.0');
+  });
+
+  it('a job IoT Jobs cancels with force mid-install: the robot stops at its next step, goes back, and says CANCELED', async () => {
+    let jobs: FakeInstallJobs | undefined;
+    // The operator force-cancels just as the new version is switched in.
+    const r = await robot({ restartCommands: ['echo "$HEARTBEAT_VERSION" >> ../../restarts'] }, undefined, { afterPersist: (step) => step === 'restarted' && jobs?.forceCancel('job-2') });
+    jobs = r.jobs;
+    const v1 = makeRelease('1.0.0', { x: 'one' });
+    const v2 = makeRelease('2.0.0', { x: 'two' });
+    server.add(v1);
+    server.add(v2);
+    await r.install('job-1', document(v1));
+    expect(await r.install('job-2', document(v2))).toMatchObject({ result: 'failed', reason: 'CANCELED' });
+    expect(await readlink(join(r.root, 'current'))).toBe('versions/1.0.0');
+    expect(r.events.at(-1)).toMatchObject({ type: 'UpdateFailed', data: { reason: 'CANCELED', runningVersion: '1.0.0' } });
+    expect(r.jobs.status('job-2')).toBe('CANCELED');
+    // 2.0.0's services were started, then 1.0.0's again.
+    expect((await readFile(join(r.root, 'restarts'), 'utf8')).trim().split('\n')).toEqual(['1.0.0', '2.0.0', '1.0.0']);
   });
 
   it('rejects a job that is not an install job, naming the problem', async () => {

@@ -33,6 +33,12 @@ export class FakeInstallJobs implements InstallJobs {
     if (this.next()?.jobId === jobId) this.listener?.(this.next());
   }
 
+  /** CancelJob with force (or CancelJobExecution with force) on an execution, whatever its state: it is CANCELED. */
+  forceCancel(jobId: string): void {
+    const execution = this.execution(jobId);
+    if (execution) this.replace({ ...execution, status: 'CANCELED', versionNumber: execution.versionNumber + 1 });
+  }
+
   status(jobId: string): string | undefined {
     return this.executions.find((e) => e.jobId === jobId)?.status;
   }
