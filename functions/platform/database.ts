@@ -12,7 +12,8 @@ export function createPool(env: DatabaseEnv, options: { max?: number } = {}): pg
   // The server closing an idle connection (a failover, a proxy's idle timeout, a dropped test database) makes the pool
   // emit 'error'; unheard, that event would crash the whole process. The pool discards the client and the next
   // query opens a new one, so a warning is all it takes.
-  pool.on('error', (error) => logger.warn('Idle PostgreSQL connection closed by the server', { error }));
+  // Name and message only: pg hangs the whole client (its socket, parser state and type tables) on the error.
+  pool.on('error', (error) => logger.warn('Idle PostgreSQL connection closed by the server', { error: { name: error.name, message: error.message } }));
   return pool;
 }
 
