@@ -380,6 +380,9 @@ describe('the real agent process takes deployments', { timeout: 240_000 }, () =>
 
     // Each agent again, told to SIGKILL itself right after persisting its step (a power cut there).
     await Promise.all(running.map(stopAgent));
+    // Seen offline first: else the poll below may pass on the read model's view from before the stop, and the
+    // deployment find them offline a moment later (the stop's disconnect projected after it).
+    for (const robot of robots) await expect.poll(() => online(robot.thingName), { timeout: 90_000 }).toBe(false);
     running = robots.map((robot, i) => startAgent(robot.configFile, { HEARTBEAT_INSTALL_KILL_AFTER: INSTALL_STEPS[i]! }));
     for (const robot of robots) await expect.poll(() => online(robot.thingName), { timeout: 90_000 }).toBe(true);
     const id = await deploy('kill-2', ids, strategy);
