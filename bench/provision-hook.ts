@@ -14,6 +14,7 @@ import { DynamoFactoryRegistry, DynamoProvisioningClaims } from '../functions/ad
 import { preProvisioningHook, type HookResult } from '../functions/app/provisioning/pre-provisioning-hook.js';
 import { registerSerials } from '../functions/app/provisioning/register-serials.js';
 import { LOCAL_AWS, startDynamoDbLocal, type DynamoDbLocal } from '../local/dynamodb-local.js';
+import { countRequests } from './dynamo-requests.js';
 import { createEventLogTable, createFactoryTable } from '../local/tables.js';
 
 export interface HookBenchOptions {
@@ -39,34 +40,6 @@ const hookInput = (claimCertificateId: string, serial: string) => ({
   parameters: { SerialNumber: serial, Model: 'lekiwi' },
 });
 const ms = (value: number) => (Number.isFinite(value) ? `${value.toFixed(0)} ms` : '-');
-
-/** Counts every request the client sends (by operation) and the transactions cancelled by a conflict. */
-function countRequests(client: DynamoDBClient) {
-  const byOperation = new Map<string, number>();
-  let conflicts = 0;
-  client.middlewareStack.add(
-    (next, context) => async (args) => {
-      const operation = String(context.commandName ?? 'unknown').replace(/Command$/, '');
-      byOperation.set(operation, (byOperation.get(operation) ?? 0) + 1);
-      try {
-        return await next(args);
-      } catch (error) {
-        const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons ?? [];
-        if (reasons.some((reason) => reason.Code === 'TransactionConflict')) conflicts++;
-        throw error;
-      }
-    },
-    // `finalizeRequest` runs once per attempt, after the SDK's own retry middleware: each round trip is counted.
-    { step: 'finalizeRequest', name: 'benchRoundTrips' },
-  );
-  return {
-    snapshot: () => ({ byOperation: new Map(byOperation), conflicts }),
-    reset: () => {
-      byOperation.clear();
-      conflicts = 0;
-    },
-  };
-}
 
 export async function runHookBench(options: HookBenchOptions): Promise<number> {
   let dynamo: DynamoDbLocal | undefined;

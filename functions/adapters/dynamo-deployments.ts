@@ -19,6 +19,7 @@ import {
   type DeploymentPage,
   type DeploymentRobot,
   type DeploymentStore,
+  type InboxEntry,
   type NewDeployment,
   type PendingEffect,
   type StoredDeployment,
@@ -34,12 +35,14 @@ import type { DeploymentEffect, DeploymentHead } from '../domain/deployment.js';
  * - event:  pk `deployment#<id>`, sk `event#<0000000000 seq>`: the record's facts;
  * - effect: pk `deployment#<id>`, sk `effect#<seq>#<i>`: an effect decided and not yet done (deleted once done);
  * - marker: pk `deployment#<id>`, sk `marker#<name>`: a once-only step happened;
+ * - inbox:  pk `deployment#<id>`, sk `inbox#<entry id>`: a robot's word not yet folded into the head;
  * - list:   pk `deployments`, sk `<createdAt>#<id>`: GET /deployments newest first without a Scan;
  * - key:    pk `idempotency#<callerId>`, sk `<Idempotency-Key>`: the deployment a POST under that key created.
  *
  * INVARIANTS (app/deployments/deployment-store.ts): a commit is one TransactWriteItems — the head conditioned on its
- * revision, the robot's item on its state, the marker on its absence — so concurrent orchestrators never lose nor
- * double-count an outcome. A new deployment's robots and batches go first (in transactions of at most 100 items, each
+ * revision, each folded inbox entry on its existence and its robot's item on its state, the marker on its absence —
+ * so concurrent orchestrators never lose nor double-count an outcome; an inbox entry is put in one transaction with a
+ * check of its robot's item, so a word already counted is never queued again. A new deployment's robots and batches go first (in transactions of at most 100 items, each
  * robot item only over a still-untouched one), the head last: a half-created deployment is invisible and a repeat
  * finishes it.
  */
@@ -49,7 +52,9 @@ const HEAD_SK = 'head';
 const robotSk = (robotId: string) => `robot#${robotId}`;
 const batchSk = (batch: number) => `batch#${String(batch).padStart(5, '0')}`;
 const eventSk = (seq: number) => `event#${String(seq).padStart(10, '0')}`;
-const effectSk = (seq: number, i: number) => `effect#${String(seq).padStart(10, '0')}#${i}`;
+/** Sorted as decided: by the decision's last seq, then the effect's place in it (padded: a fold has many). */
+const effectSk = (seq: number, i: number) => `effect#${String(seq).padStart(10, '0')}#${String(i).padStart(3, '0')}`;
+const inboxSk = (id: string) => `inbox#${id}`;
 /** DynamoDB's TransactWriteItems limit. */
 const TRANSACTION_ITEMS = 100;
 
@@ -110,15 +115,17 @@ export class DynamoDeploymentStore implements DeploymentStore {
 
   async read(deploymentId: string): Promise<StoredDeployment | null> {
     const pk = partition(deploymentId);
-    const [headItem, effects] = await Promise.all([
+    const [headItem, effects, inbox] = await Promise.all([
       this.doc.send(new GetCommand({ TableName: this.tableName, Key: { pk, sk: HEAD_SK }, ConsistentRead: true })),
       this.queryAll(pk, 'effect#'),
+      this.queryAll(pk, 'inbox#'),
     ]);
     if (!headItem.Item) return null;
     return {
       head: headItem.Item.head as DeploymentHead,
       revision: headItem.Item.revision as number,
       pending: effects.map((item): PendingEffect => ({ id: item.sk as string, effect: item.effect as DeploymentEffect })),
+      inbox: inbox.map((item) => item.entry as InboxEntry),
     };
   }
 
@@ -157,7 +164,10 @@ export class DynamoDeploymentStore implements DeploymentStore {
         },
       },
     ];
-    if (commit.robot) items.push({ Update: this.robotUpdate(pk, commit.robot.robotId, commit.robot.set, commit.robot.from) });
+    for (const { inboxId, robot } of commit.folded ?? []) {
+      items.push({ Delete: { TableName: this.tableName, Key: { pk, sk: inboxSk(inboxId) }, ConditionExpression: 'attribute_exists(pk)' } });
+      items.push({ Update: this.robotUpdate(pk, robot.robotId, robot.set, robot.from) });
+    }
     if (commit.marker) {
       items.push({ Put: { TableName: this.tableName, Item: { pk, sk: `marker#${commit.marker}` }, ConditionExpression: 'attribute_not_exists(pk)' } });
     }
@@ -168,16 +178,52 @@ export class DynamoDeploymentStore implements DeploymentStore {
       return 'committed';
     } catch (error) {
       if (!isTransactionCanceled(error)) throw error;
-      // Item order: head, robot?, marker?, … — a final robot or an existing marker says "done before", whatever the head.
-      let index = 1;
-      if (commit.robot) {
-        if (reasonAt(error, index) === 'ConditionalCheckFailed') return 'robot-final';
-        index += 1;
-      }
-      if (commit.marker && reasonAt(error, index) === 'ConditionalCheckFailed') return 'marker-exists';
-      if (reasonAt(error, 0) === 'ConditionalCheckFailed' || (error.CancellationReasons ?? []).some((r) => r.Code === 'TransactionConflict')) return 'conflict';
+      // Item order: head, (inbox entry, robot) per folded entry, marker?, … — an existing marker says "done before".
+      const markerIndex = 1 + 2 * (commit.folded?.length ?? 0);
+      if (commit.marker && reasonAt(error, markerIndex) === 'ConditionalCheckFailed') return 'marker-exists';
+      // The head moved, another commit folded an entry first, or DynamoDB saw two transactions at once: decide again.
+      const reasons = error.CancellationReasons ?? [];
+      if (reasons.some((r) => r.Code === 'ConditionalCheckFailed' || r.Code === 'TransactionConflict')) return 'conflict';
       throw error;
     }
+  }
+
+  async enqueue(deploymentId: string, entry: InboxEntry): Promise<'queued' | 'robot-final' | 'already-queued'> {
+    const pk = partition(deploymentId);
+    const { robot } = entry;
+    const check = this.robotUpdate(pk, robot.robotId, {}, robot.from);
+    for (let attempt = 1; ; attempt += 1) {
+    try {
+      await this.doc.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            {
+              ConditionCheck: {
+                TableName: this.tableName,
+                Key: check.Key,
+                ConditionExpression: check.ConditionExpression,
+                ExpressionAttributeNames: { '#state': 'state' },
+                ExpressionAttributeValues: check.ExpressionAttributeValues,
+              },
+            },
+            { Put: { TableName: this.tableName, Item: { pk, sk: inboxSk(entry.id), entry }, ConditionExpression: 'attribute_not_exists(pk)' } },
+          ],
+        }),
+      );
+      return 'queued';
+    } catch (error) {
+      if (!isTransactionCanceled(error)) throw error;
+      if (reasonAt(error, 0) === 'ConditionalCheckFailed') return 'robot-final';
+      if (reasonAt(error, 1) === 'ConditionalCheckFailed') return 'already-queued';
+      // Another transaction on the same items at that moment (a commit folding this robot's other word): again.
+      if (attempt < 5 && (error.CancellationReasons ?? []).some((r) => r.Code === 'TransactionConflict')) continue;
+      throw error;
+    }
+    }
+  }
+
+  async dropInbox(deploymentId: string, inboxId: string): Promise<void> {
+    await this.doc.send(new DeleteCommand({ TableName: this.tableName, Key: { pk: partition(deploymentId), sk: inboxSk(inboxId) } }));
   }
 
   async progress(deploymentId: string, robotId: string, set: Partial<Omit<DeploymentRobot, 'robotId'>>, from: readonly RobotUpdateState[] = OPEN_ROBOT_STATES): Promise<boolean> {

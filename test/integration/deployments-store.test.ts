@@ -5,7 +5,8 @@ import { actOnDeployment } from '../../functions/app/deployments/deployment-acti
 import { newDeploymentId } from '../../functions/app/deployments/deployment-ids.js';
 import { toDeploymentView } from '../../functions/app/deployments/deployment-view.js';
 import { onRobotUpdate, type UpdateEvent } from '../../functions/app/deployments/on-robot-update.js';
-import { jobSpec, type DeploymentDependencies, type QueueRobotUpdate } from '../../functions/app/deployments/orchestrator.js';
+import { foldInbox, jobSpec, type DeploymentDependencies, type QueueRobotUpdate } from '../../functions/app/deployments/orchestrator.js';
+import { OPEN_ROBOT_STATES, type InboxEntry } from '../../functions/app/deployments/deployment-store.js';
 import { DeploymentTransitionRejected } from '../../functions/domain/deployment.js';
 import { fold, initialRobotState } from '../../functions/domain/robot-state.js';
 import { toRobotView } from '../../functions/domain/robot-view.js';
@@ -328,5 +329,54 @@ describe('abort, rollback, cancel', () => {
     const job = jobs.describeJob(`${id}-b1`);
     expect(await job).not.toBeNull();
     expect(InstallJobDocument.safeParse({ operation: 'heartbeat.install', deploymentId: id, kind: 'deploy', release: { version: '1.4.0', manifestSha256: 'b'.repeat(64), fileCount: 3, totalBytes: 300 }, policy: { healthCheckTimeoutSeconds: 60, stepTimeoutMinutes: 30 } }).success).toBe(true);
+  });
+});
+
+describe('the inbox (group commit of robots’ words)', () => {
+  const outcomeEntry = (deploymentId: string, robotId: string, outcome: 'succeeded' | 'failed', batch = 0): InboxEntry => ({
+    id: `outcome#${robotId}`,
+    input: { type: 'outcome', robotId, batch, outcome, reason: outcome === 'failed' ? 'HEALTH_CHECK_FAILED' : null, fromVersion: '1.3.0', at: '2026-12-01T10:05:00.000Z' },
+    robot: { robotId, from: OPEN_ROBOT_STATES, set: { state: outcome, finishedAt: '2026-12-01T10:05:00.000Z' } },
+  });
+
+  it('folds many waiting outcomes in one head write each FOLD_LIMIT, counting each once, with the seq of its fact on its item', async () => {
+    const ids = robots('G', 20);
+    const d = deps(fleetOf(ids));
+    const { head } = await createDeployment(d, { release: '1.4.0', targets: { robotIds: ids }, strategy: { canary: 0, batchSize: 20 } }, 'eve');
+    const before = (await store.read(head.deploymentId))!.revision;
+    // Twenty robots' words land before anyone folds (as when a batch finishes at once).
+    for (const id of ids) expect(await store.enqueue(head.deploymentId, outcomeEntry(head.deploymentId, id, 'succeeded'))).toBe('queued');
+    expect(await store.enqueue(head.deploymentId, outcomeEntry(head.deploymentId, ids[0]!, 'succeeded'))).toBe('already-queued');
+    expect(await foldInbox(d, head.deploymentId)).toBe(20);
+    const after = await store.read(head.deploymentId);
+    // Two commits (16 + 4), not twenty.
+    expect(after!.revision - before).toBe(2);
+    expect(after!.inbox).toEqual([]);
+    const shown = await view(head.deploymentId);
+    expect(shown.state).toBe('completed');
+    expect(shown.counts).toMatchObject({ succeeded: 20, inProgress: 0 });
+    const outcomes = (await store.readEvents(head.deploymentId)).filter((e) => e.type === 'DeploymentRobotOutcome');
+    expect(outcomes).toHaveLength(20);
+    const seqs = new Map(outcomes.map((e) => [(e.data as { robotId: string }).robotId, e.seq]));
+    for (const robot of await store.listRobots(head.deploymentId)) expect(robot.outcomeSeq).toBe(seqs.get(robot.robotId));
+    // Counted: the same word is refused at the door now.
+    expect(await store.enqueue(head.deploymentId, outcomeEntry(head.deploymentId, ids[3]!, 'failed'))).toBe('robot-final');
+  });
+
+  it('drops (and logs) an entry that can never apply, and folds the others', async () => {
+    const ids = robots('S', 3);
+    const logged: string[] = [];
+    const d = { ...deps(fleetOf(ids)), log: (_level: string, message: string) => void logged.push(message) };
+    const { head } = await createDeployment(d, { release: '1.4.0', targets: { robotIds: ids }, strategy: { canary: 0, batchSize: 3 } }, 'eve');
+    const stale: InboxEntry = { ...outcomeEntry(head.deploymentId, ids[0]!, 'succeeded'), robot: { robotId: ids[0]!, from: ['installing'], set: { state: 'succeeded' } } };
+    await store.progress(head.deploymentId, ids[0]!, { state: 'installing' }, ['pending', 'queued']);
+    expect(await store.enqueue(head.deploymentId, stale)).toBe('queued');
+    // The robot's item leaves the state the entry changes it from (nothing in the orchestrator does this; a bug might).
+    await store.progress(head.deploymentId, ids[0]!, { state: 'deferred' }, ['installing']);
+    for (const id of ids.slice(1)) await store.enqueue(head.deploymentId, outcomeEntry(head.deploymentId, id, 'succeeded'));
+    expect(await foldInbox(d, head.deploymentId)).toBe(2);
+    expect(logged).toContain('an inbox entry can never be folded: its robot is no longer in a state it changes from; dropped');
+    expect((await store.read(head.deploymentId))!.inbox).toEqual([]);
+    expect((await view(head.deploymentId)).counts).toMatchObject({ succeeded: 2 });
   });
 });

@@ -1,5 +1,5 @@
 import type { DeploymentRecordEvent, RobotUpdateState } from '../../../schemas/deployments.js';
-import type { DeploymentEffect, DeploymentHead } from '../../domain/deployment.js';
+import type { DeploymentEffect, DeploymentHead, DeploymentInput } from '../../domain/deployment.js';
 
 /**
  * Where a deployment's record lives (functions/adapters/dynamo-deployments.ts): its head (the decider's small state,
@@ -7,9 +7,13 @@ import type { DeploymentEffect, DeploymentHead } from '../../domain/deployment.j
  * decisions not yet carried out.
  *
  * The orchestrator runs concurrently for robots of one deployment; the store makes that safe by construction:
- * - a decision is one atomic commit: facts + new head + pending effects (+ the robot's item), conditioned on the
- *   head's revision it was made on (`conflict`: read again, decide again — optimistic, nothing lost);
- * - a robot's outcome is recorded only while its item is not final (`robot-final`: it was counted already);
+ * - a decision is one atomic commit: facts + new head + pending effects (+ the robots' items it changes), conditioned
+ *   on the head's revision it was made on (`conflict`: read again, decide again — optimistic, nothing lost);
+ * - a robot's word (its outcome, or its rollback's success in the parent) first goes into the deployment's inbox, with
+ *   no head write: accepted only while the robot's item is in the states it may leave (`robot-final`: counted
+ *   already) and once per robot and kind. A commit then folds many inbox entries into the head at once (each entry
+ *   deleted, each robot's item changed, in the same transaction), so a batch finishing together costs a few head
+ *   writes, not one contended write per robot (group commit);
  * - a once-only step (a rollback deployment noted in its parent) carries a marker that must not exist yet.
  */
 
@@ -41,6 +45,23 @@ export interface StoredDeployment {
   readonly revision: number;
   /** Effects recorded by a decision and not yet confirmed done, oldest first. */
   readonly pending: readonly PendingEffect[];
+  /** Robots' words not yet folded into the head. */
+  readonly inbox: readonly InboxEntry[];
+}
+
+/** A change of a robot's item, made only from the states `from`. */
+export interface RobotChange {
+  readonly robotId: string;
+  readonly from: readonly RobotUpdateState[];
+  readonly set: Partial<Omit<DeploymentRobot, 'robotId'>>;
+}
+
+/** A robot's word waiting to be decided: the input, and its robot item's change once it is. */
+export interface InboxEntry {
+  /** One per robot and kind: `outcome#<robotId>`, `rolled-back#<robotId>`. */
+  readonly id: string;
+  readonly input: Extract<DeploymentInput, { type: 'outcome' | 'robotRolledBack' }>;
+  readonly robot: RobotChange;
 }
 
 export interface PendingEffect {
@@ -63,13 +84,13 @@ export interface DeploymentCommit {
   readonly head: DeploymentHead;
   readonly events: readonly DeploymentRecordEvent[];
   readonly effects: readonly DeploymentEffect[];
-  /** The robot's item, changed only if it is in one of `from` (its outcome, once). */
-  readonly robot?: { readonly robotId: string; readonly from: readonly RobotUpdateState[]; readonly set: Partial<Omit<DeploymentRobot, 'robotId'>> };
+  /** Inbox entries this decision folds: each is deleted (it must still be there) and its robot change made. */
+  readonly folded?: readonly { readonly inboxId: string; readonly robot: RobotChange }[];
   /** Written with the commit; its existence refuses it (`marker-exists`). */
   readonly marker?: string;
 }
 
-export type CommitOutcome = 'committed' | 'conflict' | 'robot-final' | 'marker-exists';
+export type CommitOutcome = 'committed' | 'conflict' | 'marker-exists';
 
 export interface DeploymentPage {
   readonly items: readonly DeploymentHead[];
@@ -86,6 +107,13 @@ export interface DeploymentStore {
   readBatch(deploymentId: string, batch: number): Promise<string[]>;
   readEvents(deploymentId: string): Promise<DeploymentRecordEvent[]>;
   commit(commit: DeploymentCommit): Promise<CommitOutcome>;
+  /**
+   * Puts a robot's word in the inbox, only while its item is in `entry.robot.from` (`robot-final` otherwise) and the
+   * entry is not there yet (`already-queued`).
+   */
+  enqueue(deploymentId: string, entry: InboxEntry): Promise<'queued' | 'robot-final' | 'already-queued'>;
+  /** Removes an inbox entry that can never be folded (its robot's item left the states it changes from). */
+  dropInbox(deploymentId: string, inboxId: string): Promise<void>;
   /** A robot's progress (queued → deferred → installing), only from the states `from`; false when it is elsewhere. */
   progress(deploymentId: string, robotId: string, set: Partial<Omit<DeploymentRobot, 'robotId'>>, from: readonly RobotUpdateState[]): Promise<boolean>;
   /** The effect is carried out: forget it. */

@@ -6,7 +6,7 @@ import { logger, metrics, MetricUnit } from '../../platform/observability.js';
 import { readStreamItems } from '../live/stream-items.js';
 import type { StreamRecordReader } from '../ports.js';
 import { OPEN_ROBOT_STATES, type DeploymentRobot } from './deployment-store.js';
-import { decideAndCommit, runPendingEffects, type OrchestratorDependencies } from './orchestrator.js';
+import { DeploymentNotFound, runPendingEffects, tellDeployment, type OrchestratorDependencies } from './orchestrator.js';
 
 /**
  * The orchestrator's input (issue 12): a robot's update event from the event log (its stream), recorded in the
@@ -66,36 +66,36 @@ export async function onRobotUpdate(deps: OrchestratorDependencies, event: Updat
     }
   }
   const input = outcomeOf(event, robot, retries);
-  const batch = robot.batch;
-  const { outcome, head } = await decideAndCommit(deps, deploymentId, input, {
-    robot: (seq) => ({
+  const queued = await tellDeployment(deps, deploymentId, {
+    id: `outcome#${event.robotId}`,
+    input,
+    robot: {
       robotId: event.robotId,
       from: OPEN_ROBOT_STATES,
       set: {
         state: input.outcome,
         reason: input.reason,
         finishedAt: event.at,
-        outcomeSeq: seq,
         fromVersion: input.fromVersion,
         ...(robot.startedAt === null && input.outcome !== 'canceled' ? { startedAt: event.at } : {}),
       },
-    }),
+    },
   });
-  if (outcome === 'robot-final') logger.info('robot outcome already recorded', { deploymentId, robotId: event.robotId, batch });
+  if (queued === 'robot-final') logger.info('robot outcome already recorded', { deploymentId, robotId: event.robotId, batch: robot.batch });
   // The parent learns its robot is back (a rollback deployment's success), once, also when this is a redelivery.
+  const { head } = stored;
   if (head.kind === 'rollback' && head.parentDeploymentId && input.outcome === 'succeeded') {
-    await decideAndCommit(
-      deps,
-      head.parentDeploymentId,
-      { type: 'robotRolledBack', robotId: event.robotId, rollbackDeploymentId: deploymentId, at: event.at },
-      { robot: () => ({ robotId: event.robotId, from: ['succeeded'], set: { state: 'rolled-back', rollbackDeploymentId: deploymentId } }) },
-    ).catch((error: unknown) => {
-      if ((error as Error).name === 'DeploymentNotFound') return;
+    await tellDeployment(deps, head.parentDeploymentId, {
+      id: `rolled-back#${event.robotId}`,
+      input: { type: 'robotRolledBack', robotId: event.robotId, rollbackDeploymentId: deploymentId, at: event.at },
+      robot: { robotId: event.robotId, from: ['succeeded'], set: { state: 'rolled-back', rollbackDeploymentId: deploymentId } },
+    }).catch((error: unknown) => {
+      if (error instanceof DeploymentNotFound) return;
       throw error;
     });
   }
   await runPendingEffects(deps, deploymentId);
-  return outcome === 'committed' ? 'recorded' : 'duplicate';
+  return queued === 'queued' ? 'recorded' : 'duplicate';
 }
 
 /** The item change a progress event makes, and the states it may make it from (never backwards, never from final). */

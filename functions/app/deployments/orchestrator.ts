@@ -12,7 +12,7 @@ import { planRollback } from '../../domain/deployment-plan.js';
 import { settleConcurrently } from '../../platform/concurrency.js';
 import type { FleetQueries } from '../http/fleet-queries.js';
 import { rollbackDeploymentId } from './deployment-ids.js';
-import type { CommitOutcome, DeploymentCommit, DeploymentRobot, DeploymentStore, StoredDeployment } from './deployment-store.js';
+import type { CommitOutcome, DeploymentRobot, DeploymentStore, InboxEntry, StoredDeployment } from './deployment-store.js';
 import { JobsControlError, type JobSpec, type JobsControl } from './jobs-control.js';
 
 /**
@@ -58,6 +58,11 @@ export interface DeploymentDependencies extends OrchestratorDependencies {
 const QUEUE_CONCURRENCY = 16;
 /** Commits retried on conflict before the invocation gives up (the stream then redelivers). */
 const MAX_CONFLICTS = 50;
+/**
+ * Inbox entries one commit folds at most: each is two items of DynamoDB's 100 per transaction (the entry's delete,
+ * the robot's item), plus its facts (one to three) and effects (at most one each), plus the head.
+ */
+const FOLD_LIMIT = 16;
 
 export class DeploymentNotFound extends Error {
   override readonly name = 'DeploymentNotFound';
@@ -67,39 +72,106 @@ export class DeploymentNotFound extends Error {
 }
 
 /**
- * Decides `input` on the deployment as stored, commits, and retries on conflict. `robot` (optional) makes the commit
- * change that robot's item too, only from the given states. Returns the outcome and the head after it.
+ * Decides `input` (an engineer's action, a rollback's note) on the deployment as stored, commits, and retries on
+ * conflict. Returns the outcome and the head after it. Robots' words go through `tellDeployment` instead.
  */
 export async function decideAndCommit(
   deps: Pick<OrchestratorDependencies, 'store'>,
   deploymentId: string,
-  input: DeploymentInput | ((head: DeploymentHead) => DeploymentInput),
-  options: {
-    readonly robot?: (seqOfOutcome: number | null) => DeploymentCommit['robot'];
-    readonly marker?: string;
-  } = {},
+  input: DeploymentInput,
+  options: { readonly marker?: string } = {},
 ): Promise<{ readonly outcome: CommitOutcome; readonly head: DeploymentHead }> {
   for (let attempt = 0; attempt < MAX_CONFLICTS; attempt += 1) {
     const stored = await deps.store.read(deploymentId);
     if (!stored) throw new DeploymentNotFound(deploymentId);
-    const decision = decide(stored.head, typeof input === 'function' ? input(stored.head) : input);
+    const decision = decide(stored.head, input);
     const head = decision.events.reduce(evolve, stored.head);
-    const outcomeEvent = decision.events.find((event) => event.type === 'DeploymentRobotOutcome');
-    const robot = options.robot?.(outcomeEvent?.seq ?? null);
     const outcome = await deps.store.commit({
       deploymentId,
       expectedRevision: stored.revision,
       head,
       events: decision.events,
       effects: decision.effects,
-      ...(robot ? { robot } : {}),
       ...(options.marker ? { marker: options.marker } : {}),
     });
     if (outcome !== 'conflict') return { outcome, head: outcome === 'committed' ? head : stored.head };
-    // Many robots of one batch finish together: spread the retries so they do not collide again in step.
-    await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(250, 10 * 2 ** attempt)));
+    await spreadRetry(attempt);
   }
   throw new Error(`${deploymentId}: the head kept changing over ${MAX_CONFLICTS} attempts; the step comes again`);
+}
+
+/** Concurrent writers of one head: spread the retries so they do not collide again in step. */
+function spreadRetry(attempt: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(250, 10 * 2 ** attempt)));
+}
+
+/**
+ * A robot's word to its deployment: into the inbox (once; `robot-final` when it was counted already), then folded
+ * with whatever else waits there. Returns whether this call queued it.
+ */
+export async function tellDeployment(deps: Pick<OrchestratorDependencies, 'store'>, deploymentId: string, entry: InboxEntry): Promise<'queued' | 'robot-final' | 'already-queued'> {
+  const queued = await deps.store.enqueue(deploymentId, entry);
+  await foldInbox(deps, deploymentId, { until: entry.id });
+  return queued;
+}
+
+/**
+ * Folds the deployment's inbox into its head, up to FOLD_LIMIT entries per commit, until it is empty — or, with
+ * `until`, until that entry is folded (by this call or another: each robot's word is seen through by the invocation
+ * that brought it, so the others need not wait). Each entry is decided in turn on the head the previous left (oldest
+ * first), the robot's item changed (an outcome's with the seq of its DeploymentRobotOutcome), the entry deleted, all
+ * in one commit. Concurrent folders race on the head's revision; a loser reads again and mostly finds its entry
+ * folded by the winner (group commit: one head write for many robots). An entry that can never apply (its robot's
+ * item left the states it changes from) is dropped, logged.
+ */
+export async function foldInbox(deps: Pick<OrchestratorDependencies, 'store' | 'log'>, deploymentId: string, options: { readonly until?: string } = {}): Promise<number> {
+  let folded = 0;
+  let lastRevision: number | undefined;
+  for (let conflicts = 0; conflicts < MAX_CONFLICTS; ) {
+    const stored = await deps.store.read(deploymentId);
+    if (!stored) throw new DeploymentNotFound(deploymentId);
+    if (stored.inbox.length === 0) return folded;
+    if (options.until !== undefined && !stored.inbox.some((entry) => entry.id === options.until)) return folded;
+    if (lastRevision === stored.revision) await dropStaleEntries(deps, deploymentId, stored.inbox);
+    const entries = [...stored.inbox].sort((a, b) => (a.input.at < b.input.at ? -1 : a.input.at > b.input.at ? 1 : a.id < b.id ? -1 : 1)).slice(0, FOLD_LIMIT);
+    let head = stored.head;
+    const events = [];
+    const effects = [];
+    const changes = [];
+    for (const entry of entries) {
+      const decision = decide(head, entry.input);
+      head = decision.events.reduce(evolve, head);
+      events.push(...decision.events);
+      effects.push(...decision.effects);
+      const outcomeSeq = decision.events.find((event) => event.type === 'DeploymentRobotOutcome')?.seq;
+      const robot = outcomeSeq === undefined ? entry.robot : { ...entry.robot, set: { ...entry.robot.set, outcomeSeq } };
+      changes.push({ inboxId: entry.id, robot });
+    }
+    const outcome = await deps.store.commit({ deploymentId, expectedRevision: stored.revision, head, events, effects, folded: changes });
+    if (outcome === 'committed') {
+      folded += entries.length;
+      lastRevision = undefined;
+      continue;
+    }
+    // The same revision next time means no other commit got in: one of these entries cannot apply.
+    lastRevision = stored.revision;
+    conflicts += 1;
+    await spreadRetry(conflicts);
+  }
+  throw new Error(`${deploymentId}: the head kept changing over ${MAX_CONFLICTS} attempts; the inbox is folded on the next word`);
+}
+
+async function dropStaleEntries(deps: Pick<OrchestratorDependencies, 'store' | 'log'>, deploymentId: string, inbox: readonly InboxEntry[]): Promise<void> {
+  for (const entry of inbox) {
+    const robot = await deps.store.readRobot(deploymentId, entry.robot.robotId);
+    if (robot && entry.robot.from.includes(robot.state)) continue;
+    deps.log?.('error', 'an inbox entry can never be folded: its robot is no longer in a state it changes from; dropped', {
+      deploymentId,
+      entry: entry.id,
+      robotState: robot?.state ?? null,
+    });
+    await deps.store.dropInbox(deploymentId, entry.id);
+  }
 }
 
 /** Carries out every pending effect of the deployment, oldest first; the first that fails stops (and stays pending). */
