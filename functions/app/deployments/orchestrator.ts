@@ -28,7 +28,10 @@ import { JobsControlError, type JobSpec, type JobsControl } from './jobs-control
  * - every effect is idempotent: CreateJob by job id (`<deploymentId>-b<batch>`), RobotUpdateQueued by event id
  *   (`queued:<jobId>:<robotId>`), CancelJob of a canceled job is a no-op, a rollback deployment's id is derived from
  *   (parent, step, version) and its creation is a no-op when it exists, its note in the parent is once-only (a marker);
- * - a conflicting commit (another invocation moved the head) is read again and decided again, never dropped.
+ * - a conflicting commit (another invocation moved the head) is read again and decided again, never dropped;
+ * - a robot's word (outcome, rollback success) is queued in the deployment's inbox once and folded by group commit
+ *   (`tellDeployment`, `foldInbox`): the invocation that brought it folds until it is gone, so it is counted exactly
+ *   once even if that invocation dies between the two (the redelivery finds it queued and folds it).
  */
 
 /** What the orchestrator needs of the artifact store (functions/app/deployments/artifact-store.ts `ArtifactStore`). */
