@@ -42,9 +42,9 @@ import type { DeploymentEffect, DeploymentHead } from '../domain/deployment.js';
  * INVARIANTS (app/deployments/deployment-store.ts): a commit is one TransactWriteItems — the head conditioned on its
  * revision, each folded inbox entry on its existence and its robot's item on its state, the marker on its absence —
  * so concurrent orchestrators never lose nor double-count an outcome; an inbox entry is put in one transaction with a
- * check of its robot's item, so a word already counted is never queued again. A new deployment's robots and batches go first (in transactions of at most 100 items, each
- * robot item only over a still-untouched one), the head last: a half-created deployment is invisible and a repeat
- * finishes it.
+ * check of its robot's item, so a word already counted is never queued again. A new deployment's robots and batches
+ * go first (in transactions of at most 100 items, each robot item only over a still-untouched one), the head last: a
+ * half-created deployment is invisible and a repeat finishes it.
  */
 const partition = (id: string) => `deployment#${id}`;
 const LIST_PK = 'deployments';
@@ -190,35 +190,20 @@ export class DynamoDeploymentStore implements DeploymentStore {
 
   async enqueue(deploymentId: string, entry: InboxEntry): Promise<'queued' | 'robot-final' | 'already-queued'> {
     const pk = partition(deploymentId);
-    const { robot } = entry;
-    const check = this.robotUpdate(pk, robot.robotId, {}, robot.from);
+    const check = { TableName: this.tableName, Key: { pk, sk: robotSk(entry.robot.robotId) }, ...robotInStates(entry.robot.from) };
+    const put = { TableName: this.tableName, Item: { pk, sk: inboxSk(entry.id), entry }, ConditionExpression: 'attribute_not_exists(pk)' };
     for (let attempt = 1; ; attempt += 1) {
-    try {
-      await this.doc.send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              ConditionCheck: {
-                TableName: this.tableName,
-                Key: check.Key,
-                ConditionExpression: check.ConditionExpression,
-                ExpressionAttributeNames: { '#state': 'state' },
-                ExpressionAttributeValues: check.ExpressionAttributeValues,
-              },
-            },
-            { Put: { TableName: this.tableName, Item: { pk, sk: inboxSk(entry.id), entry }, ConditionExpression: 'attribute_not_exists(pk)' } },
-          ],
-        }),
-      );
-      return 'queued';
-    } catch (error) {
-      if (!isTransactionCanceled(error)) throw error;
-      if (reasonAt(error, 0) === 'ConditionalCheckFailed') return 'robot-final';
-      if (reasonAt(error, 1) === 'ConditionalCheckFailed') return 'already-queued';
-      // Another transaction on the same items at that moment (a commit folding this robot's other word): again.
-      if (attempt < 5 && (error.CancellationReasons ?? []).some((r) => r.Code === 'TransactionConflict')) continue;
-      throw error;
-    }
+      try {
+        await this.doc.send(new TransactWriteCommand({ TransactItems: [{ ConditionCheck: check }, { Put: put }] }));
+        return 'queued';
+      } catch (error) {
+        if (!isTransactionCanceled(error)) throw error;
+        if (reasonAt(error, 0) === 'ConditionalCheckFailed') return 'robot-final';
+        if (reasonAt(error, 1) === 'ConditionalCheckFailed') return 'already-queued';
+        // Another transaction on the same items at that moment (a commit folding this robot's other word): again.
+        if (attempt < 5 && (error.CancellationReasons ?? []).some((r) => r.Code === 'TransactionConflict')) continue;
+        throw error;
+      }
     }
   }
 
@@ -312,24 +297,26 @@ export class DynamoDeploymentStore implements DeploymentStore {
   }
 
   private robotUpdate(pk: string, robotId: string, set: Partial<Omit<DeploymentRobot, 'robotId'>>, from: readonly string[]) {
-    const entries = Object.entries(set).filter(([, value]) => value !== undefined);
-    const names: Record<string, string> = { '#state': 'state' };
-    const values: Record<string, unknown> = {};
-    from.forEach((state, i) => (values[`:from${i}`] = state));
-    const assignments = entries.map(([name, value], i) => {
-      names[`#f${i}`] = name;
-      values[`:v${i}`] = value;
-      return `#f${i} = :v${i}`;
-    });
+    const condition = robotInStates(from);
+    const names: Record<string, string> = { ...condition.ExpressionAttributeNames };
+    const values: Record<string, unknown> = { ...condition.ExpressionAttributeValues };
+    const assignments = Object.entries(set)
+      .filter(([, value]) => value !== undefined)
+      .map(([name, value], i) => {
+        names[`#f${i}`] = name;
+        values[`:v${i}`] = value;
+        return `#f${i} = :v${i}`;
+      });
     return {
       TableName: this.tableName,
       Key: { pk, sk: robotSk(robotId) },
       UpdateExpression: `SET ${assignments.join(', ')}`,
-      ConditionExpression: `attribute_exists(pk) AND #state IN (${from.map((_, i) => `:from${i}`).join(', ')})`,
+      ConditionExpression: condition.ConditionExpression,
       ExpressionAttributeNames: names,
       ExpressionAttributeValues: values,
     };
   }
+
 
   private async queryAll(pk: string, prefix: string): Promise<Record<string, unknown>[]> {
     const items: Record<string, unknown>[] = [];
@@ -345,6 +332,15 @@ export class DynamoDeploymentStore implements DeploymentStore {
     for await (const page of pages) items.push(...(page.Items ?? []));
     return items;
   }
+}
+
+/** The condition that a robot's item exists and is in one of `from`. */
+function robotInStates(from: readonly string[]) {
+  return {
+    ConditionExpression: `attribute_exists(pk) AND #state IN (${from.map((_, i) => `:from${i}`).join(', ')})`,
+    ExpressionAttributeNames: { '#state': 'state' } as Record<string, string>,
+    ExpressionAttributeValues: Object.fromEntries(from.map((state, i) => [`:from${i}`, state])) as Record<string, unknown>,
+  };
 }
 
 function toRobot(item: Record<string, unknown>): DeploymentRobot {

@@ -112,7 +112,7 @@ function spreadRetry(attempt: number): Promise<void> {
  * A robot's word to its deployment: into the inbox (once; `robot-final` when it was counted already), then folded
  * with whatever else waits there. Returns whether this call queued it.
  */
-export async function tellDeployment(deps: Pick<OrchestratorDependencies, 'store'>, deploymentId: string, entry: InboxEntry): Promise<'queued' | 'robot-final' | 'already-queued'> {
+export async function tellDeployment(deps: Pick<OrchestratorDependencies, 'store' | 'log'>, deploymentId: string, entry: InboxEntry): Promise<'queued' | 'robot-final' | 'already-queued'> {
   const queued = await deps.store.enqueue(deploymentId, entry);
   await foldInbox(deps, deploymentId, { until: entry.id });
   return queued;
@@ -135,7 +135,12 @@ export async function foldInbox(deps: Pick<OrchestratorDependencies, 'store' | '
     if (!stored) throw new DeploymentNotFound(deploymentId);
     if (stored.inbox.length === 0) return folded;
     if (options.until !== undefined && !stored.inbox.some((entry) => entry.id === options.until)) return folded;
-    if (lastRevision === stored.revision) await dropStaleEntries(deps, deploymentId, stored.inbox);
+    if (lastRevision === stored.revision) {
+      // Nobody else committed since our last try: one of these entries cannot apply. Drop it, then read again.
+      await dropStaleEntries(deps, deploymentId, stored.inbox);
+      lastRevision = undefined;
+      continue;
+    }
     const entries = [...stored.inbox].sort((a, b) => (a.input.at < b.input.at ? -1 : a.input.at > b.input.at ? 1 : a.id < b.id ? -1 : 1)).slice(0, FOLD_LIMIT);
     let head = stored.head;
     const events = [];
@@ -156,7 +161,6 @@ export async function foldInbox(deps: Pick<OrchestratorDependencies, 'store' | '
       lastRevision = undefined;
       continue;
     }
-    // The same revision next time means no other commit got in: one of these entries cannot apply.
     lastRevision = stored.revision;
     conflicts += 1;
     await spreadRetry(conflicts);
